@@ -1,0 +1,71 @@
+"""Incidents: a pixel's findings grouped under one root cause from the catalogue."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, Field
+
+from tools.checks.types import Severity
+
+RootCause = Literal[
+    "browser_pixel_down",
+    "server_events_down",
+    "access_token_invalid",
+    "missed_batch",
+    "late_delivery",
+    "dedup_broken",
+    "hashing_error",
+    "match_keys_lost",
+    "malformed_parameter",
+    "duplicate_events",
+    "event_renamed",
+    "clock_skew",
+    "rate_limited",
+    "none",
+]
+ROOT_CAUSES: tuple[str, ...] = get_args(RootCause)
+
+FixKind = Literal["replay", "repair_and_replay", "rehash", "manual"]
+FIX_KINDS: tuple[str, ...] = get_args(FixKind)
+
+
+class FixSuggestion(BaseModel):
+    """A fix that applies to an incident. ``params`` are what the fix planner needs
+    (e.g. {"since": ISO, "until": ISO, "event_names": [...]}) for replay kinds."""
+
+    kind: FixKind
+    summary: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    requires_approval: bool = True
+
+
+class Incident(BaseModel):
+    id: str
+    pixel_id: str
+    root_cause: RootCause
+    confidence: float = Field(ge=0.0, le=1.0)
+    severity: Severity
+    event_names: list[str] = Field(default_factory=list)
+    finding_ids: list[str] = Field(default_factory=list)
+    summary: str
+    fixes: list[FixSuggestion] = Field(default_factory=list)
+    # Stable across hours: pixel + root cause + affected events. Used to recognise an open incident.
+    fingerprint: str
+
+
+def incident_fingerprint(pixel_id: str, root_cause: str, event_names: list[str]) -> str:
+    raw = f"{pixel_id}|{root_cause}|{','.join(sorted(event_names))}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+TriageStatus = Literal["new", "ongoing", "escalated", "resolved"]
+
+
+class TriagedIncident(BaseModel):
+    """An incident compared with the ones still open from earlier audits."""
+
+    status: TriageStatus
+    incident: Incident
+    previous_severity: Severity | None = None
