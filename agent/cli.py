@@ -20,6 +20,11 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    # A callback keeps typer in multi-command mode even if only one command module is present.
+    @app.callback()
+    def _root() -> None:
+        """Audit, diagnose and repair a Meta Conversions API integration."""
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(f"agent.commands.{name}")

@@ -1,0 +1,1 @@
+"""Local stand-ins for outside services, served over real loopback sockets."""
