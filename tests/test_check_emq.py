@@ -1,0 +1,53 @@
+"""EMQ: Meta's score against floor, goal and last week; which match key fell (ledger)."""
+
+from __future__ import annotations
+
+from tests.checkdata import ShopData
+from tools.checks.emq import check_emq
+
+
+def test_standing_below_goal_is_info_only() -> None:
+    findings = check_emq(ShopData().inputs())
+    assert [(f.code, f.event_name, f.severity) for f in findings] == [("emq.below_goal", "AddToCart", "info")]
+
+
+def test_new_fall_below_floor_is_critical_with_drop() -> None:
+    shop = ShopData()
+    shop.quality_now["Purchase"]["score"] = 6.0
+    findings = {f.code: f for f in check_emq(shop.inputs()) if f.event_name == "Purchase"}
+    assert findings["emq.below_floor"].severity == "critical"
+    assert findings["emq.below_floor"].metrics["week_earlier"] == 8.8
+    assert findings["emq.drop"].metrics["drop"] == 2.8
+
+
+def test_standing_low_score_is_a_warning() -> None:
+    shop = ShopData()
+    for _, snapshot in shop.quality_history:
+        snapshot["Purchase"]["score"] = 6.2
+    shop.quality_now["Purchase"]["score"] = 6.1
+    findings = {f.code: f for f in check_emq(shop.inputs()) if f.event_name == "Purchase"}
+    assert findings["emq.below_floor"].severity == "warning" and "emq.drop" not in findings
+
+
+def test_key_coverage_drop_names_the_key() -> None:
+    shop = ShopData()
+    shop.inject_keys_lost("fbc", events=["ViewContent"], emq_fall=0.0)
+    findings = [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop"]
+    assert len(findings) == 1
+    finding = findings[0]
+    assert finding.event_name == "ViewContent" and finding.metrics["key"] == "fbc"
+    assert finding.metrics["observed"] == 0.0 and 0.3 < float(finding.metrics["baseline"]) < 0.4  # type: ignore[arg-type]
+
+
+def test_key_coverage_noise_on_small_events_is_quiet() -> None:
+    shop = ShopData()
+    for hour in shop.since(None):  # Purchase keeps em on 60 % instead of 85 %: small-sample noise
+        row = shop.ledger[(hour, "Purchase")]
+        row["key_counts"]["em"] = round(row["events"] * 0.6)
+    assert [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop"] == []
+
+
+def test_no_quality_snapshot_is_fine() -> None:
+    shop = ShopData()
+    shop.inject_meta_unreachable()
+    assert check_emq(shop.inputs()) == []

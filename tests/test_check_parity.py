@@ -1,0 +1,80 @@
+"""Parity: browser vs server, orders vs server Purchases, event_id coverage and repeats."""
+
+from __future__ import annotations
+
+from tests.checkdata import ShopData
+from tools.checks.parity import check_parity
+from tools.checks.types import Finding
+from tools.timeutil import HOUR
+
+
+def _codes(findings: list[Finding], loud_only: bool = True) -> set[tuple[str, str | None]]:
+    return {(f.code, f.event_name) for f in findings if not loud_only or f.severity != "info"}
+
+
+def test_healthy_shop_without_server_pageview_is_quiet() -> None:
+    for seed in (1, 2, 3):
+        assert _codes(check_parity(ShopData(seed=seed).inputs())) == set()
+
+
+def test_server_below_browser_against_the_usual_ratio() -> None:
+    shop = ShopData()
+    shop.inject_server_down(events=["ViewContent"])
+    finding = next(f for f in check_parity(shop.inputs()) if f.code == "parity.server_below_browser")
+    assert finding.event_name == "ViewContent" and finding.severity == "critical"
+    assert finding.metrics["observed"] == 0 and float(finding.metrics["baseline"]) > 50  # type: ignore[arg-type]
+    assert 1.0 < float(finding.metrics["usual_server_per_browser"]) < 1.4  # type: ignore[arg-type]
+    assert any("previous 7 days" in line for line in finding.evidence)
+
+
+def test_browser_below_server() -> None:
+    shop = ShopData()
+    shop.inject_browser_down()
+    codes = _codes(check_parity(shop.inputs()))
+    assert ("parity.browser_below_server", "ViewContent") in codes
+    assert ("parity.browser_below_server", "PageView") not in codes  # no server side to compare with
+
+
+def test_sales_peak_on_both_sides_keeps_parity() -> None:
+    shop = ShopData()
+    shop.inject_sales_spike()
+    assert _codes(check_parity(shop.inputs())) == set()
+
+
+def test_orders_unmatched() -> None:
+    shop = ShopData()
+    for hour in shop.since(shop.window_end - 12 * HOUR):  # pooled hours of a small series
+        shop.orders[hour]["matched"] = 0
+    finding = next(f for f in check_parity(shop.inputs()) if f.code == "parity.orders_unmatched")
+    assert finding.metrics["matched"] == 0 and int(finding.metrics["orders"]) >= 5  # type: ignore[arg-type]
+
+
+def test_dedup_key_missing_from_ledger_and_meta_feedback() -> None:
+    shop = ShopData()
+    shop.inject_dedup_broken(onset=shop.window_end - 12 * HOUR, events=["Purchase"])
+    finding = next(f for f in check_parity(shop.inputs()) if f.code == "parity.dedup_key_missing")
+    assert finding.event_name == "Purchase" and finding.severity == "critical"
+    assert finding.metrics["observed"] == 0 and finding.metrics["meta_server_pct"] == 3.0
+    assert any("Meta dedupe feedback" in line for line in finding.evidence)
+
+
+def test_event_ids_that_were_never_sent_are_only_info() -> None:
+    shop = ShopData()
+    shop.inject_dedup_broken(onset=shop.hours[0], events=["ViewContent"])
+    shop.quality_now["ViewContent"]["dedupe_server"] = 98.0
+    findings = [f for f in check_parity(shop.inputs()) if f.code == "parity.dedup_key_missing"]
+    assert [f.severity for f in findings] == ["info"]
+
+
+def test_duplicate_event_ids() -> None:
+    shop = ShopData()
+    shop.inject_duplicates(events=["AddToCart"])
+    finding = next(f for f in check_parity(shop.inputs()) if f.code == "parity.duplicate_event_ids")
+    assert finding.event_name == "AddToCart" and float(finding.metrics["observed"]) > 0.5  # type: ignore[arg-type]
+
+
+def test_meta_unreachable_skips_browser_server_comparison() -> None:
+    shop = ShopData()
+    shop.inject_browser_down()
+    shop.inject_meta_unreachable()
+    assert _codes(check_parity(shop.inputs()), loud_only=False) == set()

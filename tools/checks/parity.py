@@ -1,0 +1,195 @@
+"""Parity check: do the browser side, the server side and the shop's orders tell the same story?
+
+- Browser vs server (Meta stats) per event, against that event's own usual server/browser ratio,
+  so a shop that never sends PageView server-side is fine and a sales peak on both sides is too.
+- Ledger Purchases vs the shop's orders (``parity.orders_unmatched``).
+- event_id coverage of server events (ledger) and Meta's dedupe-key feedback
+  (``parity.dedup_key_missing``); repeated event ids (``parity.duplicate_event_ids``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from tools.checks.series import (
+    MIN_SHARE_EVENTS,
+    history_hours,
+    ledger_by_event,
+    merge_same_problem,
+    meta_counts,
+    pool_until,
+    span_label,
+    total,
+    week_earlier,
+)
+from tools.checks.types import AuditInputs, EventHour, Finding, QualitySnapshot, make_finding
+
+# Both sides need this many events over the last week before their ratio is trusted.
+MIN_RATIO_HISTORY = 50
+# Meta's dedupe-key coverage may fall this many points before it is news.
+DEDUPE_FEEDBACK_DROP_PCT = 25.0
+
+
+def check_browser_server(inputs: AuditInputs) -> list[Finding]:
+    """parity.server_below_browser / parity.browser_below_server from Meta's per-source counts."""
+    if inputs.meta_counts is None:
+        return []
+    t = inputs.thresholds
+    counts = meta_counts(inputs)
+    names = sorted({name for name, _ in counts})
+    wanted = t.volume_z**2 + 4
+    out: list[Finding] = []
+    for name in names:
+        browser, server = counts.get((name, "browser"), {}), counts.get((name, "server"), {})
+        past = history_hours(inputs, 7)
+        past_b, past_s = total(browser, past), total(server, past)
+        if past_b < MIN_RATIO_HISTORY or past_s < MIN_RATIO_HISTORY:
+            continue  # one side was never used for this event: nothing to compare
+        ratio = past_s / past_b
+        for low, ref, low_side, ref_side, scale in (
+            (server, browser, "server", "browser", ratio),
+            (browser, server, "browser", "server", 1 / ratio),
+        ):
+            hours = pool_until(inputs, lambda hs, ref=ref, scale=scale: total(ref, hs) * scale >= wanted)
+            expected = total(ref, hours) * scale
+            observed = total(low, hours)
+            if expected < t.min_baseline_events:
+                continue
+            z = (observed - expected) / math.sqrt(expected + (0.1 * expected) ** 2 + 1)
+            share = observed / expected
+            if share >= t.parity_min_ratio or z > -t.volume_z:
+                continue
+            out.append(make_finding(
+                inputs, check="parity", code=f"parity.{low_side}_below_{ref_side}", event_name=name,
+                severity="critical" if share < 0.2 else "warning",
+                summary=f"Meta received {observed:.0f} {name} events from the {low_side} but "
+                        f"{total(ref, hours):.0f} from the {ref_side}; {share:.0%} of the usual proportion.",
+                metrics={"observed": int(observed), "baseline": round(expected, 1),
+                         "threshold": t.parity_min_ratio, "ratio_of_baseline": round(share, 3),
+                         f"{ref_side}_count": int(total(ref, hours)),
+                         "usual_server_per_browser": round(ratio, 3), "hours": len(hours)},
+                evidence=[
+                    f"{span_label(hours)}: {name} browser={total(browser, hours):.0f}, "
+                    f"server={total(server, hours):.0f} (Meta stats)",
+                    f"previous 7 days: browser={past_b:.0f}, server={past_s:.0f} "
+                    f"(server/browser {ratio:.2f})",
+                ],
+            ))
+    return out
+
+
+def check_orders(inputs: AuditInputs) -> list[Finding]:
+    """parity.orders_unmatched: the shop's orders without a matching server Purchase."""
+    if not inputs.has_orders or not inputs.order_hours:
+        return []
+    t = inputs.thresholds
+    orders = {row.hour: row for row in inputs.order_hours}
+    count = {h: float(r.orders) for h, r in orders.items()}
+    matched = {h: float(r.matched) for h, r in orders.items()}
+    hours = pool_until(inputs, lambda hs: total(count, hs) >= MIN_SHARE_EVENTS)
+    n, m = total(count, hours), total(matched, hours)
+    if n < t.min_baseline_events:
+        return []
+    past = history_hours(inputs, 7)
+    past_n, past_m = total(count, past), total(matched, past)
+    usual = past_m / past_n if past_n else None
+    share = m / n
+    # A shop that always matched 70 % is not newly broken at 70 %: the share must also fall
+    # clearly below its own usual level.
+    if share >= t.order_match_min or (usual is not None and share >= usual - 0.15):
+        return []
+    return [make_finding(
+        inputs, check="parity", code="parity.orders_unmatched", event_name="Purchase",
+        severity="critical" if share < 0.3 else "warning",
+        summary=f"Only {m:.0f} of {n:.0f} shop orders reached Meta as a server Purchase ({share:.0%}).",
+        metrics={"observed": round(share, 3), "baseline": round(usual, 3) if usual is not None else None,
+                 "threshold": t.order_match_min, "orders": int(n), "matched": int(m), "hours": len(hours)},
+        evidence=[f"{span_label(hours)}: {n:.0f} orders, {m:.0f} matched a server Purchase",
+                  f"previous 7 days: {past_n:.0f} orders, {past_m:.0f} matched"],
+    )]
+
+
+def _dedupe_feedback(inputs: AuditInputs) -> dict[str, tuple[float, float]]:
+    """Event -> (server % with event_id a week ago, now) where Meta's feedback fell sharply."""
+    before = week_earlier(inputs)
+    if inputs.quality is None or before is None:
+        return {}
+
+    def server_pct(snapshot: QualitySnapshot) -> dict[str, float]:
+        return {
+            q.event_name: fb.server_pct
+            for q in snapshot.events for fb in q.dedupe_key_feedback
+            if fb.dedupe_key == "event_id" and fb.server_pct is not None
+        }
+
+    now, then = server_pct(inputs.quality), server_pct(before)
+    return {
+        name: (then[name], pct) for name, pct in now.items()
+        if name in then and then[name] - pct >= DEDUPE_FEEDBACK_DROP_PCT
+    }
+
+
+def check_event_ids(inputs: AuditInputs) -> list[Finding]:
+    """parity.dedup_key_missing and parity.duplicate_event_ids from the ledger and Meta's feedback."""
+    t = inputs.thresholds
+    out: list[Finding] = []
+    feedback = _dedupe_feedback(inputs)
+    for name, rows in sorted(ledger_by_event(inputs).items()):
+        events = {h: float(r.events) for h, r in rows.items()}
+        hours = pool_until(inputs, lambda hs, e=events: total(e, hs) >= MIN_SHARE_EVENTS)
+        now: list[EventHour] = [rows[h] for h in hours if h in rows]
+        n = sum(r.events for r in now)
+        past: list[EventHour] = [rows[h] for h in history_hours(inputs, 7) if h in rows]
+        past_n = sum(r.events for r in past)
+        evidence: list[str] = []
+        coverage = sum(r.with_event_id for r in now) / n if n else None
+        usual = sum(r.with_event_id for r in past) / past_n if past_n else None
+        severity = None
+        if n >= t.min_baseline_events and coverage is not None and coverage < t.event_id_min_coverage:
+            evidence.append(
+                f"{span_label(hours)}: {coverage:.0%} of {n} server {name} events carry an event_id"
+            )
+            if usual is not None:
+                evidence.append(f"previous 7 days: {usual:.0%} of {past_n}")
+            if usual is None or usual >= t.event_id_min_coverage:
+                severity = "critical" if coverage < 0.5 else "warning"
+            else:
+                severity = "info"  # never had event ids: a standing gap, not news
+        if name in feedback:
+            then, pct = feedback[name]
+            evidence.append(f"Meta dedupe feedback: server events with event_id {then:.0f}% a week ago, "
+                            f"{pct:.0f}% now")
+            severity = severity if severity in ("warning", "critical") else "warning"
+        if severity is not None:
+            out.append(make_finding(
+                inputs, check="parity", code="parity.dedup_key_missing", event_name=name, severity=severity,
+                summary=f"Server {name} events are missing event_id, so Meta cannot deduplicate them "
+                        "against the browser pixel.",
+                metrics={"observed": round(coverage, 3) if coverage is not None else None,
+                         "baseline": round(usual, 3) if usual is not None else None,
+                         "threshold": t.event_id_min_coverage, "events": n,
+                         "meta_server_pct": feedback[name][1] if name in feedback else None},
+                evidence=evidence,
+            ))
+        dups = sum(r.duplicate_event_ids for r in now)
+        usual_dup = sum(r.duplicate_event_ids for r in past) / past_n if past_n else 0.0
+        if n >= MIN_SHARE_EVENTS and dups >= t.min_baseline_events:
+            share = dups / n
+            if share > max(0.05, 3 * usual_dup):
+                out.append(make_finding(
+                    inputs, check="parity", code="parity.duplicate_event_ids", event_name=name,
+                    severity="critical" if share >= 0.3 else "warning",
+                    summary=f"{share:.0%} of server {name} events repeat an event_id already sent.",
+                    metrics={"observed": round(share, 3), "baseline": round(usual_dup, 4),
+                             "threshold": 0.05, "duplicates": dups, "events": n},
+                    evidence=[f"{span_label(hours)}: {dups} of {n} {name} events reuse an earlier event_id",
+                              f"previous 7 days: {usual_dup:.1%} of events were repeats"],
+                ))
+    return out
+
+
+def check_parity(inputs: AuditInputs) -> list[Finding]:
+    """All parity findings for the audited window."""
+    return merge_same_problem(
+        [*check_browser_server(inputs), *check_orders(inputs), *check_event_ids(inputs)]
+    )

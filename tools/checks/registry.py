@@ -1,0 +1,35 @@
+"""The six deterministic checks, by name, and one call that runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from tools.checks.delivery import check_delivery
+from tools.checks.emq import check_emq
+from tools.checks.hashing import check_hashing
+from tools.checks.latency import check_latency
+from tools.checks.parity import check_parity
+from tools.checks.types import SEVERITY_RANK, AuditInputs, CheckName, Finding
+from tools.checks.volume import check_volume
+
+CheckFn = Callable[[AuditInputs], list[Finding]]
+
+CHECKS: dict[CheckName, CheckFn] = {
+    "parity": check_parity,
+    "emq": check_emq,
+    "latency": check_latency,
+    "volume": check_volume,
+    "hashing": check_hashing,
+    "delivery": check_delivery,
+}
+
+
+def run_checks(inputs: AuditInputs, only: Iterable[str] | None = None) -> list[Finding]:
+    """Run the named checks (all by default) and return their findings, most severe first, then by
+    code and event name. Unknown names raise ValueError rather than silently checking nothing."""
+    names = list(CHECKS) if only is None else list(only)
+    unknown = [name for name in names if name not in CHECKS]
+    if unknown:
+        raise ValueError(f"unknown check(s): {', '.join(unknown)}; known: {', '.join(CHECKS)}")
+    findings = [finding for name in names for finding in CHECKS[name](inputs)]  # type: ignore[index]
+    return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.code, f.event_name or ""))

@@ -1,0 +1,199 @@
+"""Volume check: hourly counts per event and source against the hour-of-week baseline.
+
+Counts come from Meta (browser and server) when Meta answered, else from the ledger (server).
+Rules that keep it quiet on normal traffic:
+- a deviation must pass both a ratio (``volume_drop_ratio`` / ``volume_spike_ratio``) and a
+  noise-aware z-score (``volume_z``), so a quiet night hour or a weekend dip is not an outage;
+- a series whose expectation is below ``min_baseline_events`` an hour is judged on the pooled last
+  hours, and not at all when even that stays small;
+- a spike that shows on both sides (or on most events at once) is a sales peak: reported as info.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tools.checks.baseline import HourlyBaseline, judged_span
+from tools.checks.series import (
+    MAX_POOLED_HOURS,
+    first_hour,
+    ledger_counts,
+    merge_same_problem,
+    meta_counts,
+    span_label,
+    total,
+    window_hours,
+)
+from tools.checks.types import AuditInputs, Finding, Source, make_finding
+from tools.timeutil import DAY
+
+# A name needs at least a day of the pixel's history behind it before it can be called "new", and
+# stays "new" for a day after its first event (a rename is seen while it is still fresh).
+NEW_EVENT_MIN_HISTORY = DAY
+NEW_EVENT_FRESH_FOR = DAY
+
+
+@dataclass(frozen=True)
+class SeriesVerdict:
+    event_name: str
+    source: Source
+    origin: str  # "meta" | "ledger"
+    hours: list[datetime]
+    observed: float
+    expected: float
+    z: float
+    # The audited window alone (no pooling), to compare series with each other.
+    window_observed: float
+    window_expected: float
+
+    @property
+    def ratio(self) -> float:
+        return self.observed / self.expected if self.expected > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class SeriesSet:
+    """The hourly series the volume check judges, where they come from, and when each side starts."""
+
+    origin: str  # "meta" | "ledger"
+    series: dict[tuple[str, Source], dict[datetime, float]]
+    starts: dict[Source, datetime | None]
+
+
+def _series_sets(inputs: AuditInputs) -> tuple[str, dict[tuple[str, Source], dict[datetime, float]]]:
+    if inputs.meta_counts is not None:
+        return "meta", meta_counts(inputs)
+    return "ledger", {(name, "server"): s for name, s in ledger_counts(inputs).items()}
+
+
+def judge_series(inputs: AuditInputs) -> tuple[list[SeriesVerdict], SeriesSet]:
+    """Observed vs expected for every (event, source) with enough volume to judge."""
+    origin, all_series = _series_sets(inputs)
+    t = inputs.thresholds
+    window = window_hours(inputs)
+    # Data start per source: before it the pixel sent nothing at all, so its hours are unknown.
+    starts: dict[Source, datetime | None] = {}
+    for source in ("browser", "server"):
+        starts[source] = first_hour(s for (_, src), s in all_series.items() if src == source)
+    verdicts: list[SeriesVerdict] = []
+    for (name, source), series in sorted(all_series.items()):
+        known_from = starts[source]
+        if known_from is None or known_from >= window[0]:
+            continue
+        baseline = HourlyBaseline(
+            series, known_from=known_from, until=window[0], weeks=t.baseline_weeks,
+            timezone=inputs.timezone,
+        )
+        judged = judged_span(
+            baseline, window, min_expected=t.min_baseline_events, wanted_expected=t.volume_z**2 + 4,
+            max_hours=MAX_POOLED_HOURS, earliest=known_from,
+        )
+        if judged is None:
+            continue
+        hours, expectation = judged
+        observed = total(series, hours)
+        in_window = baseline.expect_span(window)
+        verdicts.append(SeriesVerdict(
+            name, source, origin, hours, observed, expectation.expected, expectation.z(observed),
+            total(series, window), in_window.expected if in_window else 0.0,
+        ))
+    return verdicts, SeriesSet(origin, all_series, starts)
+
+
+def _metrics(v: SeriesVerdict, threshold: float) -> dict[str, float | int | str | None]:
+    return {
+        "source": v.source,
+        "origin": v.origin,
+        "observed": int(v.observed),
+        "baseline": round(v.expected, 1),
+        "threshold": threshold,
+        "ratio": round(v.ratio, 3) if v.expected > 0 else None,
+        "z": round(v.z, 2),
+        "hours": len(v.hours),
+    }
+
+
+def _evidence(v: SeriesVerdict) -> list[str]:
+    where = "Meta stats" if v.origin == "meta" else "the ledger"
+    return [
+        f"{v.event_name} {v.source} events in {span_label(v.hours)}: {int(v.observed)} per {where}, "
+        f"expected about {v.expected:.0f} from the same hours in previous weeks and recent days",
+    ]
+
+
+def _rest_ratio(spike: SeriesVerdict, verdicts: list[SeriesVerdict]) -> float | None:
+    """How much the rest of the pixel's traffic (other events, the other side) rose in the window.
+
+    A flash sale lifts everything together; a duplicated or looping sender lifts one series.
+    """
+    others = [v for v in verdicts if (v.event_name, v.source) != (spike.event_name, spike.source)]
+    expected = sum(v.window_expected for v in others)
+    if expected <= 0:
+        return None
+    return sum(v.window_observed for v in others) / expected
+
+
+def check_volume(inputs: AuditInputs) -> list[Finding]:
+    """volume.drop / volume.zero / volume.spike per event and source, and volume.new_event."""
+    t = inputs.thresholds
+    verdicts, ctx = judge_series(inputs)
+    findings: list[Finding] = []
+    for v in verdicts:
+        if v.observed == 0 and v.z <= -t.volume_z:
+            findings.append(make_finding(
+                inputs, check="volume", code="volume.zero", event_name=v.event_name, severity="critical",
+                summary=f"No {v.event_name} events from the {v.source} side in {span_label(v.hours)} "
+                        f"(usually about {v.expected:.0f}).",
+                metrics=_metrics(v, t.volume_drop_ratio), evidence=_evidence(v),
+            ))
+        elif v.ratio < t.volume_drop_ratio and v.z <= -t.volume_z:
+            findings.append(make_finding(
+                inputs, check="volume", code="volume.drop", event_name=v.event_name, severity="warning",
+                summary=f"{v.event_name} {v.source} events fell to {v.observed:.0f} "
+                        f"({v.ratio:.0%} of the usual {v.expected:.0f}).",
+                metrics=_metrics(v, t.volume_drop_ratio), evidence=_evidence(v),
+            ))
+        elif v.ratio >= t.volume_spike_ratio and v.z >= t.volume_z:
+            rest = _rest_ratio(v, verdicts)
+            sales_peak = rest is not None and rest >= max(1.5, t.volume_spike_ratio / 2)
+            findings.append(make_finding(
+                inputs, check="volume", code="volume.spike", event_name=v.event_name,
+                severity="info" if sales_peak else "warning",
+                summary=f"{v.event_name} {v.source} events jumped to {v.observed:.0f} "
+                        f"({v.ratio:.1f}x the usual {v.expected:.0f})"
+                        + (", with the rest of the traffic: looks like a sales peak." if sales_peak else "."),
+                metrics={**_metrics(v, t.volume_spike_ratio),
+                         "rest_of_traffic_ratio": round(rest, 2) if rest is not None else None},
+                evidence=_evidence(v),
+            ))
+    findings.extend(_new_events(inputs, ctx))
+    return merge_same_problem(findings)
+
+
+def _new_events(inputs: AuditInputs, ctx: SeriesSet) -> list[Finding]:
+    """Names first seen within the last day, after a day of the pixel's history without them, that
+    now carry real volume (info on their own)."""
+    t = inputs.thresholds
+    window = window_hours(inputs)
+    out: list[Finding] = []
+    for (name, source), series in sorted(ctx.series.items()):
+        start = ctx.starts[source]
+        seen = [h for h, v in series.items() if v > 0]
+        if start is None or not seen:
+            continue
+        first = min(seen)
+        if first - start < NEW_EVENT_MIN_HISTORY or window[0] - first >= NEW_EVENT_FRESH_FOR:
+            continue
+        observed = total(series, window)
+        if observed < t.min_baseline_events:
+            continue
+        out.append(make_finding(
+            inputs, check="volume", code="volume.new_event", event_name=name, severity="info",
+            summary=f"A new event name '{name}' appeared on the {source} side with {observed:.0f} events.",
+            metrics={"source": source, "origin": ctx.origin, "observed": int(observed), "baseline": 0,
+                     "threshold": t.min_baseline_events},
+            evidence=[f"{name} {source}: {observed:.0f} events in {span_label(window)}; first seen "
+                      f"{span_label([first])}, none between {span_label([start])} and then"],
+        ))
+    return out

@@ -1,0 +1,243 @@
+"""From findings to incidents: each group of a pixel's findings gets exactly one root cause.
+
+Rules run in a fixed order and each claims the findings it explains, so that the cause that
+explains the most goes first: an invalid token explains the server drop it causes; a batch that
+was never sent explains Meta's server zero; a rename explains the zero of the old name; duplicated
+server events explain the browser looking low. What no rule claims falls back to the best-matching
+cause by finding code (with a lower confidence), except info findings, which never make an incident
+on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tools.checks.types import SEVERITY_RANK, AuditInputs, Finding
+from tools.diagnosis.catalogue import cause_info
+from tools.diagnosis.fixes import suggest_fixes, undelivered_by_event
+from tools.diagnosis.types import Incident, incident_fingerprint
+from tools.timeutil import hours_between
+
+SERVER_DROPS = ("parity.server_below_browser", "volume.zero", "volume.drop", "parity.orders_unmatched")
+# Causes that hit every event of the pixel at once: their fingerprint leaves out the event names,
+# which shift hour to hour with volume, so the incident is recognised as the same one.
+PIXEL_WIDE = frozenset({"access_token_invalid", "missed_batch", "rate_limited", "malformed_parameter",
+                        "late_delivery", "clock_skew", "hashing_error"})
+TOO_OLD_SUBCODE = 2804003
+DELIVERY_FAILURES = frozenset({"access_token_invalid", "missed_batch", "rate_limited", "malformed_parameter"})
+
+
+@dataclass
+class Draft:
+    cause: str
+    findings: list[Finding] = field(default_factory=list)
+    fallback: bool = False
+    extra_events: list[str] = field(default_factory=list)
+
+
+class Pool:
+    """The findings still unexplained, with helpers for rules to claim them."""
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        self.left = list(findings)
+
+    def take(self, match: Callable[[Finding], bool]) -> list[Finding]:
+        taken = [f for f in self.left if match(f)]
+        self.left = [f for f in self.left if not match(f)]
+        return taken
+
+
+def _source(f: Finding) -> str:
+    return str(f.metrics.get("source", ""))
+
+
+def _server_side(f: Finding) -> bool:
+    if f.code.startswith("volume."):
+        return _source(f) in ("server", "both") and f.code in ("volume.zero", "volume.drop")
+    return f.code in SERVER_DROPS
+
+
+def _is_too_old_rejection(f: Finding) -> bool:
+    return f.code == "delivery.rejected" and f.metrics.get("subcode") == TOO_OLD_SUBCODE
+
+
+def _rule(pool: Pool, cause: str, tell: Callable[[Finding], bool],
+          support: Callable[[Finding], bool]) -> list[Draft]:
+    tells = pool.take(tell)
+    if not tells:
+        return []
+    return [Draft(cause, tells + pool.take(support))]
+
+
+def _renames(pool: Pool) -> list[Draft]:
+    """A new name paired with a vanished name of similar volume (one incident per pair)."""
+    drafts: list[Draft] = []
+    for new in pool.take(lambda f: f.code == "volume.new_event"):
+        observed = float(new.metrics.get("observed") or 0)
+
+        def similar(f: Finding, new: Finding = new, observed: float = observed) -> bool:
+            base = float(f.metrics.get("baseline") or 0)
+            return (f.code in ("volume.zero", "volume.drop") and f.event_name != new.event_name
+                    and base > 0 and 1 / 3 <= observed / base <= 3)
+
+        old = pool.take(similar)
+        if not old:
+            pool.left.append(new)  # a genuinely new event: info, left to the fallback
+            continue
+        old_names = {f.event_name for f in old}
+        parity = pool.take(lambda f, names=old_names: f.code.startswith("parity.") and f.event_name in names)
+        drafts.append(Draft("event_renamed", [new, *old, *parity]))
+    return drafts
+
+
+def _events(fs: Sequence[Finding]) -> set[str | None]:
+    return {f.event_name for f in fs}
+
+
+def claim_by_rules(pool: Pool) -> list[Draft]:
+    """Apply the ordered rules; what they leave stays in ``pool``."""
+    drafts: list[Draft] = []
+    drafts += _rule(pool, "access_token_invalid", lambda f: f.code == "delivery.token_invalid", _server_side)
+    drafts += _rule(pool, "malformed_parameter",
+                    lambda f: (f.code == "delivery.rejected" and not _is_too_old_rejection(f))
+                    or f.code in ("hashing.fbc_malformed", "hashing.fbp_malformed"),
+                    lambda f: _server_side(f) or f.code == "delivery.partial_receipt")
+    drafts += _rule(pool, "missed_batch", lambda f: f.code == "delivery.not_sent", _server_side)
+    drafts += _rule(pool, "rate_limited", lambda f: f.code == "delivery.rate_limited",
+                    lambda f: f.code in ("latency.p95_high", "latency.freshness_degraded",
+                                         "delivery.transport_errors") or _server_side(f))
+    drafts += _renames(pool)
+    dups = pool.take(lambda f: f.code == "parity.duplicate_event_ids")
+    if dups:
+        names = _events(dups)
+        drafts.append(Draft("duplicate_events", dups + pool.take(
+            lambda f: f.event_name in names and (
+                (f.code == "volume.spike" and _source(f) in ("server", "both"))
+                or f.code == "parity.browser_below_server"))))
+    drafts += _rule(pool, "late_delivery",
+                    lambda f: f.code in ("latency.p95_high", "latency.too_old") or _is_too_old_rejection(f),
+                    # Events still queued are missing from Meta's server counts of the window.
+                    lambda f: f.code in ("latency.freshness_degraded", "delivery.transport_errors")
+                    or _server_side(f))
+    drafts += _rule(pool, "clock_skew", lambda f: f.code == "latency.future_time", lambda f: False)
+    drafts += _rule(pool, "dedup_broken",
+                    lambda f: f.code == "parity.dedup_key_missing" and f.severity != "info", lambda f: False)
+    keys = pool.take(lambda f: f.code == "emq.key_coverage_drop")
+    if keys:
+        names = _events(keys)
+        drafts.append(Draft("match_keys_lost", keys + pool.take(
+            lambda f: f.code.startswith("emq.") and f.event_name in names)))
+    hashing = pool.take(lambda f: f.code.startswith("hashing."))
+    if hashing:
+        names = _events(hashing)
+        drafts.append(Draft("hashing_error", hashing + pool.take(
+            lambda f: f.code in ("emq.drop", "emq.below_floor") and f.event_name in names)))
+    drafts += _rule(pool, "server_events_down", lambda f: f.code == "parity.server_below_browser",
+                    _server_side)
+    drafts += _rule(pool, "browser_pixel_down", lambda f: f.code == "parity.browser_below_server",
+                    lambda f: f.code in ("volume.zero", "volume.drop") and _source(f) == "browser")
+    return drafts
+
+
+def fallback_cause(f: Finding) -> str | None:
+    """Best-matching cause for a warning/critical finding no rule claimed (None: no incident)."""
+    if f.code == "delivery.meta_unreachable":
+        # Our own reads of Meta failed: not a fault of the integration unless Meta says why.
+        kind = f.metrics.get("kind")
+        return {"rate_limited": "rate_limited", "permission": "access_token_invalid"}.get(str(kind))
+    by_code = {
+        "volume.spike": "duplicate_events",
+        "parity.orders_unmatched": "server_events_down",
+        "delivery.transport_errors": "late_delivery",
+        "delivery.partial_receipt": "server_events_down",
+        "latency.freshness_degraded": "late_delivery",
+        "parity.dedup_key_missing": "dedup_broken",
+    }
+    if f.code in by_code:
+        return by_code[f.code]
+    if f.code in ("volume.zero", "volume.drop"):
+        return "browser_pixel_down" if _source(f) == "browser" else "server_events_down"
+    by_check = {"parity": "server_events_down", "volume": "server_events_down", "latency": "late_delivery",
+                "hashing": "hashing_error", "emq": "match_keys_lost", "delivery": "server_events_down"}
+    return by_check.get(f.check)
+
+
+def confidence(draft: Draft) -> float:
+    """Higher when the tell-tale findings and their corroboration agree."""
+    info = cause_info(draft.cause)
+    codes = {f.code for f in draft.findings}
+    tells = codes & set(info.tell_tales)
+    corroborating = codes - set(info.tell_tales)
+    critical = any(f.severity == "critical" for f in draft.findings)
+    if draft.fallback or not tells:
+        return round(min(0.5, 0.3 + 0.05 * len(codes) + (0.05 if critical else 0.0)), 2)
+    score = 0.6 + 0.1 * min(3, len(corroborating)) + 0.05 * (len(tells) > 1) + 0.05 * critical
+    return round(min(0.95, score), 2)
+
+
+def _incident(draft: Draft, inputs: AuditInputs) -> Incident:
+    info = cause_info(draft.cause)
+    findings = sorted(draft.findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.code, f.event_name or ""))
+    extra = set(draft.extra_events)
+    if draft.cause in DELIVERY_FAILURES:
+        # Delivery findings are pixel-wide; the ledger says which events are stuck.
+        extra |= set(undelivered_by_event(inputs, hours_between(inputs.window_start, inputs.window_end)))
+    names = sorted({f.event_name for f in findings if f.event_name} | extra)
+    severity = max((f.severity for f in findings), key=lambda s: SEVERITY_RANK[s])
+    fingerprint = incident_fingerprint(inputs.pixel_id, draft.cause,
+                                       [] if draft.cause in PIXEL_WIDE else names)
+    lead = next((f for f in findings if f.code in info.tell_tales), findings[0])
+    parameter = "fbp" if any(f.code == "hashing.fbp_malformed" for f in findings) and not any(
+        f.code == "hashing.fbc_malformed" or f.metrics.get("subcode") == 2804001 for f in findings) else "fbc"
+    fields = sorted({str(x) for f in findings if f.check == "hashing"
+                     for x in str(f.metrics.get("fields") or f.metrics.get("field") or "").split(",") if x})
+    events_text = f" ({', '.join(names)})" if names else ""
+    return Incident(
+        id="i_" + hashlib.sha256(f"{fingerprint}|{inputs.window_end.isoformat()}".encode()).hexdigest()[:16],
+        pixel_id=inputs.pixel_id,
+        root_cause=draft.cause,  # type: ignore[arg-type]
+        confidence=confidence(draft),
+        severity=severity,
+        event_names=names,
+        finding_ids=[f.id for f in findings],
+        summary=f"{info.title}{events_text}: {lead.summary}",
+        fixes=suggest_fixes(draft.cause, inputs, names, parameter=parameter, fields=fields),
+        fingerprint=fingerprint,
+    )
+
+
+def diagnose(findings: Sequence[Finding], inputs: AuditInputs) -> list[Incident]:
+    """Group the pixel's findings into incidents, each with one root cause from the catalogue.
+
+    Healthy input (only info findings) yields no incident. Incidents come most severe first, then
+    most confident.
+    """
+    mine = [f for f in findings if f.pixel_id == inputs.pixel_id]
+    pool = Pool(mine)
+    drafts = claim_by_rules(pool)
+    by_cause = {d.cause: d for d in drafts if d.cause != "event_renamed"}
+    for f in pool.left:
+        if f.severity == "info":
+            continue
+        cause = fallback_cause(f)
+        if cause is None:
+            continue
+        if cause in by_cause:
+            by_cause[cause].findings.append(f)
+        else:
+            draft = Draft(cause, [f], fallback=True)
+            by_cause[cause] = draft
+            drafts.append(draft)
+    merged: dict[str, Draft] = {}
+    singles: list[Draft] = []
+    for draft in drafts:
+        if draft.cause == "event_renamed":
+            singles.append(draft)
+        elif draft.cause in merged:
+            merged[draft.cause].findings += draft.findings
+        else:
+            merged[draft.cause] = draft
+    incidents = [_incident(d, inputs) for d in [*merged.values(), *singles]]
+    return sorted(incidents, key=lambda i: (-SEVERITY_RANK[i.severity], -i.confidence, i.root_cause))

@@ -1,0 +1,39 @@
+"""Triage: compare this audit's incidents with the ones still open, so people hear about a problem
+once when it starts, again only if it gets worse, and once more when it is over."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tools.checks.types import SEVERITY_RANK
+from tools.diagnosis.types import Incident, TriagedIncident
+
+
+def triage(current: Sequence[Incident], open_incidents: Sequence[Incident]) -> list[TriagedIncident]:
+    """Label each incident, matched on fingerprint:
+
+    - ``new``: not open before (announce);
+    - ``ongoing``: open before at the same or a higher severity (do not announce again);
+    - ``escalated``: open before at a lower severity (announce again);
+    - ``resolved``: open before and absent now (announce once; the open incident is returned).
+
+    Current incidents come first in their given order, then the resolved ones.
+    """
+    previous = {incident.fingerprint: incident for incident in open_incidents}
+    seen: set[str] = set()
+    out: list[TriagedIncident] = []
+    for incident in current:
+        if incident.fingerprint in seen:
+            continue  # the same problem twice in one audit is announced once
+        seen.add(incident.fingerprint)
+        before = previous.get(incident.fingerprint)
+        if before is None:
+            out.append(TriagedIncident(status="new", incident=incident))
+            continue
+        rose = SEVERITY_RANK[incident.severity] > SEVERITY_RANK[before.severity]
+        out.append(TriagedIncident(status="escalated" if rose else "ongoing", incident=incident,
+                                   previous_severity=before.severity))
+    for fingerprint, before in previous.items():
+        if fingerprint not in seen:
+            out.append(TriagedIncident(status="resolved", incident=before, previous_severity=before.severity))
+    return out
