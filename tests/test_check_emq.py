@@ -51,3 +51,12 @@ def test_no_quality_snapshot_is_fine() -> None:
     shop = ShopData()
     shop.inject_meta_unreachable()
     assert check_emq(shop.inputs()) == []
+
+
+def test_standing_low_score_on_upper_funnel_event_is_info() -> None:
+    shop = ShopData()
+    for _, snapshot in shop.quality_history:
+        snapshot["ViewContent"]["score"] = 6.2
+    shop.quality_now["ViewContent"]["score"] = 6.1
+    findings = {f.code: f for f in check_emq(shop.inputs()) if f.event_name == "ViewContent"}
+    assert findings["emq.below_floor"].severity == "info"
