@@ -1,0 +1,95 @@
+"""``capi-agent audit``: audit pixels for the hour before ``--at`` and print findings and incidents."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from agent.runtime import open_runtime
+from tools.checks.types import SEVERITY_RANK
+from tools.timeutil import audit_window, parse_iso, utcnow
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class FailOn(StrEnum):
+    warning = "warning"
+    critical = "critical"
+
+
+SEVERITY_MARK = {"info": "i", "warning": "!", "critical": "!!"}
+
+
+def render_text(report: dict) -> str:
+    lines = [f"audit window {report['window']['start']} -> {report['window']['end']}"]
+    for pixel in report["pixels"]:
+        lines.append(f"pixel {pixel['pixel_id']}: {pixel['status']}")
+    for finding in report["findings"]:
+        event = f" [{finding['event_name']}]" if finding.get("event_name") else ""
+        lines.append(f"  {SEVERITY_MARK[finding['severity']]:>2} {finding['severity']:<8} {finding['code']}"
+                     f"{event}: {finding['summary']}")
+    for incident in report["incidents"]:
+        lines.append(f"incident {incident['id']} ({incident.get('triage', 'new')}): {incident['root_cause']} "
+                     f"confidence {incident['confidence']:.2f} - {incident['summary']}")
+        if incident.get("narrative"):
+            lines.append(f"  {incident['narrative']}")
+        for fix in incident["fixes"]:
+            approval = "needs approval" if fix["requires_approval"] else "manual"
+            lines.append(f"  fix {fix['kind']} ({approval}): {fix['summary']}")
+    for incident in report.get("resolved", []):
+        lines.append(f"resolved: {incident['root_cause']} ({incident['id']})")
+    if not report["findings"] and not report["incidents"]:
+        lines.append("no findings")
+    return "\n".join(lines)
+
+
+def exit_code(report: dict, fail_on: FailOn | None) -> int:
+    if fail_on is None:
+        return 0
+    floor = SEVERITY_RANK[fail_on.value]
+    return 1 if any(SEVERITY_RANK[f["severity"]] >= floor for f in report["findings"]) else 0
+
+
+def audit(
+    pixel: list[str] = typer.Option(None, "--pixel", help="pixel id to audit (repeatable; default: all)"),
+    at: str | None = typer.Option(None, "--at",
+                                  help="audit the hour ending before this ISO time (default: now)"),
+    output: OutputFormat = typer.Option(OutputFormat.text, "--format", help="text or json"),
+    fail_on: FailOn | None = typer.Option(None, "--fail-on",
+                                          help="exit 1 when a finding at this severity exists"),
+    database_url: str | None = typer.Option(None, "--database-url", help="default: CAPI_DATABASE_URL"),
+    config: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False,
+                                       help="pixels TOML (default: CAPI_CONFIG)"),
+) -> None:
+    """Run the checks and the diagnosis for the last complete hour before --at, store and print them."""
+    from agent.audit_service import run_audit_round  # heavy imports only when the command runs
+
+    try:
+        when = parse_iso(at) if at else utcnow()
+    except ValueError:
+        typer.echo(f"error: --at {at!r} is not an ISO-8601 time", err=True)
+        raise typer.Exit(2) from None
+    with open_runtime(database_url=database_url, config_file=config) as runtime:
+        try:
+            pixels = runtime.pixels(pixel or None)
+        except KeyError as exc:
+            typer.echo(f"error: {exc.args[0]}", err=True)
+            raise typer.Exit(2) from None
+        if not pixels:
+            typer.echo("error: no pixels known: ingest events or configure pixels (CAPI_CONFIG)", err=True)
+            raise typer.Exit(2)
+        report = run_audit_round(runtime, pixels=pixels, at=when)
+    if not report["pixels"]:
+        report["window"] = dict(zip(("start", "end"), map(str, audit_window(when)), strict=True))
+    typer.echo(json.dumps(report, indent=2) if output is OutputFormat.json else render_text(report))
+    raise typer.Exit(exit_code(report, fail_on))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit")(audit)
