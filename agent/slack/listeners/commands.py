@@ -1,0 +1,59 @@
+"""``/capi status [pixel] | audit [pixel] | fixes | help``.
+
+Acknowledged at once; the answer comes through the command's response_url (works in any channel,
+no membership needed): ephemeral for status and fixes, visible to the channel for audit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from agent.slack.blocks import escape_mrkdwn
+from agent.slack.listeners import ListenerDeps
+from agent.slack.listeners.errors import reported
+
+HELP_TEXT = (
+    "*capi-agent* commands:\n"
+    "• `/capi status [pixel]` — open incidents and the last audit, for one pixel or all\n"
+    "• `/capi audit [pixel]` — run an audit now and post the result here\n"
+    "• `/capi fixes` — proposed fixes waiting for a decision\n"
+    "• `/capi help` — this message"
+)
+SUBCOMMANDS = frozenset({"status", "audit", "fixes", "help"})
+
+
+def parse_command(text: str | None) -> tuple[str, str | None]:
+    """``(subcommand, pixel)``; anything unknown is ``help``."""
+    words = (text or "").split()
+    if not words or words[0].lower() not in SUBCOMMANDS:
+        return "help", None
+    return words[0].lower(), (words[1] if len(words) > 1 else None)
+
+
+def register(app: App, deps: ListenerDeps) -> None:
+    def acknowledge(ack: Ack, command: dict[str, Any]) -> None:
+        subcommand, pixel_id = parse_command(command.get("text"))
+        if subcommand == "help":
+            ack(text=HELP_TEXT)
+        elif subcommand == "audit":
+            target = f" for pixel `{escape_mrkdwn(pixel_id)}`" if pixel_id else ""
+            ack(text=f"Running an audit{target}…")
+        else:
+            ack()
+
+    @reported
+    def run_capi_command(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        subcommand, pixel_id = parse_command(body.get("text"))
+        if subcommand == "status":
+            respond(text=escape_mrkdwn(deps.service.status_text(pixel_id=pixel_id)),
+                    response_type="ephemeral")
+        elif subcommand == "fixes":
+            respond(text=escape_mrkdwn(deps.service.fixes_text()), response_type="ephemeral")
+        elif subcommand == "audit":
+            respond(text=escape_mrkdwn(deps.service.run_audit_text(pixel_id=pixel_id)),
+                    response_type="in_channel", replace_original=False)
+
+    app.command("/capi")(ack=acknowledge, lazy=[run_capi_command])

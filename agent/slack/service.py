@@ -1,0 +1,51 @@
+"""The narrow service the Slack layer talks to. The agent implements it; Slack code depends only on this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+DecisionStatus = Literal[
+    "approved_executed",
+    "approved_failed",
+    "rejected",
+    "not_allowed",
+    "already_decided",
+    "expired",
+    "not_found",
+]
+
+
+@dataclass(frozen=True)
+class DecisionOutcome:
+    """What happened to an approve/reject click. ``message`` is short and safe to show in Slack."""
+
+    status: DecisionStatus
+    message: str
+    proposal_id: str
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    result_summary: str | None = None
+
+
+class AgentService(Protocol):
+    def decide(
+        self, *, proposal_id: str, user_id: str, decision: Literal["approve", "reject"]
+    ) -> DecisionOutcome:
+        """Records the decision once; executes an approved fix. A second call returns already_decided."""
+        ...
+
+    def answer(self, *, conversation_id: str, question: str, user_id: str, pixel_id: str | None) -> str:
+        """Answers a question asked in a Slack thread (conversation id: ``channel:thread_ts``)."""
+        ...
+
+    def status_text(self, *, pixel_id: str | None) -> str: ...
+
+    def run_audit_text(self, *, pixel_id: str | None) -> str: ...
+
+    def fixes_text(self) -> str: ...
+
+    def pixel_for_thread(self, *, channel: str, thread_ts: str) -> str | None:
+        """The pixel of the incident whose message starts this thread, or None if it is not one."""
+        ...
