@@ -1,0 +1,75 @@
+"""``capi-agent ingest FILE [--orders FILE]``: load server events (and the shop's orders) from JSONL
+into the ledger, hashing raw customer information at the door."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from agent.settings import load_settings
+from tools.ledger.db import make_engine, migrate, normalize_database_url
+from tools.ledger.ingest import IngestReport, ingest_events_jsonl, ingest_orders_jsonl
+from tools.ledger.pixels import load_pixels_toml, sync_pixels
+
+MAX_REASONS_SHOWN = 20
+
+
+def _print_report(kind: str, report: IngestReport) -> None:
+    typer.echo(f"{kind}: {report.loaded} loaded, {report.duplicates} already in the ledger, "
+               f"{len(report.skipped)} skipped (of {report.lines} lines)")
+    for line_no, reason in report.skipped[:MAX_REASONS_SHOWN]:
+        typer.echo(f"  line {line_no}: {reason}")
+    if len(report.skipped) > MAX_REASONS_SHOWN:
+        typer.echo(f"  ... and {len(report.skipped) - MAX_REASONS_SHOWN} more skipped lines")
+    if report.raw_pii_hashed:
+        fields = ", ".join(f"{name} {count}" for name, count in sorted(report.raw_pii_hashed.items()))
+        typer.echo(f"  raw customer information hashed before storage: {fields}")
+
+
+def ingest(
+    events_file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                       help="events JSONL (one object a line: pixel_id, received_at, "
+                                            "event, optional delivery)"),
+    orders: Path | None = typer.Option(None, "--orders", exists=True, dir_okay=False, readable=True,
+                                       help="orders JSONL (order_id, pixel_id, created_at, value, currency)"),
+    database_url: str | None = typer.Option(None, "--database-url",
+                                            help="SQLAlchemy URL (default: CAPI_DATABASE_URL)"),
+    country: str = typer.Option("US", "--country", help="default country for phone numbers (ISO alpha-2)"),
+    config: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False,
+                                       help="pixels TOML to sync first (default: CAPI_CONFIG)"),
+) -> None:
+    """Load events (and orders) into the ledger; exit 1 when nothing loaded and lines were bad."""
+    if len(country.strip()) != 2 or not country.strip().isalpha():
+        typer.echo("error: --country must be a 2-letter ISO country code", err=True)
+        raise typer.Exit(2)
+    settings = load_settings()
+    url = normalize_database_url(database_url or settings.database_url)
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        config = config or settings.config_file
+        if config is not None:
+            with Session(engine) as session:
+                sync_pixels(session, load_pixels_toml(config))
+                session.commit()
+        typer.echo(f"ledger: {make_url(url).render_as_string(hide_password=True)}")
+        events = ingest_events_jsonl(session_or_engine=engine, path=events_file,
+                                     default_country=country.strip().upper())
+        _print_report("events", events)
+        reports = [events]
+        if orders is not None:
+            order_report = ingest_orders_jsonl(session_or_engine=engine, path=orders)
+            _print_report("orders", order_report)
+            reports.append(order_report)
+    finally:
+        engine.dispose()
+    if sum(r.loaded + r.duplicates for r in reports) == 0 and any(r.skipped for r in reports):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``ingest`` command to the CLI."""
+    app.command("ingest")(ingest)

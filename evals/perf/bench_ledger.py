@@ -1,0 +1,175 @@
+"""Ledger benchmark: ingest rate and the cost of one audit's ledger reads, at growing sizes.
+
+    python evals/perf/bench_ledger.py [--sizes 10000,100000,1000000] [--database-url URL]
+
+For each size it fills a fresh ledger (a new SQLite file, or a new database on the Postgres server
+given by --database-url) with synthetic server events over 4 weeks (several event names, hashed
+match keys, batched deliveries with some failures), then times:
+- ingest: events/s through ``ingest_events_jsonl`` (parsing, hashing checks, rollups included);
+- audit step: by default ``load_ledger_inputs`` for one pixel and one hour with 4 weeks of history.
+  ``run_benchmark(audit_step=...)`` takes any other step (e.g. the full audit) with the same signature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from tools.ledger.db import make_engine, migrate, normalize_database_url
+from tools.ledger.ingest import ingest_events_jsonl
+from tools.ledger.inputs import load_ledger_inputs
+from tools.timeutil import to_iso
+
+PIXEL = "1234567890"
+WINDOW_END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+HISTORY = timedelta(weeks=4)
+EVENT_MIX = (("PageView", 50), ("ViewContent", 25), ("AddToCart", 12), ("InitiateCheckout", 7),
+             ("Purchase", 5), ("Lead", 1))
+AuditStep = Callable[[Session, str, datetime], object]
+
+
+def load_inputs_step(session: Session, pixel_id: str, window_end: datetime) -> object:
+    """The ledger part of one audit: four weeks of hourly rollups for one pixel."""
+    return load_ledger_inputs(session, pixel_id=pixel_id, history_start=window_end - HISTORY,
+                              window_end=window_end)
+
+
+def synthetic_lines(count: int, *, seed: int = 7) -> Iterator[str]:
+    """``count`` ingest lines spread over the 4 weeks before WINDOW_END, in time order."""
+    rng = random.Random(seed)
+    emails = [hashlib.sha256(f"shopper{i}@example.com".encode()).hexdigest() for i in range(5000)]
+    phones = [hashlib.sha256(f"1650555{i:04d}".encode()).hexdigest() for i in range(3000)]
+    names, weights = zip(*EVENT_MIX, strict=True)
+    start = WINDOW_END - HISTORY
+    step = HISTORY.total_seconds() / count
+    batch_trace, batch_at = "", start
+    for index in range(count):
+        event_time = start + timedelta(seconds=index * step)
+        if index % 50 == 0:  # a sender flushing batches of 50 a little after the events
+            batch_trace = f"T{index}"
+            batch_at = event_time + timedelta(seconds=rng.randint(2, 90))
+        user: dict[str, object] = {"client_ip_address": f"203.0.113.{rng.randint(1, 254)}",
+                                   "client_user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+                                   "fbp": f"fb.1.1763600000000.{rng.randint(10**8, 10**9)}"}
+        if rng.random() < 0.7:
+            user["em"] = [rng.choice(emails)]
+        if rng.random() < 0.35:
+            user["ph"] = [rng.choice(phones)]
+        if rng.random() < 0.3:
+            user["fbc"] = f"fb.1.1763632000000.IwAR{rng.getrandbits(40):x}"
+        name = rng.choices(names, weights)[0]
+        event = {"event_name": name, "event_time": int(event_time.timestamp()),
+                 "event_id": f"e{index}", "action_source": "website",
+                 "event_source_url": "https://shop.example/p", "user_data": user,
+                 "custom_data": {"currency": "USD", "value": round(rng.uniform(5, 200), 2)}}
+        failed = index // 50 % 97 == 3
+        delivery = {"status": "failed" if failed else "delivered", "attempted_at": to_iso(batch_at),
+                    "http_status": 400 if failed else 200, "error_code": 190 if failed else None,
+                    "error_subcode": 463 if failed else None, "fbtrace_id": batch_trace}
+        yield json.dumps({"pixel_id": PIXEL, "received_at": to_iso(event_time + timedelta(seconds=1)),
+                          "event": event, "delivery": delivery})
+
+
+@contextmanager
+def fresh_ledger(database_url: str | None, workdir: Path) -> Iterator[str]:
+    """A new, empty database: a SQLite file, or a throw-away database on a Postgres server."""
+    if database_url is None or database_url.startswith("sqlite"):
+        yield f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+        return
+    server = normalize_database_url(database_url)
+    name = f"capi_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    size: int
+    ingest_seconds: float
+    events_per_second: float
+    audit_ms_median: float
+    event_hours: int
+
+
+def bench_size(size: int, *, database_url: str | None, workdir: Path,
+               audit_step: AuditStep = load_inputs_step, repeats: int = 5) -> BenchRow:
+    lines_path = workdir / f"events-{size}.jsonl"
+    with lines_path.open("w") as handle:
+        for line in synthetic_lines(size):
+            handle.write(line + "\n")
+    with fresh_ledger(database_url, workdir) as url:
+        engine = make_engine(url)
+        migrate(engine)
+        started = time.perf_counter()
+        report = ingest_events_jsonl(session_or_engine=engine, path=lines_path, now=WINDOW_END)
+        ingest_seconds = time.perf_counter() - started
+        if report.loaded != size:
+            raise RuntimeError(f"loaded {report.loaded} of {size}: {report.skipped[:3]}")
+        timings, result = [], None
+        for _ in range(repeats):
+            with Session(engine) as session:
+                started = time.perf_counter()
+                result = audit_step(session, PIXEL, WINDOW_END)
+                timings.append(time.perf_counter() - started)
+        engine.dispose()
+    lines_path.unlink()
+    hours = len(getattr(result, "event_hours", ()))
+    return BenchRow(size, ingest_seconds, size / ingest_seconds, statistics.median(timings) * 1000, hours)
+
+
+def run_benchmark(sizes: list[int], *, database_url: str | None = None,
+                  audit_step: AuditStep = load_inputs_step) -> list[BenchRow]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="capi-bench-") as tmp:
+        for size in sizes:
+            row = bench_size(size, database_url=database_url, workdir=Path(tmp), audit_step=audit_step)
+            print(f"  done {size:>9,} events", file=sys.stderr, flush=True)
+            rows.append(row)
+    return rows
+
+
+def format_table(rows: list[BenchRow]) -> str:
+    header = (f"{'events':>10} | {'ingest s':>9} | {'events/s':>9} | {'audit step ms':>13} | "
+              f"{'event hours':>11}")
+    out = [header, "-" * len(header)]
+    out += [f"{r.size:>10,} | {r.ingest_seconds:>9.2f} | {r.events_per_second:>9,.0f} | "
+            f"{r.audit_ms_median:>13.1f} | {r.event_hours:>11}" for r in rows]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--database-url", default=None,
+                        help="SQLite (default: a temp file per size) or a Postgres server URL")
+    args = parser.parse_args(argv)
+    sizes = [int(part) for part in args.sizes.split(",") if part.strip()]
+    print(format_table(run_benchmark(sizes, database_url=args.database_url)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

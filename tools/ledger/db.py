@@ -1,0 +1,94 @@
+"""Engines, migrations and sessions for the ledger. Nothing is built at import: call the factories.
+
+SQLite (the default, ``sqlite:///capi-agent.db``) runs in WAL mode with foreign keys on, so the relay
+can write while an audit reads. Postgres is reached through psycopg 3 (``postgresql+psycopg://``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+try:  # a dependency of langgraph; optional here
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None  # type: ignore[assignment]
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+DEFAULT_DATABASE_URL = "sqlite:///capi-agent.db"
+
+
+def json_dumps(value: Any) -> str:
+    """JSON for the database's JSON columns (orjson when installed: several times faster)."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value).decode()
+        except TypeError:  # e.g. an integer beyond 64 bits: the standard library copes
+            pass
+    return json.dumps(value, separators=(",", ":"))
+
+
+def normalize_database_url(url: str) -> str:
+    """Point bare Postgres URLs at psycopg 3 (SQLAlchemy would otherwise pick psycopg2)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL + NORMAL is durable across application crashes; waits instead of failing on a busy writer.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str = DEFAULT_DATABASE_URL, **engine_kwargs: Any) -> Engine:
+    """An engine for ``url``: SQLite gets WAL and foreign keys on every connection."""
+    url = normalize_database_url(url)
+    engine_kwargs.setdefault("json_serializer", json_dumps)
+    if _orjson is not None:
+        engine_kwargs.setdefault("json_deserializer", _orjson.loads)
+    if url.startswith("sqlite"):
+        engine_kwargs.setdefault("connect_args", {"check_same_thread": False})
+        engine = create_engine(url, **engine_kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **engine_kwargs)
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the migrations packaged inside ``tools.ledger``."""
+    config = Config()
+    location = resources.files("tools.ledger") / "migrations"
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def migrate(engine_or_url: Engine | str, *, revision: str = "head") -> None:
+    """Run Alembic ``upgrade`` to ``revision`` (default head). Safe to call on every start."""
+    engine = make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+    config = alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        if isinstance(engine_or_url, str):
+            engine.dispose()
+
+
+def session_factory(engine: Engine) -> Callable[[], Session]:
+    """Sessions bound to ``engine``; objects stay readable after commit."""
+    return sessionmaker(bind=engine, class_=Session, expire_on_commit=False)

@@ -1,0 +1,67 @@
+"""Recording one delivery attempt (relay, replay fixes) and Meta's answer, with its rollups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from tools.ledger.models import Delivery, DeliveryEvent, Event
+from tools.ledger.rollups import RollupDeltas, apply_deltas
+from tools.ledger.store import DeliveryOutcome, chunked
+from tools.timeutil import as_utc
+
+
+def record_delivery(session: Session, *, pixel_id: str, event_row_ids: Sequence[int],
+                    outcome: DeliveryOutcome, fix_id: str | None = None) -> int:
+    """Record one attempt to send these ledger events and Meta's answer; returns the delivery id.
+
+    Promises: the events' status, attempt counts and errors follow the answer (a delivered event
+    stays delivered); the retry number is the events' earlier attempts; rollups follow. No commit.
+    """
+    if outcome.attempted_at is None:
+        raise ValueError("a delivery attempt needs attempted_at")
+    attempted_at = as_utc(outcome.attempted_at)
+    columns = (Event.id, Event.pixel_id, Event.event_name, Event.event_time, Event.received_at,
+               Event.delivery_status, Event.first_attempt_at, Event.attempts)
+    events = []
+    for chunk in chunked(list(event_row_ids)):
+        query = select(*columns).where(Event.id.in_(chunk), Event.pixel_id == pixel_id)
+        events.extend(row._mapping for row in session.execute(query.with_for_update()))
+    if len(events) != len(set(event_row_ids)):
+        raise ValueError("some event ids are not in the ledger for this pixel")
+    retry_number = max((row["attempts"] for row in events), default=0)
+    sent = len(events)
+    received = outcome.events_received if outcome.events_received is not None else (
+        sent if outcome.status == "delivered" else 0)
+    delivery_id = session.execute(insert(Delivery.__table__).returning(Delivery.id), [{
+        "pixel_id": pixel_id, "attempted_at": attempted_at, "status": outcome.status,
+        "http_status": outcome.http_status, "events_sent": sent, "events_received": received,
+        "error_code": outcome.error_code, "error_subcode": outcome.error_subcode,
+        "fbtrace_id": outcome.fbtrace_id, "retry_number": retry_number, "fix_id": fix_id}]).scalar_one()
+    session.execute(insert(DeliveryEvent.__table__), [{"delivery_id": delivery_id, "event_row_id": row["id"]}
+                                            for row in events])
+    deltas = RollupDeltas()
+    deltas.add_delivery(pixel_id=pixel_id, attempted_at=attempted_at, status=outcome.status,
+                        events_sent=sent, events_received=received, error_code=outcome.error_code,
+                        error_subcode=outcome.error_subcode, retry_number=retry_number)
+    updates = []
+    for row in events:
+        delivered_now = outcome.status == "delivered" and row["delivery_status"] != "delivered"
+        deltas.add_first_attempt(row, attempted_at=attempted_at, delivered_now=delivered_now)
+        updates.append({
+            "row_id": row["id"],
+            "new_status": "delivered" if row["delivery_status"] == "delivered" else outcome.status,
+            "new_attempts": row["attempts"] + 1,
+            "new_first": row["first_attempt_at"] or attempted_at,
+            "new_last": attempted_at, "new_code": outcome.error_code, "new_subcode": outcome.error_subcode,
+        })
+    events_table = Event.__table__
+    session.execute(update(events_table).where(events_table.c.id == bindparam("row_id")).values(
+        delivery_status=bindparam("new_status"), attempts=bindparam("new_attempts"),
+        first_attempt_at=bindparam("new_first"), last_attempt_at=bindparam("new_last"),
+        last_error_code=bindparam("new_code"), last_error_subcode=bindparam("new_subcode")),
+        updates)
+    apply_deltas(session, deltas)
+    return delivery_id

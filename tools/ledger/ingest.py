@@ -1,0 +1,284 @@
+"""Import of events and orders from JSONL files (DESIGN.md §2), in batches.
+
+A bad line (not JSON, not an object, a missing or mistyped field) is reported with its line number
+and a reason, and skipped; the rest loads. Reasons name the field, never its value (it may be PII).
+Each batch commits on its own, so a large file loads in bounded memory and an interrupted import can
+simply be run again: what is already stored is recognised and not added twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from tools.ledger.models import Event, Order
+from tools.ledger.pixels import ensure_pixels
+from tools.ledger.rollups import RollupDeltas, apply_deltas, dialect_insert
+from tools.ledger.store import DeliveryOutcome, IncomingEvent, chunked, store_events
+from tools.timeutil import as_utc, parse_iso, utcnow
+
+try:  # a dependency of langgraph; optional here
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover
+    _fast_loads = json.loads
+
+logger = logging.getLogger(__name__)
+BATCH_SIZE = 5000
+DELIVERY_STATUSES = ("delivered", "failed", "pending")
+
+
+class LineError(ValueError):
+    """A line that cannot be loaded; the message is safe to print (no values)."""
+
+
+@dataclass
+class IngestReport:
+    lines: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    pixels: set[str] = field(default_factory=set)
+    # Field -> events in which it arrived as raw PII (normalized and hashed before storage).
+    raw_pii_hashed: Counter[str] = field(default_factory=Counter)
+
+
+def _int(value: Any, name: str, *, required: bool = False) -> int | None:
+    if value is None:
+        if required:
+            raise LineError(f"missing {name}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise LineError(f"{name} must be an integer")
+    return int(value)
+
+
+def _time(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise LineError(f"{name} must be an ISO-8601 string")
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise LineError(f"{name} is not an ISO-8601 timestamp") from None
+
+
+def _pixel_id(value: Any) -> str:
+    if value is None or value == "":
+        raise LineError("missing pixel_id")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise LineError("pixel_id must be a string")
+    return str(value)
+
+
+def _object(text: str) -> dict[str, Any]:
+    try:
+        obj = _fast_loads(text)
+    except ValueError:
+        # Parse again with the standard library for a precise, value-free reason.
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LineError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise LineError("line is not a JSON object")
+    return obj
+
+
+def parse_delivery(value: Any) -> DeliveryOutcome | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise LineError("delivery must be an object")
+    status = value.get("status")
+    if status not in DELIVERY_STATUSES:
+        raise LineError("delivery.status must be delivered, failed or pending")
+    attempted_raw = value.get("attempted_at")
+    if attempted_raw is None and status != "pending":
+        raise LineError("missing delivery.attempted_at")
+    trace = value.get("fbtrace_id")
+    if trace is not None and not isinstance(trace, str):
+        raise LineError("delivery.fbtrace_id must be a string")
+    attempts = _int(value.get("attempts"), "delivery.attempts")
+    if attempts is not None and attempts < 1:
+        raise LineError("delivery.attempts must be at least 1")
+    return DeliveryOutcome(
+        status=status,
+        attempted_at=None if attempted_raw is None else _time(attempted_raw, "delivery.attempted_at"),
+        http_status=_int(value.get("http_status"), "delivery.http_status"),
+        error_code=_int(value.get("error_code"), "delivery.error_code"),
+        error_subcode=_int(value.get("error_subcode"), "delivery.error_subcode"),
+        fbtrace_id=trace,
+        events_received=_int(value.get("events_received"), "delivery.events_received"),
+        attempts=attempts or 1,
+    )
+
+
+def parse_event_line(text: str, *, now: datetime) -> IncomingEvent:
+    """One JSONL line -> an incoming event; raises LineError with a printable reason."""
+    obj = _object(text)
+    pixel_id = _pixel_id(obj.get("pixel_id"))
+    received_at = now if obj.get("received_at") is None else _time(obj["received_at"], "received_at")
+    event = obj.get("event")
+    if not isinstance(event, dict):
+        raise LineError("missing event object" if event is None else "event must be an object")
+    name = event.get("event_name")
+    if not isinstance(name, str) or not name.strip():
+        raise LineError("missing event.event_name" if name is None else "event.event_name must be a string")
+    _int(event.get("event_time"), "event.event_time", required=True)
+    for key in ("user_data", "custom_data"):
+        if event.get(key) is not None and not isinstance(event[key], dict):
+            raise LineError(f"event.{key} must be an object")
+    event_id = event.get("event_id")
+    if event_id is not None and (isinstance(event_id, bool) or not isinstance(event_id, str | int)):
+        raise LineError("event.event_id must be a string")
+    return IncomingEvent(pixel_id=pixel_id, received_at=received_at, event=event,
+                         delivery=parse_delivery(obj.get("delivery")))
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line_no, text in enumerate(handle, start=1):
+            if text.strip():
+                yield line_no, text
+
+
+def _sessions(session_or_engine: Session | Engine) -> tuple[Session, bool]:
+    if isinstance(session_or_engine, Session):
+        return session_or_engine, False
+    return Session(session_or_engine, expire_on_commit=False), True
+
+
+def ingest_events_jsonl(*, session_or_engine: Session | Engine, path: Path | str,
+                        default_country: str = "US", now: datetime | None = None,
+                        batch_size: int = BATCH_SIZE) -> IngestReport:
+    """Load server events (one JSON object a line) into the ledger. Commits after every batch."""
+    now = as_utc(now) if now else utcnow()
+    report = IngestReport()
+    session, owned = _sessions(session_or_engine)
+    batch: list[IncomingEvent] = []
+
+    def flush() -> None:
+        pixels = {item.pixel_id for item in batch}
+        ensure_pixels(session, pixels, default_country=default_country, now=now)
+        stored = store_events(session, batch, default_country=default_country)
+        session.commit()
+        report.loaded += stored.loaded
+        report.duplicates += stored.duplicates
+        report.raw_pii_hashed.update(stored.raw_pii_hashed)
+        report.pixels.update(pixels)
+        batch.clear()
+
+    try:
+        for line_no, text in _lines(Path(path)):
+            report.lines += 1
+            try:
+                batch.append(parse_event_line(text, now=now))
+            except LineError as exc:
+                report.skipped.append((line_no, str(exc)))
+                continue
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+    finally:
+        if owned:
+            session.close()
+    logger.info("ingested %s events (%s duplicates, %s lines skipped)", report.loaded,
+                report.duplicates, len(report.skipped))
+    return report
+
+
+def parse_order_line(text: str) -> dict[str, Any]:
+    obj = _object(text)
+    order_id = obj.get("order_id")
+    if order_id is None or order_id == "":
+        raise LineError("missing order_id")
+    if isinstance(order_id, bool) or not isinstance(order_id, str | int):
+        raise LineError("order_id must be a string")
+    value = obj.get("value", 0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LineError("value must be a number")
+    currency = obj.get("currency")
+    if currency is not None and not isinstance(currency, str):
+        raise LineError("currency must be a string")
+    if obj.get("created_at") is None:
+        raise LineError("missing created_at")
+    return {"pixel_id": _pixel_id(obj.get("pixel_id")), "order_id": str(order_id),
+            "created_at": _time(obj["created_at"], "created_at"), "value": float(value),
+            "currency": currency, "matched": False}
+
+
+def store_orders(session: Session, orders: list[dict[str, Any]]) -> tuple[int, int]:
+    """Insert new orders, matched against server Purchases already in the ledger. (loaded, duplicates)."""
+    deltas = RollupDeltas()
+    fresh: list[dict[str, Any]] = []
+    for pixel_id in sorted({o["pixel_id"] for o in orders}):
+        mine = [o for o in orders if o["pixel_id"] == pixel_id]
+        ids = sorted({o["order_id"] for o in mine})
+        known: set[str] = set()
+        purchases: set[str] = set()
+        for chunk in chunked(ids):
+            known.update(session.scalars(select(Order.order_id).where(
+                Order.pixel_id == pixel_id, Order.order_id.in_(chunk))))
+            base = select(Event.event_id, Event.order_ref).where(
+                Event.pixel_id == pixel_id, Event.event_name == "Purchase")
+            for event_id, order_ref in session.execute(base.where(
+                    Event.event_id.in_(chunk) | Event.order_ref.in_(chunk))):
+                purchases.update(ref for ref in (event_id, order_ref) if ref is not None)
+        for order in mine:
+            if order["order_id"] in known:
+                continue
+            known.add(order["order_id"])
+            order["matched"] = order["order_id"] in purchases
+            fresh.append(order)
+            deltas.add_order(pixel_id=pixel_id, created_at=order["created_at"], value=order["value"],
+                             matched=order["matched"])
+    if fresh:
+        stmt = dialect_insert(session, Order.__table__).on_conflict_do_nothing()
+        session.execute(stmt, fresh)
+    apply_deltas(session, deltas)
+    return len(fresh), len(orders) - len(fresh)
+
+
+def ingest_orders_jsonl(*, session_or_engine: Session | Engine, path: Path | str,
+                        now: datetime | None = None, batch_size: int = BATCH_SIZE) -> IngestReport:
+    """Load the shop's orders (order_id, pixel_id, created_at, value, currency). Commits per batch."""
+    now = as_utc(now) if now else utcnow()
+    report = IngestReport()
+    session, owned = _sessions(session_or_engine)
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        pixels = {order["pixel_id"] for order in batch}
+        ensure_pixels(session, pixels, now=now)
+        loaded, duplicates = store_orders(session, batch)
+        session.commit()
+        report.loaded += loaded
+        report.duplicates += duplicates
+        report.pixels.update(pixels)
+        batch.clear()
+
+    try:
+        for line_no, text in _lines(Path(path)):
+            report.lines += 1
+            try:
+                batch.append(parse_order_line(text))
+            except LineError as exc:
+                report.skipped.append((line_no, str(exc)))
+                continue
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+    finally:
+        if owned:
+            session.close()
+    return report

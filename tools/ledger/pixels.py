@@ -1,0 +1,116 @@
+"""Pixel (dataset) configuration: a TOML file for several pixels, kept in the ``pixels`` table.
+
+File format (``[[pixels]]`` tables; only ``id`` is required)::
+
+    [[pixels]]
+    id = "1234567890"
+    name = "Main shop"
+    access_token_env = "META_TOKEN_MAIN"     # or access_token = "..." (kept in memory, never stored)
+    timezone = "Europe/Paris"                # IANA name; audits report in it
+    slack_channel = "#capi-alerts"
+    relay_mode = "observe"                   # observe | repair (switching to repair is a fix)
+    default_country = "FR"                   # for phone numbers without a country code
+
+    [pixels.thresholds]                      # any field of tools.checks.types.Thresholds
+    emq_floor = 6.5
+
+Pixels that appear in ingested data but are not configured get the defaults. The access token
+itself is never written to the database: only the name of the variable that holds it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tools.checks.types import Thresholds
+from tools.ledger.models import Pixel
+from tools.ledger.rollups import dialect_insert
+from tools.timeutil import utcnow
+
+
+class PixelConfig(BaseModel):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
+    name: str = ""
+    access_token: SecretStr | None = None
+    access_token_env: str | None = None
+    timezone: str = "UTC"
+    slack_channel: str | None = None
+    relay_mode: Literal["observe", "repair"] = "observe"
+    default_country: str = Field("US", min_length=2, max_length=2)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("default_country")
+    @classmethod
+    def _upper_country(cls, value: str) -> str:
+        return value.upper()
+
+    def stored_settings(self) -> dict[str, object]:
+        """What goes in ``pixels.settings``: everything but the token itself."""
+        return self.model_dump(mode="json", exclude={"id", "name", "access_token"})
+
+    @classmethod
+    def from_row(cls, row: Pixel) -> PixelConfig:
+        return cls(id=row.id, name=row.name, **(row.settings or {}))
+
+
+def load_pixels_toml(path: Path | str) -> list[PixelConfig]:
+    """Read ``[[pixels]]`` tables (format in the module docstring); raises ValueError when invalid."""
+    with Path(path).open("rb") as handle:
+        document = tomllib.load(handle)
+    entries = document.get("pixels", [])
+    if not isinstance(entries, list):
+        raise ValueError("'pixels' must be an array of tables ([[pixels]])")
+    configs = [PixelConfig.model_validate(entry) for entry in entries]
+    seen: set[str] = set()
+    for config in configs:
+        if config.id in seen:
+            raise ValueError(f"pixel {config.id} is configured twice")
+        seen.add(config.id)
+    return configs
+
+
+def sync_pixels(session: Session, configs: Iterable[PixelConfig], *, now: datetime | None = None) -> None:
+    """Insert or update the configured pixels (pixels not in ``configs`` are left as they are)."""
+    now = now or utcnow()
+    for config in configs:
+        row = session.get(Pixel, config.id)
+        if row is None:
+            session.add(Pixel(id=config.id, name=config.name, settings=config.stored_settings(),
+                              created_at=now, updated_at=now))
+        else:
+            row.name, row.settings, row.updated_at = config.name, config.stored_settings(), now
+    session.flush()
+
+
+def ensure_pixels(session: Session, pixel_ids: Iterable[str], *, default_country: str = "US",
+                  now: datetime | None = None) -> None:
+    """Give pixels seen in data but never configured a row with default settings."""
+    now = now or utcnow()
+    rows = [{"id": pixel_id, "name": "", "created_at": now, "updated_at": now,
+             "settings": PixelConfig(id=pixel_id, default_country=default_country).stored_settings()}
+            for pixel_id in sorted(set(pixel_ids))]
+    if rows:
+        session.execute(dialect_insert(session, Pixel.__table__).on_conflict_do_nothing(), rows)
+
+
+def list_pixels(session: Session) -> list[PixelConfig]:
+    """Every known pixel, configured or only seen in data, by id."""
+    return [PixelConfig.from_row(row) for row in session.scalars(select(Pixel).order_by(Pixel.id))]

@@ -1,0 +1,301 @@
+"""Hourly rollups, kept incrementally as events, deliveries and orders are recorded.
+
+Keys: (pixel_id, hour of event_time, event_name) for events; (pixel_id, hour of attempted_at) for
+delivery attempts; (pixel_id, hour of created_at) for orders. Counters are columns incremented with
+``INSERT ... ON CONFLICT DO UPDATE`` (SQLite and Postgres); the JSON maps are merged afterwards on
+the rows that upsert just locked, so two writers never lose each other's increments.
+
+``top`` keeps, per field and hour, a Misra-Gries summary of the first 16 hex characters of the
+field's first hashed value (at most ``TOP_K`` entries, mergeable). It is exact while a field has no
+more than ``TOP_K`` distinct values in the hour, and otherwise under-counts the leader by at most
+carriers / (TOP_K + 1): enough to see one hash dominate a field.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from tools.checks.types import LAG_BUCKET_EDGES
+from tools.ledger.models import (
+    Delivery,
+    DeliveryHourRollup,
+    Event,
+    EventHourRollup,
+    Order,
+    OrderHourRollup,
+)
+from tools.timeutil import META_MAX_EVENT_AGE, as_utc, floor_hour
+
+TOP_K = 16
+TOP_PREFIX = 16
+FUTURE_TOLERANCE = timedelta(minutes=5)
+# Per-field counters kept in EventHourRollup.detail (names follow tools.checks.types.EventHour).
+FIELD_FLAGS = ("keys", "raw", "placeholder", "uppercase_hex", "not_sha256", "must_not_hash",
+               "malformed", "invalid")
+EVENT_COUNTERS = ("events", "with_event_id", "duplicate_event_ids", "too_old", "future_time",
+                  "undelivered")
+DELIVERY_COUNTERS = ("attempts", "events_sent", "events_received", "failed_attempts",
+                     "retried_attempts", "transport_errors")
+
+
+def lag_bucket(seconds: float) -> int:
+    """Index into the lag histogram: edges are inclusive upper bounds, the last bucket is open."""
+    return bisect_left(LAG_BUCKET_EDGES, seconds)
+
+
+def merge_top(left: Mapping[str, int], right: Mapping[str, int], k: int = TOP_K) -> dict[str, int]:
+    """Misra-Gries merge: add counts, then keep at most k entries by subtracting the (k+1)-th count."""
+    merged = dict(left)
+    for key, count in right.items():
+        merged[key] = merged.get(key, 0) + count
+    if len(merged) <= k:
+        return merged
+    cut = sorted(merged.values(), reverse=True)[k]
+    return {key: count - cut for key, count in merged.items() if count - cut > 0}
+
+
+def _add_counts(target: dict[str, int], other: Mapping[str, int]) -> None:
+    for key, count in other.items():
+        target[key] = target.get(key, 0) + count
+
+
+def merge_detail(left: Mapping[str, Any], right: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge two ``EventHourRollup.detail`` documents (both may be empty)."""
+    out: dict[str, Any] = {}
+    for flag in (*FIELD_FLAGS, "top_n"):
+        counts = dict(left.get(flag, {}))
+        _add_counts(counts, right.get(flag, {}))
+        if counts:
+            out[flag] = counts
+    lag_left = list(left.get("lag") or [0] * (len(LAG_BUCKET_EDGES) + 1))
+    for index, count in enumerate(right.get("lag") or ()):
+        lag_left[index] += count
+    out["lag"] = lag_left
+    top: dict[str, dict[str, int]] = {name: dict(v) for name, v in left.get("top", {}).items()}
+    for name, summary in right.get("top", {}).items():
+        # A batch keeps exact counts (a valid summary); the merge bounds the result to TOP_K.
+        top[name] = merge_top(top.get(name, {}), summary)
+    if top:
+        out["top"] = top
+    return out
+
+
+@dataclass
+class EventHourDelta:
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_COUNTERS, 0))
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RollupDeltas:
+    """Increments for one batch, aggregated in memory before they touch the database."""
+
+    event_hours: dict[tuple[str, datetime, str], EventHourDelta] = field(default_factory=dict)
+    delivery_hours: dict[tuple[str, datetime], dict[str, Any]] = field(default_factory=dict)
+    order_hours: dict[tuple[str, datetime], dict[str, float]] = field(default_factory=dict)
+
+    def event_hour(self, pixel_id: str, event_time: datetime, event_name: str) -> EventHourDelta:
+        key = (pixel_id, floor_hour(event_time), event_name)
+        delta = self.event_hours.get(key)
+        if delta is None:
+            delta = self.event_hours[key] = EventHourDelta()
+        return delta
+
+    def add_event(self, row: Mapping[str, Any], *, duplicate: bool) -> None:
+        """Count one recorded event (columns of ``events``: event_time, received_at, flags, ...)."""
+        delta = self.event_hour(row["pixel_id"], row["event_time"], row["event_name"])
+        counters, flags, detail = delta.counters, row.get("flags") or {}, delta.detail
+        counters["events"] += 1
+        counters["with_event_id"] += row.get("event_id") is not None
+        counters["duplicate_event_ids"] += duplicate
+        counters["too_old"] += is_too_old(row)
+        counters["future_time"] += (as_utc(row["event_time"]) - as_utc(row["received_at"])
+                                    > FUTURE_TOLERANCE)
+        counters["undelivered"] += row.get("delivery_status") != "delivered"
+        # Counted in place (this runs once per event); merge_detail joins deltas with stored rows.
+        for flag in FIELD_FLAGS:
+            names = flags.get(flag)
+            if names:
+                counts = detail.setdefault(flag, {})
+                for name in names:
+                    counts[name] = counts.get(name, 0) + 1
+        top = flags.get("top")
+        if top:
+            summaries, carriers = detail.setdefault("top", {}), detail.setdefault("top_n", {})
+            for name, prefix in top.items():
+                summary = summaries.setdefault(name, {})
+                summary[prefix] = summary.get(prefix, 0) + 1
+                carriers[name] = carriers.get(name, 0) + 1
+        lag = detail.get("lag")
+        if lag is None:
+            lag = detail["lag"] = [0] * (len(LAG_BUCKET_EDGES) + 1)
+        first_attempt = row.get("first_attempt_at")
+        if first_attempt is not None:
+            lag[lag_bucket((as_utc(first_attempt) - as_utc(row["event_time"])).total_seconds())] += 1
+
+    def add_first_attempt(self, row: Mapping[str, Any], *, attempted_at: datetime,
+                          delivered_now: bool) -> None:
+        """An already counted event got its first delivery attempt and/or got delivered."""
+        delta = self.event_hour(row["pixel_id"], row["event_time"], row["event_name"])
+        if row.get("first_attempt_at") is None:
+            lag = [0] * (len(LAG_BUCKET_EDGES) + 1)
+            lag[lag_bucket((as_utc(attempted_at) - as_utc(row["event_time"])).total_seconds())] = 1
+            delta.detail = merge_detail(delta.detail, {"lag": lag})
+            after = {**row, "first_attempt_at": attempted_at}
+            delta.counters["too_old"] += is_too_old(after) - is_too_old(row)
+        if delivered_now:
+            delta.counters["undelivered"] -= 1
+
+    def add_delivery(self, *, pixel_id: str, attempted_at: datetime, status: str, events_sent: int,
+                     events_received: int, error_code: int | None, error_subcode: int | None,
+                     retry_number: int) -> None:
+        key = (pixel_id, floor_hour(attempted_at))
+        hour = self.delivery_hours.setdefault(key, {**dict.fromkeys(DELIVERY_COUNTERS, 0), "errors": {}})
+        failed = status != "delivered"
+        hour["attempts"] += 1
+        hour["events_sent"] += events_sent
+        hour["events_received"] += events_received
+        hour["failed_attempts"] += failed
+        hour["retried_attempts"] += retry_number > 0
+        if failed and error_code is None:
+            hour["transport_errors"] += 1
+        elif failed:
+            code = f"{error_code}/{'' if error_subcode is None else error_subcode}"
+            hour["errors"][code] = hour["errors"].get(code, 0) + 1
+
+    def add_order(self, *, pixel_id: str, created_at: datetime, value: float, matched: bool) -> None:
+        hour = self.order_hours.setdefault((pixel_id, floor_hour(created_at)),
+                                           {"orders": 0, "matched": 0, "value": 0.0})
+        hour["orders"] += 1
+        hour["matched"] += matched
+        hour["value"] += value
+
+    def add_order_match(self, *, pixel_id: str, created_at: datetime) -> None:
+        hour = self.order_hours.setdefault((pixel_id, floor_hour(created_at)),
+                                           {"orders": 0, "matched": 0, "value": 0.0})
+        hour["matched"] += 1
+
+
+def is_too_old(row: Mapping[str, Any]) -> bool:
+    """Older than Meta's 7 days when received, or when first sent."""
+    event_time = as_utc(row["event_time"])
+    if as_utc(row["received_at"]) - event_time > META_MAX_EVENT_AGE:
+        return True
+    first = row.get("first_attempt_at")
+    return first is not None and as_utc(first) - event_time > META_MAX_EVENT_AGE
+
+
+def dialect_insert(session: Session, table: Any) -> Any:
+    name = session.get_bind().dialect.name
+    return (postgresql.insert(table) if name == "postgresql" else sqlite.insert(table))
+
+
+def _upsert(session: Session, model: Any, keys: tuple[str, ...], counters: tuple[str, ...],
+            rows: list[dict[str, Any]], json_column: str | None,
+            merge: Any = None) -> None:
+    """Increment counters (atomic upsert, which also locks the rows), then merge the JSON column."""
+    if not rows:
+        return
+    table = model.__table__
+    rows.sort(key=lambda r: tuple(r[k] for k in keys))  # one lock order for every writer
+    values = [{**{k: r[k] for k in keys}, **{c: r[c] for c in counters},
+               **({json_column: {}} if json_column else {})} for r in rows]
+    stmt = dialect_insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in counters})
+    session.execute(stmt, values)
+    if json_column is None:
+        return
+    key_cols = [table.c[k] for k in keys]
+    current: dict[tuple[Any, ...], Any] = {}
+    for chunk_start in range(0, len(rows), 500):
+        chunk = [tuple(r[k] for k in keys) for r in rows[chunk_start:chunk_start + 500]]
+        query = select(*key_cols, table.c[json_column]).where(tuple_(*key_cols).in_(chunk))
+        for found in session.execute(query.with_for_update()):
+            current[tuple(_key_value(v) for v in found[:-1])] = found[-1] or {}
+    params = []
+    for r in rows:
+        key = tuple(_key_value(r[k]) for k in keys)
+        params.append({**{f"k_{k}": r[k] for k in keys},
+                       "new_json": merge(current.get(key, {}), r[json_column])})
+    where = and_(*[table.c[k] == bindparam(f"k_{k}") for k in keys])
+    session.execute(update(table).where(where).values({json_column: bindparam("new_json")}), params)
+
+
+def _key_value(value: Any) -> Any:
+    return as_utc(value) if isinstance(value, datetime) else value
+
+
+def _merge_errors(left: Mapping[str, int], right: Mapping[str, int]) -> dict[str, int]:
+    out = dict(left)
+    _add_counts(out, right)
+    return out
+
+
+def apply_deltas(session: Session, deltas: RollupDeltas) -> None:
+    """Write one batch's increments to the three rollup tables (SQLite or Postgres)."""
+    event_rows = [{"pixel_id": p, "hour": h, "event_name": n, **d.counters, "detail": d.detail}
+                  for (p, h, n), d in deltas.event_hours.items()]
+    _upsert(session, EventHourRollup, ("pixel_id", "hour", "event_name"), EVENT_COUNTERS,
+            event_rows, "detail", merge_detail)
+    delivery_rows = [{"pixel_id": p, "hour": h, **d} for (p, h), d in deltas.delivery_hours.items()]
+    _upsert(session, DeliveryHourRollup, ("pixel_id", "hour"), DELIVERY_COUNTERS, delivery_rows,
+            "errors", _merge_errors)
+    order_rows = [{"pixel_id": p, "hour": h, **d} for (p, h), d in deltas.order_hours.items()]
+    _upsert(session, OrderHourRollup, ("pixel_id", "hour"), ("orders", "matched", "value"),
+            order_rows, None)
+
+
+def event_rollup_columns() -> tuple[Any, ...]:
+    """The ``events`` columns a rollup contribution reads (payload is not needed: it may be purged)."""
+    return (Event.id, Event.pixel_id, Event.event_name, Event.event_time, Event.received_at,
+            Event.event_id, Event.flags, Event.delivery_status, Event.first_attempt_at)
+
+
+def count_events(rows: Iterable[Mapping[str, Any]], deltas: RollupDeltas,
+                 seen_event_ids: set[tuple[str, str, str]]) -> None:
+    """Add events in ledger order; an event id already seen for (pixel, event name) is a duplicate."""
+    for row in rows:
+        duplicate = False
+        if row.get("event_id") is not None:
+            ref = (row["pixel_id"], row["event_name"], row["event_id"])
+            duplicate = ref in seen_event_ids
+            seen_event_ids.add(ref)
+        deltas.add_event(row, duplicate=duplicate)
+
+
+def rebuild_rollups(session: Session, pixel_id: str | None = None) -> None:
+    """Recompute every rollup (of one pixel, or all) from events, deliveries and orders.
+
+    For repair, and as the oracle of the incremental path: both must give the same rows.
+    """
+    for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup):
+        stmt = delete(model)
+        session.execute(stmt if pixel_id is None else stmt.where(model.pixel_id == pixel_id))
+    deltas = RollupDeltas()
+    events = select(*event_rollup_columns()).order_by(Event.id)
+    deliveries = select(Delivery).order_by(Delivery.id)
+    orders = select(Order).order_by(Order.id)
+    if pixel_id is not None:
+        events = events.where(Event.pixel_id == pixel_id)
+        deliveries = deliveries.where(Delivery.pixel_id == pixel_id)
+        orders = orders.where(Order.pixel_id == pixel_id)
+    rows = (row._mapping for row in session.execute(events.execution_options(yield_per=5000)))
+    count_events(rows, deltas, set())
+    for attempt in session.scalars(deliveries):
+        deltas.add_delivery(pixel_id=attempt.pixel_id, attempted_at=attempt.attempted_at,
+                            status=attempt.status, events_sent=attempt.events_sent,
+                            events_received=attempt.events_received, error_code=attempt.error_code,
+                            error_subcode=attempt.error_subcode, retry_number=attempt.retry_number)
+    for order in session.scalars(orders):
+        deltas.add_order(pixel_id=order.pixel_id, created_at=order.created_at, value=order.value,
+                         matched=order.matched)
+    apply_deltas(session, deltas)

@@ -1,0 +1,274 @@
+"""Recording events and delivery attempts: the one write path of the ingest, the relay and the fixes.
+
+Every event's ``user_data`` goes through ``prepare_user_data`` before anything is written, so the
+ledger only ever holds hashed customer information plus flags saying what arrived raw or malformed.
+Rollups are updated in the same transaction as the rows they summarise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+try:  # a dependency of langgraph; optional here
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None  # type: ignore[assignment]
+from sqlalchemy import insert, null, select, update
+from sqlalchemy.orm import Session
+
+from tools.ledger.models import Delivery, DeliveryEvent, Event, Order
+from tools.ledger.rollups import FIELD_FLAGS, TOP_PREFIX, RollupDeltas, apply_deltas, count_events
+from tools.meta.userdata import prepare_user_data
+from tools.timeutil import as_utc, from_unix, to_iso, utcnow
+
+AttemptStatus = Literal["delivered", "failed", "pending"]
+# Replay is only possible under 7 days (Meta's limit); one more day of margin (DESIGN.md section 2).
+PAYLOAD_RETENTION = timedelta(days=8)
+_CHUNK = 900  # bound parameters per IN (...) list, well under every driver's limit
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """Meta's answer to one attempt (``attempted_at`` None: queued, never attempted yet)."""
+
+    status: AttemptStatus
+    attempted_at: datetime | None
+    http_status: int | None = None
+    error_code: int | None = None
+    error_subcode: int | None = None
+    fbtrace_id: str | None = None
+    events_received: int | None = None
+    attempts: int = 1  # attempts this outcome stands for (an import may report retries as a count)
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    pixel_id: str
+    received_at: datetime
+    event: Mapping[str, Any]  # Meta's server event object, as received (may hold raw PII)
+    delivery: DeliveryOutcome | None = None
+
+
+@dataclass
+class StoredBatch:
+    """What one call stored. ``event_row_ids`` follows the input order; None: already in the ledger."""
+
+    event_row_ids: list[int | None] = field(default_factory=list)
+    loaded: int = 0
+    duplicates: int = 0
+    raw_pii_hashed: Counter[str] = field(default_factory=Counter)
+
+
+def _content_hash(pixel_id: str, received_at: datetime, event: Mapping[str, Any]) -> str:
+    """Stable across key order; the event is already hashed, so no raw PII goes into it."""
+    try:
+        if _orjson is None:  # pragma: no cover
+            raise TypeError("orjson not installed")
+        canonical = _orjson.dumps(event, option=_orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # no orjson, or a value it refuses (an integer beyond 64 bits)
+        canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(f"{pixel_id}|{to_iso(received_at)}|".encode() + canonical).hexdigest()
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None or isinstance(value, dict | list) else str(value)
+
+
+def _event_row(item: IncomingEvent, *, default_country: str, repair: bool) -> tuple[dict[str, Any], Any]:
+    """The ``events`` row for one incoming event, with user_data hashed (raw PII never leaves here)."""
+    event = dict(item.event)
+    prepared = prepare_user_data(event.get("user_data") or {}, default_country=default_country,
+                                 repair=repair)
+    event["user_data"] = prepared.user_data
+    flags: dict[str, Any] = {name: sorted(getattr(prepared, "keys_present" if name == "keys" else name))
+                             for name in FIELD_FLAGS}
+    flags = {name: names for name, names in flags.items() if names}
+    if prepared.top_values:
+        flags["top"] = {name: value[:TOP_PREFIX] for name, value in sorted(prepared.top_values.items())}
+    custom = event.get("custom_data") if isinstance(event.get("custom_data"), dict) else {}
+    outcome = item.delivery
+    attempted = outcome is not None and outcome.attempted_at is not None
+    row = {
+        "pixel_id": item.pixel_id, "event_name": str(event["event_name"]),
+        "event_time": from_unix(int(event["event_time"])), "received_at": as_utc(item.received_at),
+        "event_id": _text_or_none(event.get("event_id")), "order_ref": _text_or_none(custom.get("order_id")),
+        "action_source": _text_or_none(event.get("action_source")), "payload": event, "flags": flags,
+        "delivery_status": outcome.status if outcome else "never_sent",
+        "attempts": outcome.attempts if attempted and outcome else 0,
+        "first_attempt_at": outcome.attempted_at if attempted and outcome else None,
+        "last_attempt_at": outcome.attempted_at if attempted and outcome else None,
+        "last_error_code": outcome.error_code if outcome else None,
+        "last_error_subcode": outcome.error_subcode if outcome else None,
+        "content_hash": _content_hash(item.pixel_id, item.received_at, event),
+    }
+    return row, prepared
+
+
+def chunked(values: Sequence[Any]) -> list[Sequence[Any]]:
+    return [values[i:i + _CHUNK] for i in range(0, len(values), _CHUNK)]
+
+
+def _existing_hashes(session: Session, pixel_id: str, hashes: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in chunked(hashes):
+        found.update(session.scalars(select(Event.content_hash).where(
+            Event.pixel_id == pixel_id, Event.content_hash.in_(chunk))))
+    return found
+
+
+def _seen_event_ids(session: Session, pixel_id: str, event_ids: list[str]) -> set[tuple[str, str, str]]:
+    seen: set[tuple[str, str, str]] = set()
+    for chunk in chunked(event_ids):
+        query = select(Event.event_name, Event.event_id).where(
+            Event.pixel_id == pixel_id, Event.event_id.in_(chunk))
+        seen.update((pixel_id, name, event_id) for name, event_id in session.execute(query))
+    return seen
+
+
+def _ids_by_hash(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    ids: dict[tuple[str, str], int] = {}
+    for pixel_id in {row["pixel_id"] for row in rows}:
+        hashes = [row["content_hash"] for row in rows if row["pixel_id"] == pixel_id]
+        for chunk in chunked(hashes):
+            query = select(Event.content_hash, Event.id).where(
+                Event.pixel_id == pixel_id, Event.content_hash.in_(chunk))
+            ids.update(((pixel_id, content_hash), row_id) for content_hash, row_id in session.execute(query))
+    return ids
+
+
+def _match_orders(session: Session, pixel_id: str, refs: set[str], deltas: RollupDeltas) -> None:
+    """Orders waiting for a server Purchase with one of these ids become matched."""
+    for chunk in chunked(sorted(refs)):
+        waiting = session.execute(select(Order.id, Order.created_at).where(
+            Order.pixel_id == pixel_id, Order.order_id.in_(chunk), Order.matched.is_(False))).all()
+        if not waiting:
+            continue
+        session.execute(update(Order).where(Order.id.in_([row.id for row in waiting]))
+                        .values(matched=True))
+        for row in waiting:
+            deltas.add_order_match(pixel_id=pixel_id, created_at=row.created_at)
+
+
+def store_events(session: Session, items: Sequence[IncomingEvent], *, default_country: str = "US",
+                 repair: bool = False) -> StoredBatch:
+    """Record events (and, for imports, the delivery outcome each line carries) with their rollups.
+
+    Promises: an item whose (pixel, received_at, hashed event) is already stored adds nothing; an
+    event id already present for the same pixel and event name counts as a duplicate event id.
+    Does not commit.
+    """
+    result = StoredBatch(event_row_ids=[None] * len(items))
+    rows: list[tuple[int, dict[str, Any]]] = []
+    raw_fields: list[frozenset[str]] = []
+    for index, item in enumerate(items):
+        row, prepared = _event_row(item, default_country=default_country, repair=repair)
+        rows.append((index, row))
+        raw_fields.append(prepared.raw)
+    by_pixel: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for index, row in rows:
+        by_pixel.setdefault(row["pixel_id"], []).append((index, row))
+    deltas = RollupDeltas()
+    new_rows: list[tuple[int, dict[str, Any]]] = []
+    for pixel_id, pixel_rows in by_pixel.items():
+        existing = _existing_hashes(session, pixel_id, [r["content_hash"] for _, r in pixel_rows])
+        fresh: list[tuple[int, dict[str, Any]]] = []
+        for index, row in pixel_rows:
+            if row["content_hash"] in existing:
+                result.duplicates += 1
+                continue
+            existing.add(row["content_hash"])
+            fresh.append((index, row))
+            result.raw_pii_hashed.update(raw_fields[index])
+        event_ids = sorted({r["event_id"] for _, r in fresh if r["event_id"] is not None})
+        count_events((r for _, r in fresh), deltas, _seen_event_ids(session, pixel_id, event_ids))
+        refs = {ref for _, r in fresh if r["event_name"] == "Purchase"
+                for ref in (r["event_id"], r["order_ref"]) if ref is not None}
+        if refs:
+            _match_orders(session, pixel_id, refs, deltas)
+        new_rows.extend(fresh)
+    if new_rows:
+        # Plain executemany, then ids by content hash: RETURNING in parameter order would make
+        # SQLite insert row by row.
+        session.execute(insert(Event.__table__), [r for _, r in new_rows])
+        ids = _ids_by_hash(session, [r for _, r in new_rows])
+        for index, row in new_rows:
+            result.event_row_ids[index] = ids[(row["pixel_id"], row["content_hash"])]
+        result.loaded = len(new_rows)
+        _store_import_deliveries(session, [(items[i], result.event_row_ids[i]) for i, _ in new_rows],
+                                 deltas)
+    apply_deltas(session, deltas)
+    return result
+
+
+def _store_import_deliveries(session: Session, stored: list[tuple[IncomingEvent, int | None]],
+                             deltas: RollupDeltas) -> None:
+    """Imported lines sharing one attempt (same pixel, time, answer, fbtrace_id) form one delivery."""
+    groups: dict[tuple[Any, ...], list[tuple[IncomingEvent, int]]] = {}
+    for item, event_row_id in stored:
+        outcome = item.delivery
+        if outcome is None or outcome.attempted_at is None or event_row_id is None:
+            continue
+        key = (item.pixel_id, as_utc(outcome.attempted_at), outcome.status, outcome.http_status,
+               outcome.error_code, outcome.error_subcode, outcome.fbtrace_id, outcome.attempts)
+        groups.setdefault(key, []).append((item, event_row_id))
+    if not groups:
+        return
+    delivery_rows = []
+    for (pixel_id, attempted_at, status, http, code, subcode, trace, attempts), members in groups.items():
+        # Per line: events_received > 0 (or, when absent, status delivered) means this event got in.
+        received = sum(1 for item, _ in members if (
+            item.delivery.events_received > 0 if item.delivery and item.delivery.events_received is not None
+            else status == "delivered"))
+        delivery_rows.append({"pixel_id": pixel_id, "attempted_at": attempted_at, "status": status,
+                              "http_status": http, "events_sent": len(members), "events_received": received,
+                              "error_code": code, "error_subcode": subcode, "fbtrace_id": trace,
+                              "retry_number": attempts - 1, "fix_id": None})
+        deltas.add_delivery(pixel_id=pixel_id, attempted_at=attempted_at, status=status,
+                            events_sent=len(members), events_received=received, error_code=code,
+                            error_subcode=subcode, retry_number=attempts - 1)
+    ids = session.execute(insert(Delivery.__table__).returning(Delivery.id, sort_by_parameter_order=True),
+                          delivery_rows).scalars().all()
+    links = [{"delivery_id": delivery_id, "event_row_id": event_row_id}
+             for delivery_id, members in zip(ids, groups.values(), strict=True)
+             for _, event_row_id in members]
+    session.execute(insert(DeliveryEvent.__table__), links)
+
+
+def record_events(session: Session, *, pixel_id: str, events: Sequence[Mapping[str, Any]],
+                  received_at: datetime, default_country: str = "US", repair: bool = False) -> StoredBatch:
+    """Record a batch of server events as received (e.g. by the relay) before they are sent.
+
+    Each event needs a string ``event_name`` and an integer ``event_time`` (validate first);
+    raises ValueError naming the first event that lacks them, before anything is written.
+    """
+    for index, event in enumerate(events):
+        name, event_time = event.get("event_name"), event.get("event_time")
+        if not isinstance(name, str) or not name or isinstance(event_time, bool) or not isinstance(
+                event_time, int | float):
+            raise ValueError(f"event {index} needs a string event_name and an integer event_time")
+    items = [IncomingEvent(pixel_id=pixel_id, received_at=received_at, event=event) for event in events]
+    return store_events(session, items, default_country=default_country, repair=repair)
+
+
+def record_event(session: Session, *, pixel_id: str, event: Mapping[str, Any], received_at: datetime,
+                 default_country: str = "US", repair: bool = False) -> int | None:
+    """Record one event; returns its ledger row id (None when it was already recorded)."""
+    stored = record_events(session, pixel_id=pixel_id, events=[event], received_at=received_at,
+                           default_country=default_country, repair=repair)
+    return stored.event_row_ids[0]
+
+
+def purge_payloads(session: Session, *, older_than: datetime | None = None,
+                   now: datetime | None = None) -> int:
+    """Drop stored payloads of events received before ``older_than`` (default: ``now`` minus
+    ``PAYLOAD_RETENTION``); rows, flags and rollups stay. Returns how many were purged. No commit."""
+    cutoff = as_utc(older_than) if older_than is not None else as_utc(now or utcnow()) - PAYLOAD_RETENTION
+    result = session.execute(update(Event).where(Event.received_at < cutoff, Event.payload.is_not(None))
+                             .values(payload=null()), execution_options={"synchronize_session": False})
+    return int(getattr(result, "rowcount", 0) or 0)
