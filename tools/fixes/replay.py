@@ -1,0 +1,149 @@
+"""Which ledger events a fix re-sends, which it must skip and why, and what it sends for each.
+
+Shared by the preview (at planning time) and the execution (again at send time, so that an event
+delivered in between, or grown too old, is never sent).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tools.fixes.rehash import rehash_payload
+from tools.fixes.repair import repair_parameter
+from tools.fixes.types import PARAMETER_SUBCODES, FixParams
+from tools.ledger.models import Event
+from tools.ledger.store import chunked
+from tools.timeutil import META_MAX_EVENT_AGE, as_utc, parse_iso
+
+# Meta rejects the whole request if one event is older than 7 days; keep a margin for the time
+# the request takes to be built and travel.
+SEND_MARGIN = timedelta(minutes=5)
+_COLUMNS = (Event.id, Event.event_name, Event.event_time, Event.delivery_status,
+            Event.last_error_code, Event.last_error_subcode, Event.payload.is_not(None).label("has_payload"))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    event_name: str
+    event_time: datetime
+
+
+@dataclass
+class Selection:
+    """The events a fix would send, in (event_time, id) order, and skipped events by reason."""
+
+    since: datetime
+    until: datetime
+    eligible: list[Candidate] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def too_old_cutoff(now: datetime) -> datetime:
+    """Events with an event_time before this must not be sent at ``now``."""
+    return as_utc(now) - META_MAX_EVENT_AGE + SEND_MARGIN
+
+
+def resolve_window(params: FixParams, at: datetime) -> tuple[datetime, datetime]:
+    """[since, until) of event_time; missing ends: the last 7 days before ``at``."""
+    until = parse_iso(params.until) if params.until else as_utc(at)
+    since = parse_iso(params.since) if params.since else as_utc(at) - META_MAX_EVENT_AGE
+    return since, until
+
+
+def expected_subcode(params: FixParams) -> int | None:
+    if params.subcode is not None:
+        return params.subcode
+    return PARAMETER_SUBCODES.get(params.parameter or "")
+
+
+def skip_reason(row: Mapping[str, Any], *, kind: str, params: FixParams, cutoff: datetime) -> str | None:
+    """Why this event must not be sent now (None: send it)."""
+    if row["delivery_status"] == "delivered":
+        return "already_delivered"
+    if row["delivery_status"] not in params.statuses:
+        return "status_not_selected"
+    if kind == "repair_and_replay" and (row["last_error_code"] != 100
+                                        or row["last_error_subcode"] != expected_subcode(params)):
+        return "not_rejected_for_parameter"
+    if as_utc(row["event_time"]) < cutoff:
+        return "too_old"
+    if not row["has_payload"]:
+        return "no_payload"
+    return None
+
+
+def select_events(session: Session, *, pixel_id: str, kind: str, params: FixParams,
+                  at: datetime) -> Selection:
+    """Events of the window (names, statuses) a fix sends "at" this time, and the ones it skips."""
+    since, until = resolve_window(params, at)
+    selection = Selection(since=since, until=until)
+    window = [Event.pixel_id == pixel_id, Event.event_time >= since, Event.event_time < until]
+    if params.event_names:
+        window.append(Event.event_name.in_(params.event_names))
+    delivered = session.scalar(select(func.count()).select_from(Event).where(
+        *window, Event.delivery_status == "delivered")) or 0
+    if delivered:
+        selection.skipped["already_delivered"] = int(delivered)
+    query = (select(*_COLUMNS).where(*window, Event.delivery_status.in_(params.statuses))
+             .order_by(Event.event_time, Event.id))
+    cutoff = too_old_cutoff(at)
+    for row in session.execute(query):
+        reason = skip_reason(row._mapping, kind=kind, params=params, cutoff=cutoff)
+        if reason is None:
+            selection.eligible.append(Candidate(row.id, row.event_name, as_utc(row.event_time)))
+        else:
+            selection.skipped[reason] += 1
+    return selection
+
+
+def current_rows(session: Session, *, pixel_id: str, event_ids: Sequence[int]) -> list[Mapping[str, Any]]:
+    """The journal's events as the ledger holds them now (status, errors, payload presence)."""
+    rows: list[Mapping[str, Any]] = []
+    for chunk in chunked(list(event_ids)):
+        query = select(*_COLUMNS).where(Event.pixel_id == pixel_id, Event.id.in_(chunk))
+        rows.extend(row._mapping for row in session.execute(query))
+    order = {event_id: index for index, event_id in enumerate(event_ids)}
+    return sorted(rows, key=lambda row: order[row["id"]])
+
+
+def load_payloads(session: Session, event_ids: Iterable[int]) -> dict[int, dict[str, Any] | None]:
+    out: dict[int, dict[str, Any] | None] = {}
+    for chunk in chunked(list(event_ids)):
+        query = select(Event.id, Event.payload).where(Event.id.in_(chunk))
+        out.update((row.id, row.payload) for row in session.execute(query))
+    return out
+
+
+def iter_payloads(session: Session, event_ids: Sequence[int], size: int = 1000
+                  ) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    for start in range(0, len(event_ids), size):
+        part = event_ids[start:start + size]
+        payloads = load_payloads(session, part)
+        for event_id in part:
+            yield event_id, payloads.get(event_id)
+
+
+def payload_to_send(kind: str, params: FixParams, payload: Mapping[str, Any], *,
+                    default_country: str = "US") -> tuple[dict[str, Any], dict[str, str]]:
+    """What is sent for one stored event, and per changed field the action taken.
+
+    replay sends the stored event as it is (event_id and event_time kept); repair_and_replay changes
+    only ``params.parameter``; rehash re-prepares ``user_data`` in repair mode.
+    """
+    if kind == "replay":
+        return dict(payload), {}
+    if kind == "repair_and_replay":
+        parameter = params.parameter or "fbc"
+        event, action = repair_parameter(payload, parameter)
+        return event, ({} if action == "kept" else {parameter: action})
+    if kind == "rehash":
+        return rehash_payload(payload, default_country=default_country)
+    raise ValueError(f"{kind!r} is not a fix that sends events")
