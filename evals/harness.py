@@ -61,6 +61,20 @@ class ScenarioWorld:
         return result
 
 
+def load_scenario_ledger(scenario: Scenario, files: GeneratedFiles, *,
+                         database_url: str) -> tuple[Engine, PixelConfig]:
+    """A fresh, migrated ledger with the scenario's pixel configured and its files ingested."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    pixel = PixelConfig(id=scenario.pixel_id, name=scenario.id, timezone=scenario.timezone)
+    with Session(engine) as session:
+        sync_pixels(session, [pixel])
+        session.commit()
+    ingest_events_jsonl(session_or_engine=engine, path=files.events_path)
+    ingest_orders_jsonl(session_or_engine=engine, path=files.orders_path)
+    return engine, pixel
+
+
 @contextmanager
 def scenario_world(scenario: Scenario, workdir: Path, *,
                    database_url: str | None = None) -> Iterator[ScenarioWorld]:
@@ -69,19 +83,12 @@ def scenario_world(scenario: Scenario, workdir: Path, *,
     started = time.perf_counter()
     files = materialize(scenario, workdir)
     timings["generate_s"] = time.perf_counter() - started
-    engine = make_engine(database_url or f"sqlite:///{workdir / 'ledger.db'}")
+    started = time.perf_counter()
+    engine, pixel = load_scenario_ledger(scenario, files,
+                                         database_url=database_url or f"sqlite:///{workdir / 'ledger.db'}")
+    timings["ingest_s"] = time.perf_counter() - started
     try:
-        migrate(engine)
-        pixel = PixelConfig(id=scenario.pixel_id, name=scenario.id, timezone=scenario.timezone)
-        with Session(engine) as session:
-            sync_pixels(session, [pixel])
-            session.commit()
-        started = time.perf_counter()
-        ingest_events_jsonl(session_or_engine=engine, path=files.events_path)
-        ingest_orders_jsonl(session_or_engine=engine, path=files.orders_path)
-        timings["ingest_s"] = time.perf_counter() - started
-        state = SimState.load(files.meta_state_path)
-        with run_simulator_in_thread(state) as simulator:
+        with run_simulator_in_thread(SimState.load(files.meta_state_path)) as simulator:
             yield ScenarioWorld(scenario=scenario, files=files, engine=engine, simulator=simulator,
                                 pixel=pixel, timings=timings)
     finally:

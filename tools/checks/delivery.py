@@ -17,6 +17,9 @@ TOKEN_CODES = frozenset({190})
 RATE_LIMIT_CODES = frozenset({4, 17, 613, 80004})
 TRANSIENT_CODES = frozenset({1, 2})
 # The shop normally delivers within the hour if it did in at least this share of busy past hours.
+# Share of a window's events left undelivered that means a send was skipped (a 15-minute batcher
+# normally leaves at most the last quarter-hour waiting).
+NOT_SENT_SHARE = 0.6
 SENDS_HOURLY_SHARE = 0.5
 MIN_TRANSPORT_ERRORS = 3
 
@@ -110,34 +113,50 @@ def check_errors(inputs: AuditInputs) -> list[Finding]:
 
 
 def check_not_sent(inputs: AuditInputs) -> list[Finding]:
-    """delivery.not_sent: the ledger holds undelivered events of the window and nothing was attempted.
+    """delivery.not_sent: most of the window's events sit in the ledger undelivered.
 
-    Only for shops that normally send within the hour (a daily batch uploader is judged by latency).
+    Judged by the share of the window's events still undelivered rather than by "no attempt at all":
+    a batch sender's run at the top of the hour sends the previous hour's tail, so a skipped batch
+    still shows attempts in the window. Only for shops that normally send within the hour (a daily
+    batch uploader is judged by latency).
     """
     t = inputs.thresholds
     hours, rows = _window_rows(inputs)
-    if sum(r.attempts for r in rows):
-        return []
     ledger = ledger_by_event(inputs)
+    window_events = sum(by_hour[h].events for by_hour in ledger.values() for h in hours if h in by_hour)
     undelivered = {
         name: sum(by_hour[h].undelivered for h in hours if h in by_hour) for name, by_hour in ledger.items()
     }
     undelivered = {name: n for name, n in undelivered.items() if n > 0}
+    # Events that were sent and refused (token, rejection) are the other checks' business.
+    refused = sum(max(0, r.events_sent - r.events_received) for r in rows)
     total = sum(undelivered.values())
-    if total < t.min_baseline_events:
+    unsent = total - refused
+    if unsent < t.min_baseline_events or unsent < NOT_SENT_SHARE * window_events:
         return []
+    # A skipped send leaves every event name behind; one name stuck alone is that event's pipeline
+    # (server_events_down), not the sender.
+    for by_hour in ledger.values():
+        events = sum(by_hour[h].events for h in hours if h in by_hour)
+        stuck = sum(by_hour[h].undelivered for h in hours if h in by_hour)
+        if events >= t.min_baseline_events and stuck < 0.5 * events:
+            return []
     attempted_hours = {r.hour for r in inputs.delivery_hours if r.attempts and r.hour < hours[0]}
     busy_hours = {r.hour for r in inputs.event_hours if r.events and r.hour < hours[0]}
     if not busy_hours or len(busy_hours & attempted_hours) / len(busy_hours) < SENDS_HOURLY_SHARE:
         return []
+    attempts = sum(r.attempts for r in rows)
+    share = unsent / window_events
     return [make_finding(
         inputs, check="delivery", code="delivery.not_sent", severity="critical",
-        summary=f"{total} server events of {span_label(hours)} were recorded but never sent to Meta.",
-        metrics={"observed": 0, "baseline": None, "threshold": 0, "undelivered": total,
+        summary=f"{unsent} server events of {span_label(hours)} ({share:.0%}) were recorded but never sent "
+                "to Meta.",
+        metrics={"observed": unsent, "baseline": None, "threshold": NOT_SENT_SHARE, "undelivered": total,
+                 "undelivered_share": round(share, 3), "attempts": attempts,
                  "event_names": ",".join(sorted(undelivered))},
         evidence=[f"{span_label(hours)}: {n} {name} events in the ledger, undelivered"
                   for name, n in sorted(undelivered.items())]
-        + [f"{span_label(hours)}: no delivery attempt at all"],
+        + [f"{span_label(hours)}: {attempts} delivery attempt(s), none of them for these events"],
     )]
 
 

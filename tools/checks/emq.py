@@ -1,10 +1,10 @@
 """EMQ check: Meta's Event Match Quality per event, and which match key fell (from the ledger).
 
 Severity of ``emq.below_floor``: critical when the score is newly below the floor (it was at or
-above it about a week ago: something just broke); when it has been low all along or there is no
-earlier snapshot, a warning on conversion events (``Thresholds.emq_conversion_events``: a standing
-weakness worth fixing, not an outage) and info on upper-funnel events, where it is normal. ``emq.below_goal`` is a
-warning when newly below the goal, info when it always was.
+above it about a week ago: something just broke). When it has been low all along, or there is no
+earlier snapshot: a warning on conversion events (``Thresholds.emq_conversion_events``; a standing
+weakness worth fixing, not an outage) and info on upper-funnel events, where it is normal.
+``emq.below_goal`` is a warning when newly below the goal, info when it always was.
 
 The ledger's per-key coverage sees a key disappear within the hour, before Meta's score moves, and
 says *which* key it was.

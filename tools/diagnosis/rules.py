@@ -104,7 +104,9 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
                     lambda f: (f.code == "delivery.rejected" and not _is_too_old_rejection(f))
                     or f.code in ("hashing.fbc_malformed", "hashing.fbp_malformed"),
                     lambda f: _server_side(f) or f.code == "delivery.partial_receipt")
-    drafts += _rule(pool, "missed_batch", lambda f: f.code == "delivery.not_sent", _server_side)
+    # A sender running hours late also leaves the window unsent: that is late_delivery, below.
+    late = any(f.code == "latency.p95_high" for f in pool.left)
+    drafts += _rule(pool, "missed_batch", lambda f: f.code == "delivery.not_sent" and not late, _server_side)
     drafts += _rule(pool, "rate_limited", lambda f: f.code == "delivery.rate_limited",
                     lambda f: f.code in ("latency.p95_high", "latency.freshness_degraded",
                                          "delivery.transport_errors") or _server_side(f))
@@ -119,8 +121,8 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
     drafts += _rule(pool, "late_delivery",
                     lambda f: f.code in ("latency.p95_high", "latency.too_old") or _is_too_old_rejection(f),
                     # Events still queued are missing from Meta's server counts of the window.
-                    lambda f: f.code in ("latency.freshness_degraded", "delivery.transport_errors")
-                    or _server_side(f))
+                    lambda f: f.code in ("latency.freshness_degraded", "delivery.transport_errors",
+                                         "delivery.not_sent") or _server_side(f))
     drafts += _rule(pool, "clock_skew", lambda f: f.code == "latency.future_time", lambda f: False)
     drafts += _rule(pool, "dedup_broken",
                     lambda f: f.code == "parity.dedup_key_missing" and f.severity != "info", lambda f: False)
