@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 
 from tools.fixes import models as _fix_models  # noqa: F401  (fix tables join the metadata)
 from tools.ledger import models
+from tools.ledger import outbox as _outbox_models  # noqa: F401  (outbox joins the metadata)
 from tools.ledger.db import DEFAULT_DATABASE_URL, make_engine
 from tools.schedule import claims as _claim_models  # noqa: F401  (audit_claims joins the metadata)
 
