@@ -1,0 +1,154 @@
+"""Starlette routes of the relay: ``POST /{api_version}/{pixel_id}/events``, a drop-in for Meta's.
+
+Parsing is the simulator's (``tools.meta.simulator.params``: JSON, form or multipart bodies, ``data``
+as objects or JSON strings, the token from ``Authorization`` or ``access_token``); the work is
+``tools.relay.accept_batch``, run in a worker thread (the ledger and the Graph client are synchronous).
+Forwarding uses the caller's token against ``META_GRAPH_URL`` with the version the caller used.
+Log lines name the pixel, the event count and the status: never the token, the query string or events.
+Whoever serves these routes must keep uvicorn's access log off (it prints query strings, where the
+SDK puts its token).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agent.runtime import Runtime
+from tools.meta.client import GraphClient
+from tools.meta.simulator.params import BadRequest, access_token, decode_data, read_params
+from tools.meta.simulator.responses import graph_error, invalid_parameter, token_missing, unknown_object
+from tools.relay.accept import PIXEL_ID_RE, RelayRequest, accept_batch
+from tools.relay.forward import ForwardReport, forward_pending
+from tools.relay.sending import passthrough
+from tools.timeutil import utcnow
+
+logger = logging.getLogger("capi_agent.relay")
+
+VERSION_RE = re.compile(r"^v\d+\.\d+$")
+# Meta recommends 1.5 s when sending from a request path; a slower answer is queued, not waited for.
+FORWARD_TIMEOUT = 1.5
+MAX_CACHED_CLIENTS = 256
+
+
+class CallerClients:
+    """One Graph client per (caller token, API version), kept in memory only (tokens are never stored),
+    so connections to Meta are reused across requests."""
+
+    def __init__(self, *, graph_url: str, timeout: float, max_cached: int = MAX_CACHED_CLIENTS) -> None:
+        self._graph_url = graph_url
+        self._timeout = timeout
+        self._max = max_cached
+        self._clients: OrderedDict[str, GraphClient] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str, api_version: str) -> GraphClient:
+        key = hashlib.sha256(f"{api_version}|{token}".encode()).hexdigest()
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                # No retries here: a failed forward is queued and delivered later by forward_pending.
+                client = GraphClient(base_url=self._graph_url, api_version=api_version, access_token=token,
+                                     timeout=self._timeout, max_retries=0)
+                self._clients[key] = client
+                if len(self._clients) > self._max:
+                    # Dropped, not closed: another request may still be using it; GC closes its sockets.
+                    self._clients.popitem(last=False)
+            else:
+                self._clients.move_to_end(key)
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+
+@dataclass
+class RelayDeps:
+    """What the relay needs: a session per unit of work, Meta's base URL, and a clock."""
+
+    session_factory: Callable[[], Session]
+    graph_url: str = "https://graph.facebook.com"
+    forward_timeout: float = FORWARD_TIMEOUT
+    clock: Callable[[], datetime] = utcnow
+    clients: CallerClients | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.clients is None:
+            self.clients = CallerClients(graph_url=self.graph_url, timeout=self.forward_timeout)
+
+
+def relay_deps(runtime: Runtime) -> RelayDeps:
+    return RelayDeps(session_factory=runtime.session, graph_url=runtime.settings.meta_graph_url)
+
+
+def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
+    """The relay's routes, for mounting beside Slack's in the one ASGI app of ``capi-agent serve``."""
+    deps = source if isinstance(source, RelayDeps) else relay_deps(source)
+
+    async def post_events(request: Request) -> Response:
+        version = request.path_params["api_version"]
+        pixel_id = request.path_params["pixel_id"]
+        if not VERSION_RE.match(version):
+            return graph_error(400, "Unknown path components: /" + version[:20], code=2500)
+        if not PIXEL_ID_RE.match(pixel_id):
+            return unknown_object(pixel_id)
+        try:
+            params = await read_params(request)
+            events = decode_data(params.get("data"))
+        except BadRequest as exc:
+            logger.info("relay %s pixel %s: malformed request -> 400", version, pixel_id)
+            return invalid_parameter(f"(#100) {exc}")
+        token = access_token(request, params)
+        if not token:
+            return token_missing()
+        assert deps.clients is not None
+        client = deps.clients.get(token, version)
+        relay_request = RelayRequest(pixel_id=pixel_id, events=events, params=passthrough(params))
+        answer = await run_in_threadpool(accept_batch, deps.session_factory, relay_request, client=client,
+                                         now=deps.clock())
+        logger.info("relay %s pixel %s: %d events -> %s", version, pixel_id, len(events), answer.status)
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    return [Route("/{api_version}/{pixel_id}/events", post_events, methods=["POST"])]
+
+
+def build_relay_app(deps: RelayDeps) -> Starlette:
+    """A Starlette app serving only the relay (tests, benchmarks); closes its clients on shutdown."""
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if deps.clients is not None:
+                deps.clients.close()
+
+    return Starlette(routes=relay_routes(deps), lifespan=lifespan)
+
+
+def forward_pending_with_runtime(runtime: Runtime, *, now: datetime | None = None) -> ForwardReport:
+    """``forward_pending`` with each pixel's configured token (never a caller's); for the scheduler."""
+    pixels = {pixel.id: pixel for pixel in runtime.pixels()}
+    with ExitStack() as stack:
+        def client_for_pixel(pixel_id: str) -> GraphClient | None:
+            pixel = pixels.get(pixel_id)
+            client = runtime.graph_client(pixel) if pixel is not None else None
+            return stack.enter_context(client) if client is not None else None
+
+        return forward_pending(runtime.session, client_for_pixel=client_for_pixel, now=now or utcnow())

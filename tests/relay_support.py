@@ -1,0 +1,85 @@
+"""Helpers of the relay tests: the relay served by uvicorn on a loopback port, events, ledger reads."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import uvicorn
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from agent.relay.app import RelayDeps, build_relay_app
+from tools.ledger.db import make_engine, migrate
+from tools.ledger.models import ALL_TABLES, Event
+from tools.meta.simulator.server import bind_socket
+from tools.timeutil import to_unix, utcnow
+
+PIXEL = "1234567890"
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def make_event(event_id: str, *, at: datetime | None = None, **user_data: Any) -> dict[str, Any]:
+    """A valid website Purchase an hour old (by default) with hashed email, fbp, ip and user agent."""
+    data: dict[str, Any] = {"em": [sha("someone@example.com")], "client_ip_address": "203.0.113.9",
+                            "client_user_agent": "Mozilla/5.0", "fbp": "fb.1.1763600000000.123456"}
+    data.update(user_data)
+    return {"event_name": "Purchase", "event_time": to_unix(at or utcnow() - timedelta(hours=1)),
+            "event_id": event_id, "action_source": "website",
+            "event_source_url": "https://shop.example/thanks", "user_data": data,
+            "custom_data": {"currency": "USD", "value": 42.5}}
+
+
+def session_factory(engine: Engine) -> Callable[[], Session]:
+    return lambda: Session(engine, expire_on_commit=False)
+
+
+@contextmanager
+def running_relay(engine: Engine, graph_url: str, **deps: Any) -> Iterator[str]:
+    """Serve the relay app (uvicorn, access log off) on a free loopback port; yields its base URL."""
+    app = build_relay_app(RelayDeps(session_factory=session_factory(engine), graph_url=graph_url, **deps))
+    sock = bind_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "relay did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def ledger_events(engine: Engine) -> list[Event]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Event).order_by(Event.id)))
+
+
+def ledger_dump(engine: Engine) -> str:
+    """Every row of every ledger table as text (to look for a raw value anywhere in the database)."""
+    parts = []
+    with engine.connect() as connection:
+        for table in ALL_TABLES:
+            parts.extend(repr(tuple(row)) for row in connection.execute(text(f"SELECT * FROM {table}")))
+    return "\n".join(parts)
+
+
+def migrated_engine(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
+    migrate(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
