@@ -189,8 +189,6 @@ def test_more_than_1000_events_rejected_and_nothing_recorded(
     assert ledger_events(ledger_engine) == [] and meta_sim.state.received(PIXEL) == []
 
 
-@pytest.mark.xfail(strict=True, reason="tools.meta.redact masks the word after 'OAuth ' in Meta's message "
-                   "('Invalid OAuth access token' -> 'Invalid OAuth *** token'); the client scrubs it")
 def test_wrong_token_message_reaches_the_caller_verbatim(relay: str, meta_sim: RunningSimulator) -> None:
     response = post_json(relay, [make_event("t-2")], token="wrong-token-123")
     assert response.json()["error"]["message"] == "Invalid OAuth access token - Cannot parse access token"

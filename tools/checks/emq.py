@@ -1,10 +1,9 @@
 """EMQ check: Meta's Event Match Quality per event, and which match key fell (from the ledger).
 
 Severity of ``emq.below_floor``: critical when the score is newly below the floor (it was at or
-above it about a week ago: something just broke). When it has been low all along, or there is no
-earlier snapshot: a warning on conversion events (``Thresholds.emq_conversion_events``; a standing
-weakness worth fixing, not an outage) and info on upper-funnel events, where it is normal.
-``emq.below_goal`` is a warning when newly below the goal, info when it always was.
+above it about a week ago: something just broke). A score that has been low all along, or with no
+earlier snapshot to tell, is info: a standing weakness for the daily digest, not an outage to page
+anyone about every hour. ``emq.below_goal`` is a warning when newly below the goal, info otherwise.
 
 The ledger's per-key coverage sees a key disappear within the hour, before Meta's score moves, and
 says *which* key it was.
@@ -45,8 +44,7 @@ def check_scores(inputs: AuditInputs) -> list[Finding]:
         if then is not None and before is not None:
             evidence.append(f"it was {then:.1f} on {before.fetched_at.date().isoformat()}")
         if score < t.emq_floor:
-            standing: Severity = "warning" if name in t.emq_conversion_events else "info"
-            severity: Severity = "critical" if then is not None and then >= t.emq_floor else standing
+            severity: Severity = "critical" if then is not None and then >= t.emq_floor else "info"
             out.append(make_finding(
                 inputs, check="emq", code="emq.below_floor", event_name=name, severity=severity,
                 summary=f"Match quality of {name} is {score:.1f}/10, below the floor of {t.emq_floor:g}.",

@@ -145,13 +145,6 @@ class Thresholds(BaseModel):
     emq_floor: float = Field(7.0, description="EMQ below this is critical-ish (emq.below_floor)")
     emq_goal: float = Field(8.0, description="EMQ below this is a warning (emq.below_goal)")
     emq_drop: float = Field(1.0, description="Fall of the composite score against the previous week")
-    # Upper-funnel events (PageView, ViewContent, ...) rarely carry email or phone, so a standing
-    # score under the floor is normal there; only these events warn about a standing low score.
-    emq_conversion_events: list[str] = Field(
-        default_factory=lambda: ["Purchase", "Lead", "CompleteRegistration", "Subscribe", "StartTrial",
-                                 "InitiateCheckout", "AddPaymentInfo", "Contact", "Schedule",
-                                 "SubmitApplication"],
-        description="Events where a standing EMQ below the floor is a warning (elsewhere: info)")
     key_coverage_drop_pct: float = Field(25.0, description="Points a match key's coverage may fall")
     parity_min_ratio: float = Field(0.6, description="server/browser below this ratio of its baseline")
     event_id_min_coverage: float = Field(0.9, description="Share of server events that must carry event_id")

@@ -167,6 +167,8 @@ def _send_skip_reason(row: Mapping[str, Any], cutoff: datetime) -> str | None:
     """Checked again right before sending: the plan may be hours old."""
     if row["delivery_status"] == "delivered":
         return "already_delivered"
+    if row["delivery_status"] in ("sending", "uncertain"):  # the relay's forwarder holds or held them
+        return "in_flight_elsewhere"
     if as_utc(row["event_time"]) < cutoff:
         return "too_old"
     if not row["has_payload"]:

@@ -22,7 +22,8 @@ JsonType = JSON().with_variant(JSONB(), "postgresql")
 RowId = BigInteger().with_variant(Integer(), "sqlite")
 UtcDateTime = DateTime(timezone=True)
 
-DELIVERY_STATUSES = ("never_sent", "pending", "delivered", "failed")
+# sending/uncertain: the relay's store-and-forward journal (in flight; unknown after a crash).
+DELIVERY_STATUSES = ("never_sent", "pending", "delivered", "failed", "sending", "uncertain")
 
 
 class PixelBase(SQLModel):

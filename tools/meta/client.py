@@ -98,18 +98,21 @@ class GraphClient:
     # ------------------------------------------------------------------ Conversions API
 
     def send_events(
-        self, pixel_id: str, events: Sequence[Mapping[str, Any]], *, test_event_code: str | None = None
+        self, pixel_id: str, events: Sequence[Mapping[str, Any]], *, test_event_code: str | None = None,
+        extra_params: Mapping[str, str] | None = None,
     ) -> SendResult:
         """Send one batch (1..1000 events) in one request; raise a ``MetaApiError`` if Meta rejects it.
 
         Meta accepts or rejects a batch as a whole, so on success all events were received.
+        ``extra_params`` are request parameters sent beside ``data`` (partner_agent, namespace_id,
+        upload_id, upload_tag, upload_source, a caller's appsecret_proof).
         """
         if not events:
             raise ValueError("no events to send")
         if len(events) > MAX_EVENTS_PER_REQUEST:
             raise ValueError(f"{len(events)} events in one request; Meta accepts at most "
                              f"{MAX_EVENTS_PER_REQUEST} (use send_events_batched)")
-        payload: dict[str, Any] = {"data": [dict(event) for event in events]}
+        payload: dict[str, Any] = {**(extra_params or {}), "data": [dict(event) for event in events]}
         if test_event_code:
             payload["test_event_code"] = test_event_code
         body, attempts = self._call("POST", self._url(pixel_id, "events"), json_body=payload)

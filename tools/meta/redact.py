@@ -23,7 +23,11 @@ _PARAM = re.compile(
     r"""(?:["']?\s*[:=]\s*["']?|%3D))(?P<value>[^&\s"',;}\]]+)""",
     re.IGNORECASE,
 )
-_AUTH_HEADER = re.compile(r"(?P<key>\b(?:Bearer|OAuth)\s+)(?P<value>[A-Za-z0-9._~+/=\-]{4,})", re.IGNORECASE)
+# "Bearer x" is always a credential; "OAuth" also appears in Meta's own messages ("Invalid OAuth
+# access token"), so after it only a token-sized value counts.
+_AUTH_HEADER = re.compile(
+    r"(?P<key>\b(?:Bearer\s+(?=[A-Za-z0-9._~+/=\-]{4,})|OAuth\s+(?=[A-Za-z0-9._~+/=\-]{20,})))"
+    r"(?P<value>[A-Za-z0-9._~+/=\-]+)", re.IGNORECASE)
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()

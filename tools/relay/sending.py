@@ -21,12 +21,5 @@ def send_batch(client: GraphClient, pixel_id: str, events: Sequence[Mapping[str,
                params: Mapping[str, str]) -> SendResult:
     """``client.send_events`` plus the pass-through parameters; raises ``MetaApiError`` like it."""
     extra = {name: value for name, value in params.items() if name != "test_event_code"}
-    if not extra:
-        return client.send_events(pixel_id, events, test_event_code=params.get("test_event_code"))
-    # GraphClient.send_events takes only test_event_code; the other parameters ride in the same JSON
-    # body through its request plumbing (contract change requested: an ``extra_params`` argument).
-    payload: dict[str, Any] = {"data": [dict(event) for event in events], **params}
-    body, attempts = client._call("POST", client._url(pixel_id, "events"), json_body=payload)
-    return SendResult(events_received=int(body.get("events_received", 0)),
-                      messages=tuple(str(message) for message in body.get("messages") or []),
-                      fbtrace_id=body.get("fbtrace_id"), attempts=attempts)
+    return client.send_events(pixel_id, events, test_event_code=params.get("test_event_code"),
+                              extra_params=extra or None)

@@ -1,0 +1,5 @@
+"""Seeded synthetic shop traffic, root-cause injection and the scenario library.
+
+Entry points: ``generator.generate`` (a shop's three files), ``inject.Injection`` (one root cause),
+``scenario.load_scenarios`` / ``scenario.materialize`` (the eval library), ``python -m tools.synth``.
+"""

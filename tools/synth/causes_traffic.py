@@ -1,0 +1,139 @@
+"""Root causes in what is sent: events missing, renamed, duplicated, mis-dated or carrying bad
+match keys (the deliveries themselves succeed)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from tools.synth.injection import Injection, InjectionContext, touches
+from tools.synth.people import raw_email, raw_phone, sha256_hex
+from tools.synth.records import Attempt, ServerEvent
+from tools.synth.traffic import ShopTraffic, new_fbtrace_id, new_request_id
+
+
+def browser_pixel_down(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    traffic.browser = [
+        hit
+        for hit in traffic.browser
+        if not (inj.active(hit.time) and inj.covers(hit.event_name) and ctx.rng.random() < inj.share())
+    ]
+
+
+def server_events_down(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    # The shop never produces them: no ledger line, nothing at Meta, no delivery error. Orders stay.
+    traffic.server = [record for record in traffic.server if not touches(inj, ctx, record)]
+
+
+def dedup_broken(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    side = inj.params.get("side", "server")
+    if side in ("server", "both"):
+        for record in traffic.server:
+            if touches(inj, ctx, record):
+                record.event.pop("event_id", None)
+    if side in ("browser", "both"):
+        traffic.browser = [
+            type(hit)(hit.time, hit.event_name, False)
+            if inj.active(hit.time) and inj.covers(hit.event_name)
+            else hit
+            for hit in traffic.browser
+        ]
+
+
+_HASH_DEFAULT_FIELDS = {
+    "raw": ["em", "ph"],
+    "placeholder": ["em"],
+    "uppercase": ["em", "ph"],
+    "must_not_hash": ["client_ip_address"],
+}
+
+
+def hashing_error(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    mode = inj.params.get("mode", "raw")
+    if mode not in _HASH_DEFAULT_FIELDS:
+        raise ValueError(f"hashing_error mode {mode!r} is not one of {sorted(_HASH_DEFAULT_FIELDS)}")
+    fields: list[str] = inj.params.get("fields") or _HASH_DEFAULT_FIELDS[mode]
+    for record in traffic.server:
+        if not touches(inj, ctx, record):
+            continue
+        user = record.event["user_data"]
+        for name in fields:
+            if mode == "raw" and name in user and record.customer is not None:
+                # Only the fake example.com / 555-01xx values of this generator ever appear raw.
+                raw = {"em": raw_email, "ph": raw_phone}.get(name)
+                if raw is not None:
+                    user[name] = [raw(record.customer)]
+            elif mode == "placeholder" and name not in user:
+                user[name] = [sha256_hex("")]  # a guest's empty field hashed anyway
+            elif mode == "uppercase" and name in user:
+                user[name] = [value.upper() for value in user[name]]
+            elif mode == "must_not_hash" and name in user:
+                user[name] = sha256_hex(str(user[name]))
+
+
+def match_keys_lost(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    keys: list[str] = inj.params.get("keys") or [inj.params.get("key", "fbc")]
+    for record in traffic.server:
+        if touches(inj, ctx, record):
+            for key in keys:
+                record.event["user_data"].pop(key, None)
+
+
+def duplicate_events(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    # A retry loop resends each event with the same event_id; Meta takes every copy.
+    copies = max(2, round(3 if inj.magnitude is None else inj.magnitude))
+    extra: list[ServerEvent] = []
+    for record in traffic.server:
+        if not (inj.active(record.true_time) and inj.covers(record.name)):
+            continue
+        offset = timedelta()
+        for _ in range(copies - 1):
+            offset += timedelta(seconds=ctx.rng.randint(2, 90))
+            first = record.attempts[0] if record.attempts else None
+            attempts = (
+                None
+                if record.attempts is None
+                else ([Attempt(first.at + offset, fbtrace_id=new_fbtrace_id(ctx.rng))] if first else [])
+            )
+            extra.append(
+                ServerEvent(
+                    true_time=record.true_time,
+                    event=_copy_event(record.event),
+                    received_at=record.received_at + offset,
+                    request_id=new_request_id(ctx.rng),
+                    attempts=attempts,
+                    customer=record.customer,
+                )
+            )
+    traffic.server.extend(extra)
+
+
+def _copy_event(event: dict[str, Any]) -> dict[str, Any]:
+    copied = dict(event)
+    copied["user_data"] = {k: list(v) if isinstance(v, list) else v for k, v in event["user_data"].items()}
+    if "custom_data" in event:
+        copied["custom_data"] = dict(event["custom_data"])
+    return copied
+
+
+def event_renamed(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    old = inj.params.get("from") or (inj.events[0] if inj.events else "AddToCart")
+    new = inj.params.get("to", "add_to_cart")
+    share = inj.share()
+    for record in traffic.server:
+        if record.name == old and inj.active(record.true_time) and ctx.rng.random() < share:
+            record.event["event_name"] = new
+    if inj.params.get("side", "both") == "both":
+        traffic.browser = [
+            type(hit)(hit.time, new, hit.with_event_id)
+            if hit.event_name == old and inj.active(hit.time) and ctx.rng.random() < share
+            else hit
+            for hit in traffic.browser
+        ]
+
+
+def clock_skew(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    shift = round((2.0 if inj.magnitude is None else inj.magnitude) * 3600)
+    for record in traffic.server:
+        if inj.active(record.true_time) and inj.covers(record.name):
+            record.event["event_time"] = int(record.event["event_time"]) + shift

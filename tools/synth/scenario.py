@@ -1,0 +1,131 @@
+"""The scenario library: eval cases as records with stable, versioned ids (``evals/scenarios/*.json``),
+and how one becomes the three files an audit runs on."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from tools.diagnosis.types import ROOT_CAUSES
+from tools.synth.generator import GeneratedFiles, generate
+from tools.synth.inject import Injection
+from tools.synth.shop import ShopConfig
+from tools.timeutil import parse_iso
+
+
+class Expectation(BaseModel):
+    """What a correct audit at ``audit_at`` concludes."""
+
+    root_causes: list[str]
+    findings_any: list[str] = Field(default_factory=list, description="At least one of these codes")
+    healthy: bool
+
+    @field_validator("root_causes")
+    @classmethod
+    def _known_causes(cls, value: list[str]) -> list[str]:
+        unknown = [cause for cause in value if cause not in ROOT_CAUSES]
+        if unknown or not value:
+            raise ValueError(f"root causes must be from the catalogue, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _healthy_means_none(self) -> Expectation:
+        if self.healthy != (self.root_causes == ["none"]):
+            raise ValueError("healthy scenarios expect exactly ['none'] and vice versa")
+        return self
+
+
+class Scenario(BaseModel):
+    """One eval case: a seeded shop, the root causes injected into it, and the expected verdict."""
+
+    id: str = Field(pattern=r"^[a-z0-9_]+\.v[0-9]+$")
+    description: str
+    seed: int
+    pixel_id: str = Field(pattern=r"^[0-9]+$")
+    timezone: str = "UTC"
+    start: datetime
+    days: int = Field(ge=1, le=60)
+    shop: dict[str, Any] = Field(
+        default_factory=dict, description="ShopConfig fields (scale, sales_spikes...)"
+    )
+    injections: list[Injection] = Field(default_factory=list)
+    audit_at: datetime
+    expect: Expectation
+
+    @field_validator("start", "audit_at", mode="before")
+    @classmethod
+    def _utc(cls, value: object) -> object:
+        return parse_iso(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        if not self.start < self.audit_at <= self.end:
+            raise ValueError("audit_at must fall inside the generated period")
+        for injection in self.injections:
+            if not self.start <= injection.onset < self.audit_at:
+                raise ValueError(f"{injection.cause}: onset must be after start and before audit_at")
+        injected = {injection.cause for injection in self.injections}
+        if not self.expect.healthy and not set(self.expect.root_causes) <= injected:
+            raise ValueError("every expected root cause must be injected")
+        self.shop_config()  # fail at load time on a bad shop block
+        return self
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=self.days)
+
+    def shop_config(self) -> ShopConfig:
+        return ShopConfig(**{**self.shop, "pixel_id": self.pixel_id, "timezone": self.timezone})
+
+
+def default_scenario_dir() -> Path:
+    """The packaged ``evals/scenarios`` folder."""
+    return Path(str(files("evals").joinpath("scenarios")))
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    return Scenario.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_scenarios(path: Path | None = None) -> list[Scenario]:
+    """Every ``*.json`` scenario in a folder (default: the packaged library), sorted by id.
+
+    Raises ValueError when two files share an id.
+    """
+    folder = path or default_scenario_dir()
+    scenarios = [load_scenario_file(file) for file in sorted(folder.glob("*.json"))]
+    seen: set[str] = set()
+    for scenario in scenarios:
+        if scenario.id in seen:
+            raise ValueError(f"duplicate scenario id {scenario.id}")
+        seen.add(scenario.id)
+    return sorted(scenarios, key=lambda scenario: scenario.id)
+
+
+def find_scenario(id_or_file: str, folder: Path | None = None) -> Scenario:
+    """A scenario by id (``browser_pixel_down.v1``) from the library, or from a JSON file path."""
+    candidate = Path(id_or_file)
+    if candidate.suffix == ".json" and candidate.is_file():
+        return load_scenario_file(candidate)
+    for scenario in load_scenarios(folder):
+        if scenario.id == id_or_file:
+            return scenario
+    raise KeyError(f"no scenario {id_or_file!r}")
+
+
+def materialize(scenario: Scenario, out_dir: Path) -> GeneratedFiles:
+    """Write the scenario's events.jsonl, orders.jsonl and meta_state.json as seen at audit_at."""
+    return generate(
+        scenario.shop_config(),
+        start=scenario.start,
+        end=min(scenario.end, scenario.audit_at),
+        now=scenario.audit_at,
+        seed=scenario.seed,
+        injections=scenario.injections,
+        out_dir=out_dir,
+    )

@@ -1,0 +1,126 @@
+"""The traffic model of a synthetic shop: how many of each event happen in an hour, and how often
+the browser Pixel and the server integration each see them.
+
+Everything here is a pure function of the configuration and a seeded ``random.Random``; the
+generator (``tools.synth.generator``) turns the counts into individual events.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field, field_validator
+
+from tools.timeutil import as_utc, parse_iso
+
+
+@dataclass(frozen=True)
+class EventProfile:
+    """One event name of the shop: volume at the evening peak and how each side sees it."""
+
+    name: str
+    peak_per_hour: float  # true events in the peak hour of a weekday, at scale 1.0
+    server_share: float  # share of true events the shop's server sends (the CAPI side)
+    em: float  # share of server events carrying a hashed email
+    ph: float  # ... a hashed phone
+    external_id: float  # ... a hashed customer id (logged-in users)
+    path: str  # event_source_url path
+
+
+# Peak total ~205 events/hour at scale 1.0; Lead averages ~0.3/h over a day.
+EVENT_PROFILES: tuple[EventProfile, ...] = (
+    EventProfile("PageView", 110.0, 0.86, 0.15, 0.05, 0.25, "/"),
+    EventProfile("ViewContent", 55.0, 0.90, 0.18, 0.05, 0.25, "/products/{sku}"),
+    EventProfile("AddToCart", 20.0, 0.94, 0.25, 0.08, 0.30, "/cart"),
+    EventProfile("InitiateCheckout", 12.0, 0.96, 0.50, 0.20, 0.35, "/checkout"),
+    EventProfile("Purchase", 8.0, 0.99, 0.70, 0.35, 0.45, "/checkout/thanks"),
+    EventProfile("Lead", 0.55, 0.97, 0.95, 0.50, 0.20, "/newsletter"),
+)
+PROFILES_BY_NAME: dict[str, EventProfile] = {p.name: p for p in EVENT_PROFILES}
+
+# Local hour -> share of the evening peak: quiet nights, a lunch bump, the peak at 20:00.
+DAILY_SHAPE: tuple[float, ...] = (
+    0.35, 0.20, 0.12, 0.08, 0.07, 0.09, 0.18, 0.32, 0.45, 0.55, 0.60, 0.65,
+    0.70, 0.68, 0.62, 0.60, 0.62, 0.70, 0.82, 0.95, 1.00, 0.92, 0.72, 0.50,
+)  # fmt: skip
+# Monday..Friday multipliers; Saturday and Sunday use ShopConfig.weekend_factor.
+WEEKDAY_SHAPE: tuple[float, ...] = (1.0, 1.0, 1.0, 1.02, 0.95)
+
+
+class SalesSpike(BaseModel):
+    """A sale (Black Friday, a newsletter blast): every event on both sides rises together."""
+
+    start: datetime
+    end: datetime
+    multiplier: float = Field(3.0, gt=0)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _utc(cls, value: object) -> object:
+        return parse_iso(value) if isinstance(value, str) else value
+
+
+class ShopConfig(BaseModel):
+    """What the synthetic shop looks like. Defaults give a modest, healthy mid-size shop."""
+
+    pixel_id: str = "1234567890"
+    timezone: str = "UTC"
+    scale: float = Field(1.0, gt=0, description="Multiplies every volume")
+    weekend_factor: float = Field(0.8, gt=0, description="<1 weekend dip, >1 weekend lift")
+    sales_spikes: list[SalesSpike] = Field(default_factory=list)
+    ad_blocker_share: float = Field(0.12, ge=0, le=1, description="Browser events hidden by blockers")
+    browser_event_id_share: float = Field(1.0, ge=0, le=1, description="Pixel events sent with eventID")
+    fbc_share: float = Field(0.30, ge=0, le=1, description="Visits that came from an ad click")
+    fbp_share: float = Field(0.90, ge=0, le=1, description="Visits with the _fbp cookie")
+    # Over-dispersion: the hourly traffic multiplier is Gamma(k, 1/k) (coefficient of variation 1/sqrt(k)).
+    dispersion_k: float = Field(40.0, gt=0)
+    # None: the shop sends each event as it happens; N: a batch job flushes every N minutes.
+    batch_interval_minutes: int | None = Field(None, ge=1, le=24 * 60)
+    currency: str = "EUR"
+    domain: str = "shop.example"
+    customers: int = Field(4000, ge=10, description="Size of the returning-customer pool")
+    access_token: str = Field("shop-token", description="Token the shop sends with (never a real one)")
+
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def traffic_factor(config: ShopConfig, hour: datetime) -> float:
+    """Expected share of peak volume in an hour: daily shape x weekday x sales spikes x scale."""
+    local = as_utc(hour).astimezone(config.tz())
+    weekday = local.weekday()
+    week = WEEKDAY_SHAPE[weekday] if weekday < 5 else config.weekend_factor
+    spike = 1.0
+    for sale in config.sales_spikes:
+        if sale.start <= hour < sale.end:
+            spike *= sale.multiplier
+    return DAILY_SHAPE[local.hour] * week * spike * config.scale
+
+
+def hourly_noise(config: ShopConfig, rng: random.Random) -> float:
+    """A traffic multiplier with mean 1 shared by all events of an hour (busy and slow hours)."""
+    k = config.dispersion_k
+    return rng.gammavariate(k, 1.0 / k)
+
+
+def draw_int(rng: random.Random, low: int, high: int) -> int:
+    """Uniform integer in [low, high); cheaper than ``randrange`` in the per-event hot path."""
+    return low + int(rng.random() * (high - low))
+
+
+def poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson draw; exact (Knuth) for small means, normal approximation above 30."""
+    if lam <= 0:
+        return 0
+    if lam >= 30:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    limit = math.exp(-lam)
+    k, product = 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k
