@@ -35,12 +35,14 @@ def open_checkpointer(database_url: str) -> Iterator[BaseCheckpointSaver]:
         return
     if url.get_backend_name() == "postgresql":
         from langgraph.checkpoint.postgres import PostgresSaver
-        from psycopg import Connection
         from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
 
         libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with Connection.connect(libpq, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
-            saver = PostgresSaver(conn)  # type: ignore[arg-type]
+        # A pool: the server's threads (Slack clicks, the scheduler) share one checkpointer.
+        with ConnectionPool(libpq, min_size=1, max_size=4, open=True, kwargs={
+                "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
+            saver = PostgresSaver(pool)  # type: ignore[arg-type]
             saver.setup()
             yield saver
         return

@@ -174,7 +174,7 @@ def report(state: AuditState, runtime: Runtime[AuditContext]) -> dict[str, Any]:
     with ctx.session_factory() as session:
         audit_id = store_audit(session, audit, result={
             "diagnosis_sources": state.get("diagnosis_sources", {}), "proposals": state.get("proposals", []),
-            "tokens_used": audit.tokens_used})
+            "narratives": state.get("narratives", {}), "tokens_used": audit.tokens_used})
         session.commit()
     return {"audit_id": audit_id, "report": body}
 

@@ -1,0 +1,159 @@
+"""The agent as the Slack layer sees it (``agent.slack.service.AgentService``).
+
+Approvals resume the proposal's fix run (``AgentServices.resolve_fix``); questions go to the chat
+graph with the pixel's latest audit as context; slash commands read the ledger. Texts returned here
+are plain: the Slack layer escapes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+
+from agent.graphs.chat import build_chat_graph, chat_input
+from agent.reasoning.context import ChatContext
+from agent.service import AgentServices
+from agent.slack.service import DecisionOutcome
+from tools.audit.runner import cached_inputs, pixel_status
+from tools.fixes.planner import list_proposals, propose_fix
+from tools.ledger.incidents import load_findings, open_incidents
+from tools.ledger.models import Audit
+from tools.ledger.outbox import thread_origin
+from tools.timeutil import as_utc, to_iso
+
+OUTCOMES: dict[str, str] = {"executed": "approved_executed", "failed": "approved_failed",
+                            "pending": "approved_failed", "rejected": "rejected", "expired": "expired",
+                            "already_decided": "already_decided", "not_waiting": "already_decided",
+                            "not_found": "not_found"}
+
+
+def result_summary(state: dict[str, Any]) -> str | None:
+    parts = []
+    if state.get("result"):
+        r = state["result"]
+        parts.append(f"sent {r['sent']}, Meta received {r['received']}, skipped {r['skipped']}, failed {r['failed']}")
+        if not r.get("finished", True):
+            parts.append("paused (rate limit or Meta unavailable): it resumes on the next approval check")
+    if state.get("verification"):
+        parts.append(f"verification: {state['verification']['summary']}")
+    if state.get("error"):
+        parts.append("the fix could not run; see the capi-agent log")
+    return "; ".join(parts) or None
+
+
+@dataclass
+class SlackAgentService:
+    services: AgentServices
+    approvers: frozenset[str]
+    clock: Callable[[], datetime] | None = None
+    _chat: Any = field(default=None, init=False)
+
+    def now(self) -> datetime:
+        return (self.clock or self.services.clock)()
+
+    # --- approvals --------------------------------------------------------------------------------
+
+    def decide(self, *, proposal_id: str, user_id: str,
+               decision: Literal["approve", "reject"]) -> DecisionOutcome:
+        if user_id not in self.approvers:  # the Slack layer checks first; this is defence in depth
+            return DecisionOutcome(status="not_allowed", message="Only approvers can decide on fixes.",
+                                   proposal_id=proposal_id)
+        state = self.services.resolve_fix(proposal_id, action=decision, by=f"slack:{user_id}")
+        outcome = state.get("outcome", "failed")
+        status = OUTCOMES.get(outcome, "approved_failed")
+        messages = {
+            "approved_executed": "Approved and executed.", "approved_failed": "Approved, but the fix did not finish.",
+            "rejected": "Rejected; nothing was sent.", "expired": "This proposal expired; ask for a new audit.",
+            "already_decided": "This proposal was already decided" + (
+                f" by {state['decided_by']}." if state.get("decided_by") else "."),
+            "not_found": "No such proposal."}
+        return DecisionOutcome(status=status, message=messages[status], proposal_id=proposal_id,  # type: ignore[arg-type]
+                               decided_by=user_id if status in ("approved_executed", "approved_failed", "rejected")
+                               else None, decided_at=self.now(), result_summary=result_summary(state))
+
+    # --- chat ---------------------------------------------------------------------------------------
+
+    def chat_context(self, pixel_id: str | None) -> ChatContext:
+        pixels = self.services.runtime.pixels()
+        if pixel_id is None and len(pixels) == 1:
+            pixel_id = pixels[0].id
+        if pixel_id is None:
+            return ChatContext(pixel_id=None)
+        pixel = self.services.pixel(pixel_id)
+        with self.services.runtime.session() as session:
+            audit = session.scalars(select(Audit).where(Audit.pixel_id == pixel_id)
+                                    .order_by(Audit.window_end.desc(), Audit.id.desc())).first()
+            if audit is None:
+                return ChatContext(pixel_id=pixel_id)
+            inputs = cached_inputs(session, pixel=pixel, at=as_utc(audit.window_end))
+            proposals = [p.model_dump(mode="json", include={"id", "kind", "status", "incident_id", "created_at"})
+                         | {"since": to_iso(p.preview.since), "until": to_iso(p.preview.until),
+                            "event_names": p.preview.event_names, "summary": f"{p.preview.total_events} events"}
+                         for p in list_proposals(session, pixel_id=pixel_id, status="proposed")]
+            return ChatContext(pixel_id=pixel_id, inputs=inputs, findings=load_findings(session, audit_id=audit.id),
+                               incidents=open_incidents(session, pixel_id), proposals=proposals,
+                               narratives=dict((audit.result or {}).get("narratives", {})))
+
+    def propose_from_chat(self, pixel_id: str | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def propose(request: dict[str, Any]) -> dict[str, Any]:
+            if pixel_id is None:
+                raise ValueError("no pixel in this conversation")
+            params = {k: request[k] for k in ("since", "until", "event_names") if request.get(k)}
+            with self.services.runtime.session() as session:
+                proposal = propose_fix(session, pixel_id=pixel_id, kind=request["kind"], params=params,
+                                       at=self.now(), created_by="chat")
+            self.services.start_fix({"proposal_id": proposal.id, "audit_at": to_iso(self.now())})
+            return {"id": proposal.id, "kind": proposal.kind, "status": proposal.status,
+                    "total_events": proposal.preview.total_events}
+        return propose
+
+    def answer(self, *, conversation_id: str, question: str, user_id: str, pixel_id: str | None) -> str:
+        graph = build_chat_graph(adapter=self.services.adapter, context_loader=self.chat_context,
+                                 propose=self.propose_from_chat(pixel_id), checkpointer=self.services.checkpointer)
+        state = graph.invoke(chat_input(question, pixel_id), {"configurable": {"thread_id": conversation_id}})
+        return str(state.get("answer") or "I have no answer to that yet.")
+
+    # --- slash commands ----------------------------------------------------------------------------
+
+    def status_text(self, *, pixel_id: str | None) -> str:
+        pixels = self.services.runtime.pixels([pixel_id] if pixel_id else None)
+        lines = []
+        with self.services.runtime.session() as session:
+            for pixel in pixels:
+                audit = session.scalars(select(Audit).where(Audit.pixel_id == pixel.id)
+                                        .order_by(Audit.window_end.desc(), Audit.id.desc())).first()
+                incidents = open_incidents(session, pixel.id)
+                if audit is None:
+                    lines.append(f"pixel {pixel.id}: not audited yet")
+                    continue
+                status = pixel_status(load_findings(session, audit_id=audit.id))
+                lines.append(f"pixel {pixel.id}: {status} (last audit {to_iso(audit.window_end)}), "
+                             f"{len(incidents)} open incident(s)")
+                lines += [f"  - {i.root_cause} ({i.severity}): {i.summary}" for i in incidents]
+        return "\n".join(lines) or "No pixels configured."
+
+    def run_audit_text(self, *, pixel_id: str | None) -> str:
+        from agent.commands.audit import render_text
+
+        pixels = self.services.runtime.pixels([pixel_id] if pixel_id else None)
+        return render_text(self.services.audit_round(pixels, self.now()))
+
+    def fixes_text(self) -> str:
+        with self.services.runtime.session() as session:
+            waiting = list_proposals(session, status="proposed")
+        if not waiting:
+            return "No fix is waiting for approval."
+        return "\n".join(f"{p.id}: {p.kind} on pixel {p.pixel_id}, {p.preview.total_events} events "
+                         f"({to_iso(p.preview.since)} -> {to_iso(p.preview.until)}), expires {to_iso(p.expires_at)}"
+                         for p in waiting)
+
+    def pixel_for_thread(self, *, channel: str, thread_ts: str) -> str | None:
+        with self.services.runtime.session() as session:
+            origin = thread_origin(session, channel=channel, ts=thread_ts)
+        return origin.pixel_id if origin is not None else None
+
+
