@@ -1,0 +1,156 @@
+"""The always-on service: one ASGI app with the relay, Slack and a health endpoint, plus background
+loops for the hourly audits, Slack deliveries and the relay's store-and-forward.
+
+    POST /{version}/{pixel_id}/events   the relay (drop-in for graph.facebook.com)
+    POST /slack/events                   Slack HTTP mode (events, buttons, /capi), when configured
+    GET  /healthz                        database reachable, queue sizes, last audit
+
+Every background loop runs in its own daemon thread, logs and survives its own failures, and stops
+with the app. Several replicas may run against one Postgres database: audits are claimed per
+pixel-hour, relay rows per chunk, and outbox messages are deduplicated by key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agent.notify import deliver_outbox, enqueue_audit_notifications, enqueue_daily_digest
+from agent.relay.app import forward_pending_with_runtime, relay_routes
+from agent.runtime import Runtime
+from agent.scheduler import Scheduler
+from agent.service import AgentServices
+from agent.slack_service import SlackAgentService
+from tools.ledger.models import Audit, Event
+from tools.ledger.outbox import OutboxMessage
+from tools.ledger.pixels import PixelConfig
+from tools.timeutil import to_iso, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Loop:
+    """A named background job run every ``interval`` seconds until the app stops."""
+
+    name: str
+    interval: float
+    job: Callable[[], Any]
+    thread: threading.Thread | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.job()
+            except Exception:  # a failing round is logged and retried next interval
+                log.exception("background loop %s failed; retrying in %.0fs", self.name, self.interval)
+            stop.wait(self.interval)
+
+
+@dataclass
+class ServerParts:
+    runtime: Runtime
+    services: AgentServices
+    slack_app: Any | None = None  # slack_bolt.App
+    notifier: Any | None = None  # agent.slack.notifier.SlackNotifier
+    scheduler_interval: float = 60.0
+    outbox_interval: float = 15.0
+    forward_interval: float = 30.0
+    clock: Callable[[], datetime] = utcnow
+    loops: list[Loop] = field(default_factory=list)
+
+
+def on_audit(parts: ServerParts) -> Callable[[PixelConfig, dict], None]:
+    """After each scheduled audit: queue the Slack messages it calls for, and the daily digest."""
+    def hook(pixel: PixelConfig, state: dict) -> None:
+        with parts.runtime.session() as session:
+            enqueue_audit_notifications(session, pixel=pixel, state=state)
+            enqueue_daily_digest(session, pixel=pixel, at=parts.clock())
+            session.commit()
+    return hook
+
+
+def build_loops(parts: ServerParts) -> list[Loop]:
+    scheduler = Scheduler(services_factory=parts.services, clock=parts.clock, on_audit=on_audit(parts))
+    loops = [Loop("scheduler", parts.scheduler_interval, scheduler.run_once),
+             Loop("relay-forward", parts.forward_interval,
+                  lambda: forward_pending_with_runtime(parts.runtime, now=parts.clock()))]
+    if parts.notifier is not None:
+        loops.append(Loop("slack-outbox", parts.outbox_interval,
+                          lambda: deliver_outbox(parts.runtime.session, parts.notifier, now=parts.clock())))
+    return loops
+
+
+def health(parts: ServerParts) -> Callable[[Request], Any]:
+    async def healthz(_: Request) -> JSONResponse:
+        try:
+            with parts.runtime.session() as session:
+                session.execute(text("SELECT 1"))
+                last_audit = session.scalar(select(func.max(Audit.window_end)))
+                queued = session.scalar(select(func.count()).select_from(Event).where(
+                    Event.delivery_status == "pending"))
+                outbox = session.scalar(select(func.count()).select_from(OutboxMessage).where(
+                    OutboxMessage.status == "pending"))
+        except Exception:
+            log.exception("health check: database unreachable")
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "last_audit_window_end": to_iso(last_audit) if last_audit else None,
+                             "relay_pending_events": queued, "slack_outbox_pending": outbox,
+                             "slack": parts.slack_app is not None,
+                             "loops": {loop.name: bool(loop.thread and loop.thread.is_alive())
+                                       for loop in parts.loops}})
+    return healthz
+
+
+def build_server_app(parts: ServerParts, *, run_loops: bool = True) -> Starlette:
+    """The ASGI app; with ``run_loops`` its lifespan starts and stops the background loops."""
+    from agent.slack.app import slack_routes
+
+    routes: list[Route] = [Route("/healthz", health(parts), methods=["GET"])]
+    if parts.slack_app is not None:
+        routes += slack_routes(parts.slack_app)
+    routes += relay_routes(parts.runtime)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        stop = threading.Event()
+        if run_loops:
+            parts.loops = build_loops(parts)
+            for loop in parts.loops:
+                loop.thread = threading.Thread(target=loop.run, args=(stop,), name=f"capi-{loop.name}",
+                                               daemon=True)
+                loop.thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for loop in parts.loops:
+                if loop.thread is not None:
+                    loop.thread.join(timeout=10)
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def slack_parts(runtime: Runtime, services: AgentServices) -> tuple[Any | None, Any | None, Any | None]:
+    """(bolt app, notifier, socket-mode handler) when Slack is configured, else Nones."""
+    settings = runtime.settings
+    if settings.slack_bot_token is None:
+        return None, None, None
+    from agent.slack.app import build_slack_app, socket_mode_handler
+    from agent.slack.notifier import SlackNotifier
+
+    service = SlackAgentService(services=services, approvers=settings.approver_ids)
+    app = build_slack_app(settings=settings, service=service, approvers=settings.approver_ids)
+    handler = socket_mode_handler(app, settings=settings) if settings.slack_app_token is not None else None
+    return app, SlackNotifier(app.client), handler
