@@ -48,6 +48,8 @@ class FixContext:
     clock: Callable[[], datetime] = utcnow
     # Fix kinds a policy approves without asking; empty by default (everything asks a person).
     auto_approve_kinds: frozenset[str] = field(default_factory=frozenset)
+    # Events per request (Meta's maximum by default; smaller for tests and cautious first runs).
+    batch_size: int = 1000
 
 
 class FixState(TypedDict, total=False):
@@ -127,7 +129,7 @@ def execute_fix(state: FixState, runtime: Runtime[FixContext]) -> Command[Litera
     try:
         with client:
             result = run_fix(ctx.session_factory, proposal_id=proposal_id, client=client, at=ctx.clock(),
-                             actor=actor)
+                             actor=actor, batch_size=ctx.batch_size)
     except (FixError, MetaApiError) as exc:
         return Command(goto=END, update={"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]})
     update = {"result": result.model_dump(mode="json")}
