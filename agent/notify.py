@@ -144,6 +144,15 @@ def _summary(body: dict) -> SummaryMessage:
                           window_end=parse_iso(body["window_end"]), pixels=lines, note=body.get("note"))
 
 
+def delivery_failure(exc: SlackDeliveryError) -> tuple[str, bool]:
+    """(error code, retryable) of a failed post. An HTTP 429 or 5xx is transient whatever its body:
+    Slack's SDK reports a non-JSON error page (a 500 from a proxy) as an ``error`` holding that page."""
+    status = getattr(getattr(exc.__cause__, "response", None), "status_code", None)
+    if isinstance(status, int) and (status == 429 or status >= 500):
+        return f"http_{status}", True
+    return exc.error, exc.retryable
+
+
 def deliver_outbox(session_factory: Callable[[], Session], notifier: SlackNotifier, *, now: datetime,
                    limit: int = 50) -> OutboxReport:
     """Post pending messages; a failure is counted and retried on the next call."""
@@ -161,11 +170,12 @@ def deliver_outbox(session_factory: Callable[[], Session], notifier: SlackNotifi
                 else:
                     posted = notifier.post_summary(row.channel, _summary(row.payload["summary"]))
             except SlackDeliveryError as exc:
-                mark_failed(session, row.id, error=f"{exc.method}: {exc.error}", retryable=exc.retryable)
-                report.retry_later += exc.retryable
-                report.failed += not exc.retryable
-                log.warning("slack message %s not delivered (%s); %s", row.id, exc.error,
-                            "will retry" if exc.retryable else "gave up")
+                error, retryable = delivery_failure(exc)
+                mark_failed(session, row.id, error=f"{exc.method}: {error}", retryable=retryable)
+                report.retry_later += retryable
+                report.failed += not retryable
+                log.warning("slack message %s not delivered (%s); %s", row.id, error,
+                            "will retry" if retryable else "gave up")
             else:
                 mark_sent(session, row.id, channel=posted.channel, ts=posted.ts, at=now)
                 report.sent += 1

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from agent.notify import deliver_outbox, enqueue_audit_notifications, enqueue_daily_digest
-from agent.relay.app import forward_pending_with_runtime, relay_routes
+from agent.relay.app import RelayDeps, forward_pending_with_runtime, relay_routes
 from agent.runtime import Runtime
 from agent.scheduler import Scheduler
 from agent.service import AgentServices
@@ -120,7 +120,10 @@ def build_server_app(parts: ServerParts, *, run_loops: bool = True) -> Starlette
     routes: list[Route] = [Route("/healthz", health(parts), methods=["GET"])]
     if parts.slack_app is not None:
         routes += slack_routes(parts.slack_app)
-    routes += relay_routes(parts.runtime)
+    # The relay reads the app's clock too (validation of event_time, store-and-forward stamps).
+    relay = RelayDeps(session_factory=parts.runtime.session, graph_url=parts.runtime.settings.meta_graph_url,
+                      clock=parts.clock)
+    routes += relay_routes(relay)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -138,6 +141,8 @@ def build_server_app(parts: ServerParts, *, run_loops: bool = True) -> Starlette
             for loop in parts.loops:
                 if loop.thread is not None:
                     loop.thread.join(timeout=10)
+            if relay.clients is not None:
+                relay.clients.close()
 
     return Starlette(routes=routes, lifespan=lifespan)
 

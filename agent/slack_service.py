@@ -19,7 +19,7 @@ from agent.reasoning.context import ChatContext
 from agent.service import AgentServices
 from agent.slack.service import DecisionOutcome
 from tools.audit.runner import cached_inputs, pixel_status
-from tools.fixes.planner import list_proposals, propose_fix
+from tools.fixes.planner import get_proposal, list_proposals, propose_fix
 from tools.ledger.incidents import load_findings, open_incidents
 from tools.ledger.models import Audit
 from tools.ledger.outbox import thread_origin
@@ -29,6 +29,7 @@ OUTCOMES: dict[str, str] = {"executed": "approved_executed", "failed": "approved
                             "pending": "approved_failed", "rejected": "rejected", "expired": "expired",
                             "already_decided": "already_decided", "not_waiting": "already_decided",
                             "not_found": "not_found"}
+SLACK_ACTOR = "slack:"  # how a Slack user is named in the fix audit trail
 
 
 def result_summary(state: dict[str, Any]) -> str | None:
@@ -62,18 +63,31 @@ class SlackAgentService:
         if user_id not in self.approvers:  # the Slack layer checks first; this is defence in depth
             return DecisionOutcome(status="not_allowed", message="Only approvers can decide on fixes.",
                                    proposal_id=proposal_id)
-        state = self.services.resolve_fix(proposal_id, action=decision, by=f"slack:{user_id}")
+        state = self.services.resolve_fix(proposal_id, action=decision, by=f"{SLACK_ACTOR}{user_id}")
         outcome = state.get("outcome", "failed")
         status = OUTCOMES.get(outcome, "approved_failed")
+        if status == "already_decided":
+            return self._already_decided(proposal_id)
         messages = {
             "approved_executed": "Approved and executed.", "approved_failed": "Approved, but the fix did not finish.",
             "rejected": "Rejected; nothing was sent.", "expired": "This proposal expired; ask for a new audit.",
-            "already_decided": "This proposal was already decided" + (
-                f" by {state['decided_by']}." if state.get("decided_by") else "."),
             "not_found": "No such proposal."}
         return DecisionOutcome(status=status, message=messages[status], proposal_id=proposal_id,  # type: ignore[arg-type]
                                decided_by=user_id if status in ("approved_executed", "approved_failed", "rejected")
                                else None, decided_at=self.now(), result_summary=result_summary(state))
+
+    def _already_decided(self, proposal_id: str) -> DecisionOutcome:
+        """Who decided first and when (the Slack layer mentions a Slack decider as ``<@U...>``)."""
+        with self.services.runtime.session() as session:
+            proposal = get_proposal(session, proposal_id)
+        actor = proposal.decided_by if proposal is not None else None
+        slack_user = actor.removeprefix(SLACK_ACTOR) if actor and actor.startswith(SLACK_ACTOR) else None
+        status = f" ({proposal.status})" if proposal is not None else ""
+        message = (f"This proposal was already decided by {actor}{status}." if actor and slack_user is None
+                   else f"This proposal was already decided{status}.")
+        return DecisionOutcome(status="already_decided", message=message, proposal_id=proposal_id,
+                               decided_by=slack_user,
+                               decided_at=proposal.decided_at if proposal is not None else None)
 
     # --- chat ---------------------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ events are the proof of what reached "Meta"."""
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -157,9 +156,8 @@ def test_an_approval_after_a_restart_resumes_and_executes_exactly_once_on_postgr
 
 @pytest.mark.parametrize("crash", ["after_send", "before_send"])
 def test_a_crash_during_the_replay_resumes_without_sending_anything_twice(world, monkeypatch, crash):
-    # The fix graph runs execute_fix with Meta's 1000-event batches and has no knob for the batch size;
-    # smaller batches here give the replay several chunks to crash between.
-    monkeypatch.setattr(fix_graph, "run_fix", functools.partial(execute_fix, batch_size=40))
+    # Smaller batches than Meta's 1000 give the replay several chunks to crash between.
+    monkeypatch.setattr(fix_graph, "run_fix", lambda *a, **kw: execute_fix(*a, **{**kw, "batch_size": 40}))
     real_send = GraphClient.send_events
     calls = 0
 

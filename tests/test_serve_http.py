@@ -1,0 +1,121 @@
+"""The one ASGI app of ``capi-agent serve`` (``build_server_app``) over real HTTP: uvicorn on a loopback
+port, the Slack route, the relay forwarding to the Graph API simulator, /healthz, and the background
+loops (scheduler and Slack outbox) on a controllable clock posting to the fake Slack Web API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from agent.runtime import Runtime
+from agent.server import ServerParts, build_server_app, slack_parts
+from evals.harness import SIM_TOKEN
+from tests.agentworld import WorldTemplate, agent_services, agent_world, small_scenario, world_template
+from tests.fakes.slack_api import FakeSlackAPI
+from tests.fakes.slack_requests import event_body, message_event
+from tests.test_serve_world import (
+    BOT_TOKEN,
+    CANARY_EMAIL,
+    CHANNEL,
+    Clock,
+    configure_pixel,
+    everything_slack_saw,
+    slack_settings,
+)
+from tools.diagnosis.catalogue import cause_info
+from tools.timeutil import floor_hour, to_unix
+
+
+@pytest.fixture
+def template(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplate:
+    return world_template(small_scenario(), tmp_path_factory)
+
+
+@contextmanager
+def serving(parts: ServerParts, *, run_loops: bool) -> Iterator[str]:
+    """``build_server_app`` under uvicorn on a free loopback port; yields the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(build_server_app(parts, run_loops=run_loops), log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def test_serve_over_http_health_relay_slack_route_and_loops_that_audit_and_post(
+        template: WorldTemplate, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    scenario = template.scenario
+    clock = Clock(floor_hour(scenario.audit_at) + timedelta(minutes=15))  # the hour ending then is due
+    with FakeSlackAPI(bot_token=BOT_TOKEN) as fake, agent_world(template, tmp_path) as world, \
+            agent_services(world) as services:
+        configure_pixel(world)
+        services.clock = clock
+        world.simulator.state.set_now(clock())
+        settings = services.runtime.settings.model_copy(update=slack_settings(
+            fake, meta_graph_url=world.simulator.url).model_dump(exclude_unset=True))
+        runtime = Runtime(settings=settings, engine=services.runtime.engine)
+        services.runtime = runtime
+        slack_app, notifier, socket_handler = slack_parts(runtime, services)
+        assert slack_app is not None and notifier is not None and socket_handler is None
+        parts = ServerParts(runtime=runtime, services=services, slack_app=slack_app, notifier=notifier,
+                            scheduler_interval=0.2, outbox_interval=0.2, forward_interval=0.2, clock=clock)
+
+        with serving(parts, run_loops=True) as base, httpx.Client(base_url=base, timeout=10) as http:
+            # The relay: a drop-in for Meta's endpoint, forwarding to the simulator.
+            event = {"event_name": "Purchase", "event_time": to_unix(clock()) - 60, "event_id": "relay-1",
+                     "action_source": "website", "event_source_url": "https://shop.example/thanks",
+                     "user_data": {"em": [CANARY_EMAIL], "client_ip_address": "203.0.113.7",
+                                   "client_user_agent": "Mozilla/5.0"},
+                     "custom_data": {"currency": "USD", "value": 10}}
+            relayed = http.post(f"/v25.0/{world.pixel.id}/events",
+                                json={"data": [event], "access_token": SIM_TOKEN})
+            assert relayed.status_code == 200, relayed.text
+            assert relayed.json()["events_received"] == 1
+
+            # Slack's route: unsigned requests are refused before any listener runs.
+            body = event_body(message_event(channel=CHANNEL, user="U1", text="hi", ts="1.000001",
+                                            thread_ts="1.000000"))
+            unsigned = http.post("/slack/events", content=body, headers={"content-type": "application/json"})
+            assert unsigned.status_code == 401
+
+            # The loops: the scheduler audits the due hour, the outbox sender posts the incident.
+            [post] = fake.wait_for("chat.postMessage", timeout=30)
+            assert post.args["channel"] == CHANNEL
+            assert f"New incident: {cause_info('missed_batch').title}" in json.dumps(post.args["blocks"])
+            fake.wait_for("files.completeUploadExternal", timeout=10)
+
+            health = http.get("/healthz")
+            assert health.status_code == 200
+            status = health.json()
+            assert status["status"] == "ok" and status["slack"] is True
+            assert status["loops"] == {"scheduler": True, "relay-forward": True, "slack-outbox": True}
+            assert status["last_audit_window_end"] is not None
+
+        assert len(fake.calls_to("chat.postMessage")) == 1, "posted once, however many loop rounds ran"
+
+    seen = everything_slack_saw(fake)
+    assert CANARY_EMAIL not in seen and BOT_TOKEN not in seen
+    assert CANARY_EMAIL not in caplog.text and BOT_TOKEN not in caplog.text
