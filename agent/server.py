@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agent.notify import deliver_outbox, enqueue_audit_notifications, enqueue_daily_digest
+from agent.notify import deliver_outbox, enqueue_daily_digest
 from agent.relay.app import RelayDeps, forward_pending_with_runtime, relay_routes
 from agent.runtime import Runtime
 from agent.scheduler import Scheduler
@@ -72,10 +72,9 @@ class ServerParts:
 
 
 def on_audit(parts: ServerParts) -> Callable[[PixelConfig, dict], None]:
-    """After each scheduled audit: queue the Slack messages it calls for, and the daily digest."""
+    """After each scheduled audit: the daily digest (the audit itself queued its incident messages)."""
     def hook(pixel: PixelConfig, state: dict) -> None:
         with parts.runtime.session() as session:
-            enqueue_audit_notifications(session, pixel=pixel, state=state)
             enqueue_daily_digest(session, pixel=pixel, at=parts.clock())
             session.commit()
     return hook

@@ -16,6 +16,7 @@ from langgraph.types import Command
 from agent.graphs.audit import AuditContext, audit_thread_id, build_audit_graph
 from agent.graphs.fix import FixContext, build_fix_graph
 from agent.llm import LLMAdapter
+from agent.notify import enqueue_audit_notifications
 from agent.runtime import Runtime
 from tools.audit.runner import gather_inputs
 from tools.checks.registry import run_checks
@@ -124,16 +125,24 @@ class AgentServices:
     # --- audits ---------------------------------------------------------------------------------
 
     def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
-        """One pixel's audit through the graph; returns the final graph state (report inside)."""
+        """One pixel's audit through the graph; returns the final graph state (report inside).
+
+        Whoever runs the audit (scheduler, CLI, ``/capi audit``), its new, escalated and resolved
+        incidents are queued for the pixel's Slack channel in the same breath: an audit that opened an
+        incident without announcing it would leave the next audit to see it as "ongoing", i.e. silent."""
         client = self.client_for(pixel)
         try:
             context = AuditContext(session_factory=self.runtime.session, pixel=pixel, client=client,
                                    adapter=self.adapter, start_fix=self.start_fix)
-            return self.audit_graph().invoke({"pixel_id": pixel.id, "at": to_iso(at)},
-                                             config=_thread(audit_thread_id(pixel.id, at)), context=context)
+            state = self.audit_graph().invoke({"pixel_id": pixel.id, "at": to_iso(at)},
+                                              config=_thread(audit_thread_id(pixel.id, at)), context=context)
         finally:
             if client is not None:
                 client.close()
+        with self.runtime.session() as session:
+            enqueue_audit_notifications(session, pixel=pixel, state=state)
+            session.commit()
+        return state
 
     def audit_round(self, pixels: Sequence[PixelConfig], at: datetime) -> dict[str, Any]:
         """All pixels' audits merged into one report (the ``capi-agent audit --format json`` contract)."""
