@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-import uvicorn
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from agent.relay.app import RelayDeps, build_relay_app
 from tools.ledger.db import make_engine, migrate
 from tools.ledger.models import ALL_TABLES, Event
-from tools.meta.simulator.server import bind_socket
+from tools.loopback import ThreadedServer
 from tools.timeutil import to_unix, utcnow
 
 PIXEL = "1234567890"
@@ -46,20 +43,8 @@ def session_factory(engine: Engine) -> Callable[[], Session]:
 def running_relay(engine: Engine, graph_url: str, **deps: Any) -> Iterator[str]:
     """Serve the relay app (uvicorn, access log off) on a free loopback port; yields its base URL."""
     app = build_relay_app(RelayDeps(session_factory=session_factory(engine), graph_url=graph_url, **deps))
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "relay did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with ThreadedServer(app, lifespan="on", name="relay") as server:
+        yield server.url
 
 
 def ledger_events(engine: Engine) -> list[Event]:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from agent.runtime import Runtime
 from agent.server import ServerParts, build_server_app, slack_parts
@@ -34,6 +30,7 @@ from tests.test_serve_world import (
     slack_settings,
 )
 from tools.diagnosis.catalogue import cause_info
+from tools.loopback import ThreadedServer
 from tools.timeutil import floor_hour, to_unix
 
 
@@ -45,23 +42,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplate:
 @contextmanager
 def serving(parts: ServerParts, *, run_loops: bool) -> Iterator[str]:
     """``build_server_app`` under uvicorn on a free loopback port; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(build_server_app(parts, run_loops=run_loops), log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with ThreadedServer(build_server_app(parts, run_loops=run_loops), lifespan="on", name="serve") as server:
+        yield server.url
 
 
 def test_serve_over_http_health_relay_slack_route_and_loops_that_audit_and_post(

@@ -28,7 +28,10 @@ def sim_meta(
 ) -> None:
     """Serve a local stand-in for Meta's Graph API (events, stats, dataset_quality) until Ctrl-C."""
     # Imported here: building the CLI must stay cheap and free of server machinery.
-    from tools.meta.simulator.server import bind_socket, build_server
+    import uvicorn
+
+    from tools.loopback import bind_socket
+    from tools.meta.simulator.app import build_simulator_app
     from tools.meta.simulator.state import DEFAULT_TOKEN, SimState
 
     install_log_redaction()
@@ -48,4 +51,6 @@ def sim_meta(
     typer.echo(f"  export META_GRAPH_URL={url}")
     typer.echo("  export META_ACCESS_TOKEN=<one of the valid tokens>")
     typer.echo(f"Script it through {url}/_sim/ (clock, state, faults, received). Ctrl-C to stop.")
-    build_server(sim_state, log_level="info").run(sockets=[sock])
+    # Access log off: SDK clients put their token in the query string; the app logs redacted lines.
+    config = uvicorn.Config(build_simulator_app(sim_state), log_level="info", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])

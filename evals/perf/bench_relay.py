@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import uvicorn
 from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -31,8 +29,8 @@ from sqlalchemy.orm import Session
 from agent.relay.app import RelayDeps, build_relay_app
 from tools.ledger.db import make_engine, migrate
 from tools.ledger.models import Event
+from tools.loopback import ThreadedServer
 from tools.meta.simulator import run_simulator_in_thread
-from tools.meta.simulator.server import bind_socket
 from tools.meta.simulator.state import DEFAULT_TOKEN
 from tools.timeutil import to_unix, utcnow
 
@@ -79,13 +77,8 @@ def relay_rate(engine: Engine, requests: int, per_request: int) -> float:
     with run_simulator_in_thread() as sim:
         deps = RelayDeps(session_factory=lambda: Session(engine, expire_on_commit=False), graph_url=sim.url,
                          forward_timeout=10.0)
-        sock = bind_socket("127.0.0.1", 0)
-        server = uvicorn.Server(uvicorn.Config(build_relay_app(deps), log_level="warning", access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.01)
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v25.0/{PIXEL}/events"
+        server = ThreadedServer(build_relay_app(deps), name="relay").start()
+        url = f"{server.url}/v25.0/{PIXEL}/events"
         try:
             with httpx.Client(headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"}, timeout=30) as client:
                 started = time.perf_counter()
@@ -96,8 +89,7 @@ def relay_rate(engine: Engine, requests: int, per_request: int) -> float:
                         raise RuntimeError(f"relay answered {response.status_code}: {response.text[:200]}")
                 elapsed = time.perf_counter() - started
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+            server.stop()
         received = len(sim.state.received(PIXEL))
     if received != requests * per_request:
         raise RuntimeError(f"simulator received {received} events, expected {requests * per_request}")

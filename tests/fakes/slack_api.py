@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -21,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from tools.loopback import ThreadedServer
 
 BOT_USER_ID = "UBOT0001"
 BOT_ID = "BBOT0001"
@@ -75,8 +75,7 @@ class FakeSlackAPI:
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self._file_ids = itertools.count(1)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self.port = 0
 
     # --- addresses and scripting -----------------------------------------------------------------
@@ -237,26 +236,14 @@ class FakeSlackAPI:
             Route("/upload/{file_id}", self._upload, methods=["POST"]),
             Route("/respond/{name}", self._respond, methods=["POST"]),
         ])
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("fake Slack API did not start")
-            time.sleep(0.01)
+        self._server = ThreadedServer(app, name="fake Slack API").start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
 
     def __enter__(self) -> FakeSlackAPI:
         return self.start()
