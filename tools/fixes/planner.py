@@ -105,12 +105,17 @@ def expire_proposals(session: Session, *, at: datetime, actor: str = "agent") ->
     """Mark undecided proposals past their expiry as ``expired``; returns their ids. Commits."""
     rows = session.scalars(select(FixProposalRow).where(
         FixProposalRow.status == "proposed", FixProposalRow.expires_at <= as_utc(at))).all()
+    expired = []
     for row in rows:
-        row.status = "expired"
-        record(session, proposal_id=row.id, actor=actor, action="expired", at=at,
-               detail={"expires_at": to_iso(row.expires_at)})
+        # Conditional update: of two replicas expiring at once, only one writes the trail entry.
+        changed = session.execute(update(FixProposalRow).where(
+            FixProposalRow.id == row.id, FixProposalRow.status == "proposed").values(status="expired"))
+        if changed.rowcount:
+            record(session, proposal_id=row.id, actor=actor, action="expired", at=at,
+                   detail={"expires_at": to_iso(row.expires_at)})
+            expired.append(row.id)
     session.commit()
-    return [row.id for row in rows]
+    return expired
 
 
 def decide(session: Session, *, proposal_id: str, actor: str, decision: Decision, at: datetime,
