@@ -16,7 +16,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, select, tuple_, update
@@ -40,6 +40,7 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 # Per-field counters kept in EventHourRollup.detail (names follow tools.checks.types.EventHour).
 FIELD_FLAGS = ("keys", "raw", "placeholder", "uppercase_hex", "not_sha256", "must_not_hash",
                "malformed", "invalid")
+_FIELD_FLAG_SET = frozenset(FIELD_FLAGS)
 EVENT_COUNTERS = ("events", "with_event_id", "duplicate_event_ids", "too_old", "future_time",
                   "undelivered")
 DELIVERY_COUNTERS = ("attempts", "events_sent", "events_received", "failed_attempts",
@@ -111,22 +112,32 @@ class RollupDeltas:
 
     def add_event(self, row: Mapping[str, Any], *, duplicate: bool) -> None:
         """Count one recorded event (columns of ``events``: event_time, received_at, flags, ...)."""
-        delta = self.event_hour(row["pixel_id"], row["event_time"], row["event_name"])
+        # Runs once per event on every import: plain local work, no helper calls where avoidable.
+        event_time, received_at = _utc(row["event_time"]), _utc(row["received_at"])
+        key = (row["pixel_id"], event_time.replace(minute=0, second=0, microsecond=0), row["event_name"])
+        delta = self.event_hours.get(key)
+        if delta is None:
+            delta = self.event_hours[key] = EventHourDelta()
         counters, flags, detail = delta.counters, row.get("flags") or {}, delta.detail
+        first_attempt = row.get("first_attempt_at")
+        if first_attempt is not None:
+            first_attempt = _utc(first_attempt)
         counters["events"] += 1
         counters["with_event_id"] += row.get("event_id") is not None
         counters["duplicate_event_ids"] += duplicate
-        counters["too_old"] += is_too_old(row)
-        counters["future_time"] += (as_utc(row["event_time"]) - as_utc(row["received_at"])
-                                    > FUTURE_TOLERANCE)
+        counters["too_old"] += (received_at - event_time > META_MAX_EVENT_AGE or (
+            first_attempt is not None and first_attempt - event_time > META_MAX_EVENT_AGE))
+        counters["future_time"] += event_time - received_at > FUTURE_TOLERANCE
         counters["undelivered"] += row.get("delivery_status") != "delivered"
-        # Counted in place (this runs once per event); merge_detail joins deltas with stored rows.
-        for flag in FIELD_FLAGS:
-            names = flags.get(flag)
-            if names:
-                counts = detail.setdefault(flag, {})
-                for name in names:
-                    counts[name] = counts.get(name, 0) + 1
+        # Counted in place; each flag has its own map, so the order flags are visited in is free.
+        for flag, names in flags.items():
+            if flag == "top" or flag not in _FIELD_FLAG_SET or not names:
+                continue
+            counts = detail.get(flag)
+            if counts is None:
+                counts = detail[flag] = {}
+            for name in names:
+                counts[name] = counts.get(name, 0) + 1
         top = flags.get("top")
         if top:
             summaries, carriers = detail.setdefault("top", {}), detail.setdefault("top_n", {})
@@ -137,9 +148,8 @@ class RollupDeltas:
         lag = detail.get("lag")
         if lag is None:
             lag = detail["lag"] = [0] * (len(LAG_BUCKET_EDGES) + 1)
-        first_attempt = row.get("first_attempt_at")
         if first_attempt is not None:
-            lag[lag_bucket((as_utc(first_attempt) - as_utc(row["event_time"])).total_seconds())] += 1
+            lag[bisect_left(LAG_BUCKET_EDGES, (first_attempt - event_time).total_seconds())] += 1
 
     def add_first_attempt(self, row: Mapping[str, Any], *, attempted_at: datetime,
                           delivered_now: bool) -> None:
@@ -182,6 +192,10 @@ class RollupDeltas:
         hour = self.order_hours.setdefault((pixel_id, floor_hour(created_at)),
                                            {"orders": 0, "matched": 0, "value": 0.0})
         hour["matched"] += 1
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is UTC else as_utc(value)
 
 
 def is_too_old(row: Mapping[str, Any]) -> bool:

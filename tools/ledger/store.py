@@ -12,17 +12,26 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 try:  # a dependency of langgraph; optional here
     import orjson as _orjson
 except ImportError:  # pragma: no cover
     _orjson = None  # type: ignore[assignment]
-from sqlalchemy import insert, null, select, update
+from sqlalchemy import null, select, update
 from sqlalchemy.orm import Session
 
-from tools.ledger.models import Delivery, DeliveryEvent, Event, Order
+from tools.ledger.bulk import (
+    chunked,
+    event_names_by_id,
+    ids_by_content_hash,
+    insert_deliveries,
+    insert_delivery_links,
+    insert_events,
+    known_content_hashes,
+)
+from tools.ledger.models import Event, Order
 from tools.ledger.rollups import FIELD_FLAGS, TOP_PREFIX, RollupDeltas, apply_deltas, count_events
 from tools.meta.userdata import prepare_user_data
 from tools.timeutil import as_utc, from_unix, to_iso, utcnow
@@ -30,7 +39,6 @@ from tools.timeutil import as_utc, from_unix, to_iso, utcnow
 AttemptStatus = Literal["delivered", "failed", "pending"]
 # Replay is only possible under 7 days (Meta's limit); one more day of margin (DESIGN.md section 2).
 PAYLOAD_RETENTION = timedelta(days=8)
-_CHUNK = 900  # bound parameters per IN (...) list, well under every driver's limit
 
 
 @dataclass(frozen=True)
@@ -80,66 +88,45 @@ def _text_or_none(value: Any) -> str | None:
     return None if value is None or isinstance(value, dict | list) else str(value)
 
 
+def _utc(value: datetime) -> datetime:
+    # as_utc, without the conversion call for values already in UTC (nearly all of them).
+    return value if value.tzinfo is UTC else as_utc(value)
+
+
+# (flag name in ``flags``, PreparedUserData attribute), in FIELD_FLAGS order: stored JSON keeps it.
+_FLAG_SOURCES = tuple((name, "keys_present" if name == "keys" else name) for name in FIELD_FLAGS)
+
+
 def _event_row(item: IncomingEvent, *, default_country: str, repair: bool) -> tuple[dict[str, Any], Any]:
     """The ``events`` row for one incoming event, with user_data hashed (raw PII never leaves here)."""
     event = dict(item.event)
     prepared = prepare_user_data(event.get("user_data") or {}, default_country=default_country,
                                  repair=repair)
     event["user_data"] = prepared.user_data
-    flags: dict[str, Any] = {name: sorted(getattr(prepared, "keys_present" if name == "keys" else name))
-                             for name in FIELD_FLAGS}
-    flags = {name: names for name, names in flags.items() if names}
+    flags: dict[str, Any] = {}
+    for name, attribute in _FLAG_SOURCES:
+        names = getattr(prepared, attribute)
+        if names:
+            flags[name] = sorted(names)
     if prepared.top_values:
         flags["top"] = {name: value[:TOP_PREFIX] for name, value in sorted(prepared.top_values.items())}
-    custom = event.get("custom_data") if isinstance(event.get("custom_data"), dict) else {}
+    custom = event.get("custom_data")
+    order_ref = _text_or_none(custom.get("order_id")) if isinstance(custom, dict) else None
     outcome = item.delivery
-    attempted = outcome is not None and outcome.attempted_at is not None
+    attempted_at = outcome.attempted_at if outcome is not None else None
     row = {
         "pixel_id": item.pixel_id, "event_name": str(event["event_name"]),
-        "event_time": from_unix(int(event["event_time"])), "received_at": as_utc(item.received_at),
-        "event_id": _text_or_none(event.get("event_id")), "order_ref": _text_or_none(custom.get("order_id")),
+        "event_time": from_unix(int(event["event_time"])), "received_at": _utc(item.received_at),
+        "event_id": _text_or_none(event.get("event_id")), "order_ref": order_ref,
         "action_source": _text_or_none(event.get("action_source")), "payload": event, "flags": flags,
         "delivery_status": outcome.status if outcome else "never_sent",
-        "attempts": outcome.attempts if attempted and outcome else 0,
-        "first_attempt_at": outcome.attempted_at if attempted and outcome else None,
-        "last_attempt_at": outcome.attempted_at if attempted and outcome else None,
+        "attempts": outcome.attempts if attempted_at is not None and outcome else 0,
+        "first_attempt_at": attempted_at, "last_attempt_at": attempted_at,
         "last_error_code": outcome.error_code if outcome else None,
         "last_error_subcode": outcome.error_subcode if outcome else None,
         "content_hash": _content_hash(item.pixel_id, item.received_at, event),
     }
     return row, prepared
-
-
-def chunked(values: Sequence[Any]) -> list[Sequence[Any]]:
-    return [values[i:i + _CHUNK] for i in range(0, len(values), _CHUNK)]
-
-
-def _existing_hashes(session: Session, pixel_id: str, hashes: list[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in chunked(hashes):
-        found.update(session.scalars(select(Event.content_hash).where(
-            Event.pixel_id == pixel_id, Event.content_hash.in_(chunk))))
-    return found
-
-
-def _seen_event_ids(session: Session, pixel_id: str, event_ids: list[str]) -> set[tuple[str, str, str]]:
-    seen: set[tuple[str, str, str]] = set()
-    for chunk in chunked(event_ids):
-        query = select(Event.event_name, Event.event_id).where(
-            Event.pixel_id == pixel_id, Event.event_id.in_(chunk))
-        seen.update((pixel_id, name, event_id) for name, event_id in session.execute(query))
-    return seen
-
-
-def _ids_by_hash(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-    ids: dict[tuple[str, str], int] = {}
-    for pixel_id in {row["pixel_id"] for row in rows}:
-        hashes = [row["content_hash"] for row in rows if row["pixel_id"] == pixel_id]
-        for chunk in chunked(hashes):
-            query = select(Event.content_hash, Event.id).where(
-                Event.pixel_id == pixel_id, Event.content_hash.in_(chunk))
-            ids.update(((pixel_id, content_hash), row_id) for content_hash, row_id in session.execute(query))
-    return ids
 
 
 def _match_orders(session: Session, pixel_id: str, refs: set[str], deltas: RollupDeltas) -> None:
@@ -176,7 +163,7 @@ def store_events(session: Session, items: Sequence[IncomingEvent], *, default_co
     deltas = RollupDeltas()
     new_rows: list[tuple[int, dict[str, Any]]] = []
     for pixel_id, pixel_rows in by_pixel.items():
-        existing = _existing_hashes(session, pixel_id, [r["content_hash"] for _, r in pixel_rows])
+        existing = known_content_hashes(session, pixel_id, [r["content_hash"] for _, r in pixel_rows])
         fresh: list[tuple[int, dict[str, Any]]] = []
         for index, row in pixel_rows:
             if row["content_hash"] in existing:
@@ -186,19 +173,22 @@ def store_events(session: Session, items: Sequence[IncomingEvent], *, default_co
             fresh.append((index, row))
             result.raw_pii_hashed.update(raw_fields[index])
         event_ids = sorted({r["event_id"] for _, r in fresh if r["event_id"] is not None})
-        count_events((r for _, r in fresh), deltas, _seen_event_ids(session, pixel_id, event_ids))
+        count_events((r for _, r in fresh), deltas, event_names_by_id(session, pixel_id, event_ids))
         refs = {ref for _, r in fresh if r["event_name"] == "Purchase"
                 for ref in (r["event_id"], r["order_ref"]) if ref is not None}
         if refs:
             _match_orders(session, pixel_id, refs, deltas)
         new_rows.extend(fresh)
     if new_rows:
-        # Plain executemany, then ids by content hash: RETURNING in parameter order would make
-        # SQLite insert row by row.
-        session.execute(insert(Event.__table__), [r for _, r in new_rows])
-        ids = _ids_by_hash(session, [r for _, r in new_rows])
-        for index, row in new_rows:
-            result.event_row_ids[index] = ids[(row["pixel_id"], row["content_hash"])]
+        # Plain executemany (RETURNING in parameter order would make SQLite insert row by row);
+        # ids come from the insert when certain, else by content hash.
+        inserted = [r for _, r in new_rows]
+        known_ids = insert_events(session, inserted)
+        if known_ids is None:
+            ids = ids_by_content_hash(session, inserted)
+            known_ids = [ids[(row["pixel_id"], row["content_hash"])] for row in inserted]
+        for (index, _), row_id in zip(new_rows, known_ids, strict=True):
+            result.event_row_ids[index] = row_id
         result.loaded = len(new_rows)
         _store_import_deliveries(session, [(items[i], result.event_row_ids[i]) for i, _ in new_rows],
                                  deltas)
@@ -214,9 +204,13 @@ def _store_import_deliveries(session: Session, stored: list[tuple[IncomingEvent,
         outcome = item.delivery
         if outcome is None or outcome.attempted_at is None or event_row_id is None:
             continue
-        key = (item.pixel_id, as_utc(outcome.attempted_at), outcome.status, outcome.http_status,
+        key = (item.pixel_id, _utc(outcome.attempted_at), outcome.status, outcome.http_status,
                outcome.error_code, outcome.error_subcode, outcome.fbtrace_id, outcome.attempts)
-        groups.setdefault(key, []).append((item, event_row_id))
+        members = groups.get(key)
+        if members is None:
+            groups[key] = [(item, event_row_id)]
+        else:
+            members.append((item, event_row_id))
     if not groups:
         return
     delivery_rows = []
@@ -232,12 +226,10 @@ def _store_import_deliveries(session: Session, stored: list[tuple[IncomingEvent,
         deltas.add_delivery(pixel_id=pixel_id, attempted_at=attempted_at, status=status,
                             events_sent=len(members), events_received=received, error_code=code,
                             error_subcode=subcode, retry_number=attempts - 1)
-    ids = session.execute(insert(Delivery.__table__).returning(Delivery.id, sort_by_parameter_order=True),
-                          delivery_rows).scalars().all()
-    links = [{"delivery_id": delivery_id, "event_row_id": event_row_id}
-             for delivery_id, members in zip(ids, groups.values(), strict=True)
-             for _, event_row_id in members]
-    session.execute(insert(DeliveryEvent.__table__), links)
+    ids = insert_deliveries(session, delivery_rows)
+    insert_delivery_links(session, [(delivery_id, event_row_id)
+                                    for delivery_id, members in zip(ids, groups.values(), strict=True)
+                                    for _, event_row_id in members])
 
 
 def record_events(session: Session, *, pixel_id: str, events: Sequence[Mapping[str, Any]],

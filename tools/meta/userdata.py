@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tools.meta.normalize import (
     HASHED_FIELDS,
     MUST_NOT_HASH,
+    PLACEHOLDER_HASHES,
     NormalizationError,
     is_placeholder_hash,
     is_placeholder_value,
@@ -31,6 +32,8 @@ _COOKIE_FIELDS: dict[str, re.Pattern[str]] = {"fbc": FBC_RE, "fbp": FBP_RE}
 # Hex of another digest (md5 32, sha1 40, sha224 56, ...) or a truncated hash. Raw phone numbers
 # (at most 15 digits), zips and YYYYMMDD dates are shorter than this, so they are not mistaken for it.
 _OTHER_HEX_RE = re.compile(r"^[0-9a-fA-F]{16,}$")
+# Nearly every value an integration sends for a hashed field is already lower-case SHA-256 hex.
+_LOWER_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def is_valid_fbc(value: str) -> bool:
@@ -59,17 +62,22 @@ class PreparedUserData:
     top_values: dict[str, str]
 
 
-@dataclass
 class _Flags:
-    keys_present: set[str] = field(default_factory=set)
-    raw: set[str] = field(default_factory=set)
-    placeholder: set[str] = field(default_factory=set)
-    uppercase_hex: set[str] = field(default_factory=set)
-    not_sha256: set[str] = field(default_factory=set)
-    must_not_hash: set[str] = field(default_factory=set)
-    malformed: set[str] = field(default_factory=set)
-    invalid: set[str] = field(default_factory=set)
-    top_values: dict[str, str] = field(default_factory=dict)
+    """Field names per problem while one ``user_data`` is prepared (plain slots: made per event)."""
+
+    __slots__ = ("invalid", "keys_present", "malformed", "must_not_hash", "not_sha256", "placeholder",
+                 "raw", "top_values", "uppercase_hex")
+
+    def __init__(self) -> None:
+        self.keys_present: set[str] = set()
+        self.raw: set[str] = set()
+        self.placeholder: set[str] = set()
+        self.uppercase_hex: set[str] = set()
+        self.not_sha256: set[str] = set()
+        self.must_not_hash: set[str] = set()
+        self.malformed: set[str] = set()
+        self.invalid: set[str] = set()
+        self.top_values: dict[str, str] = {}
 
 
 def _as_strings(value: Any) -> list[str] | None:
@@ -89,6 +97,11 @@ def _prepare_hashed(
     name: str, value: str, flags: _Flags, *, default_country: str, repair: bool
 ) -> str | None:
     """One value of a field Meta wants hashed -> the lower-case hex to keep, or None to drop it."""
+    if len(value) == 64 and value not in PLACEHOLDER_HASHES and _LOWER_SHA256_RE.fullmatch(value):
+        # Fast path, same outcome as the general one below for a clean, usable hash.
+        flags.top_values.setdefault(name, value)
+        flags.keys_present.add(name)
+        return value
     text = value.strip()
     if looks_sha256(text):
         digest = text.lower()
@@ -126,7 +139,8 @@ def _prepare_hashed(
 
 def _prepare_unhashed(name: str, value: str, flags: _Flags, *, repair: bool) -> str | None:
     """One value of a must-not-hash field: kept exactly as sent, except a malformed fbc/fbp in repair."""
-    hashed = looks_sha256(value)
+    # A value shorter than 64 characters cannot be a SHA-256 hex (user agents, IPs, cookies are).
+    hashed = len(value) >= 64 and looks_sha256(value)
     if hashed:
         flags.must_not_hash.add(name)
     pattern = _COOKIE_FIELDS.get(name)
@@ -157,13 +171,14 @@ def prepare_user_data(
         if name not in HASHED_FIELDS and name not in MUST_NOT_HASH:
             flags.invalid.add(name)
             continue
-        values = _as_strings(value)
+        values = [value] if value.__class__ is str else _as_strings(value)
         if values is None:
             flags.invalid.add(name)
             continue
         kept: list[str] = []
+        hashed_field = name in HASHED_FIELDS
         for item in values:
-            if name in HASHED_FIELDS:
+            if hashed_field:
                 result = _prepare_hashed(name, item, flags, default_country=default_country, repair=repair)
             else:
                 result = _prepare_unhashed(name, item, flags, repair=repair)
@@ -177,13 +192,20 @@ def prepare_user_data(
             prepared[name] = kept[0]
     return PreparedUserData(
         user_data=prepared,
-        keys_present=frozenset(flags.keys_present),
-        raw=frozenset(flags.raw),
-        placeholder=frozenset(flags.placeholder),
-        uppercase_hex=frozenset(flags.uppercase_hex),
-        not_sha256=frozenset(flags.not_sha256),
-        must_not_hash=frozenset(flags.must_not_hash),
-        malformed=frozenset(flags.malformed),
-        invalid=frozenset(flags.invalid),
+        keys_present=_frozen(flags.keys_present),
+        raw=_frozen(flags.raw),
+        placeholder=_frozen(flags.placeholder),
+        uppercase_hex=_frozen(flags.uppercase_hex),
+        not_sha256=_frozen(flags.not_sha256),
+        must_not_hash=_frozen(flags.must_not_hash),
+        malformed=_frozen(flags.malformed),
+        invalid=_frozen(flags.invalid),
         top_values=dict(flags.top_values),
     )
+
+
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+def _frozen(names: set[str]) -> frozenset[str]:
+    return frozenset(names) if names else _NO_NAMES

@@ -1,0 +1,199 @@
+"""Bulk SQL of the ledger's write path: inserts of events, delivery attempts and their links, and the
+look-ups by content hash and event id that come with them.
+
+On SQLite the rows go straight to the driver's ``executemany``: SQLAlchemy's per-row statement
+machinery (parameter construction, type processing) cost more than the insert itself. The values are
+converted exactly as SQLAlchemy's SQLite types would convert them (``sqlite_datetime`` matches the
+``DATETIME`` storage format; JSON goes through the engine's own ``json_serializer``), so the stored
+bytes are the same either way. Postgres keeps SQLAlchemy Core (executemany as multi-row VALUES).
+Nothing here commits; everything runs on the session's connection, inside its transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from tools.ledger.models import Delivery, DeliveryEvent, Event
+
+EVENT_COLUMNS = ("pixel_id", "event_name", "event_time", "received_at", "event_id", "order_ref",
+                 "action_source", "payload", "flags", "delivery_status", "attempts", "first_attempt_at",
+                 "last_attempt_at", "last_error_code", "last_error_subcode", "content_hash")
+DELIVERY_COLUMNS = ("pixel_id", "attempted_at", "status", "http_status", "events_sent", "events_received",
+                    "error_code", "error_subcode", "fbtrace_id", "retry_number", "fix_id")
+
+
+def sqlite_datetime(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite ``DATETIME`` stores: the value's own wall clock (its offset is
+    dropped, as SQLAlchemy drops it), ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    if value is None:
+        return None
+    # isoformat pads the year to 4 digits, like SQLAlchemy's "%(year)04d"; [:26] drops the offset.
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def _sqlite_cursor(session: Session) -> Any:
+    return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def _json_serializer(session: Session) -> Callable[[Any], str]:
+    serializer = getattr(session.get_bind().dialect, "_json_serializer", None)
+    return serializer or json.dumps
+
+
+def _placeholders(columns: Sequence[str]) -> str:
+    return ", ".join("?" for _ in columns)
+
+
+_CHUNK = 900  # bound parameters per IN (...) list, well under every driver's limit
+
+
+def chunked(values: Sequence[Any]) -> list[Sequence[Any]]:
+    return [values[i:i + _CHUNK] for i in range(0, len(values), _CHUNK)]
+
+
+def is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def sqlite_rows_in(session: Session, sql: str, fixed: tuple[Any, ...], values: Sequence[Any],
+                   chunk: int = 900) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` whose ``{marks}`` is an IN list of ``values`` (bound after ``fixed``), in chunks."""
+    out: list[tuple[Any, ...]] = []
+    cursor = _sqlite_cursor(session)
+    try:
+        for start in range(0, len(values), chunk):
+            part = values[start:start + chunk]
+            cursor.execute(sql.format(marks=", ".join("?" * len(part))), (*fixed, *part))
+            out.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    return out
+
+
+def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[int] | None:
+    """Insert ``events`` rows (dicts with every column of ``EVENT_COLUMNS``), in this order.
+
+    Returns their ids in row order when the database makes them certain (SQLite: one writer holds
+    the lock and numbered them consecutively, which is checked), else None: look them up.
+    """
+    if not rows:
+        return []
+    if not is_sqlite(session):
+        session.execute(insert(Event.__table__), list(rows))
+        return None
+    dumps = _json_serializer(session)
+    params = []
+    for row in rows:
+        first, last = row["first_attempt_at"], row["last_attempt_at"]
+        first_text = sqlite_datetime(first)
+        params.append((
+            row["pixel_id"], row["event_name"], sqlite_datetime(row["event_time"]),
+            sqlite_datetime(row["received_at"]), row["event_id"], row["order_ref"], row["action_source"],
+            dumps(row["payload"]), dumps(row["flags"]), row["delivery_status"], row["attempts"],
+            first_text, first_text if last is first else sqlite_datetime(last), row["last_error_code"],
+            row["last_error_subcode"], row["content_hash"]))
+    sql = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({_placeholders(EVENT_COLUMNS)})"
+    cursor = _sqlite_cursor(session)
+    try:
+        cursor.executemany(sql, params)
+        last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(rows) + 1
+        # SQLite numbers new rows max(rowid) + 1 while this transaction holds the write lock; it
+        # only picks other numbers once rowids run out. Check the ends and the count anyway.
+        ends = dict(cursor.execute("SELECT id, content_hash FROM events WHERE id IN (?, ?)",
+                                   (first, last)).fetchall())
+        count = cursor.execute("SELECT count(*) FROM events WHERE id BETWEEN ? AND ?",
+                               (first, last)).fetchone()[0]
+    finally:
+        cursor.close()
+    if (count == len(rows) and ends.get(first) == rows[0]["content_hash"]
+            and ends.get(last) == rows[-1]["content_hash"]):
+        return list(range(first, last + 1))
+    return None
+
+
+def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert ``deliveries`` rows (every column of ``DELIVERY_COLUMNS``); their ids, in row order."""
+    if not rows:
+        return []
+    if not is_sqlite(session):
+        result = session.execute(insert(Delivery.__table__).returning(
+            Delivery.id, sort_by_parameter_order=True), list(rows))
+        return list(result.scalars().all())
+    sql = f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) VALUES ({_placeholders(DELIVERY_COLUMNS)})"
+    ids: list[int] = []
+    cursor = _sqlite_cursor(session)
+    try:
+        # One execute per row: lastrowid is the only id SQLite guarantees to belong to a given row.
+        for row in rows:
+            cursor.execute(sql, tuple(sqlite_datetime(row[name]) if name == "attempted_at" else row[name]
+                                      for name in DELIVERY_COLUMNS))
+            ids.append(int(cursor.lastrowid))
+    finally:
+        cursor.close()
+    return ids
+
+
+def insert_delivery_links(session: Session, links: Sequence[tuple[int, int]]) -> None:
+    """Insert ``delivery_events`` rows given as (delivery_id, event_row_id)."""
+    if not links:
+        return
+    if not is_sqlite(session):
+        session.execute(insert(DeliveryEvent.__table__),
+                        [{"delivery_id": delivery_id, "event_row_id": row_id} for delivery_id, row_id in links])
+        return
+    cursor = _sqlite_cursor(session)
+    try:
+        cursor.executemany("INSERT INTO delivery_events (delivery_id, event_row_id) VALUES (?, ?)", links)
+    finally:
+        cursor.close()
+
+
+def known_content_hashes(session: Session, pixel_id: str, hashes: list[str]) -> set[str]:
+    """Which of these content hashes the pixel already has."""
+    if is_sqlite(session):
+        return {found for found, in sqlite_rows_in(
+            session, "SELECT content_hash FROM events WHERE pixel_id = ? AND content_hash IN ({marks})",
+            (pixel_id,), hashes, _CHUNK)}
+    found: set[str] = set()
+    for chunk in chunked(hashes):
+        found.update(session.scalars(select(Event.content_hash).where(
+            Event.pixel_id == pixel_id, Event.content_hash.in_(chunk))))
+    return found
+
+
+def event_names_by_id(session: Session, pixel_id: str, event_ids: list[str]) -> set[tuple[str, str, str]]:
+    """(pixel, event name, event id) of stored events of the pixel carrying one of these ids."""
+    if is_sqlite(session):
+        return {(pixel_id, name, event_id) for name, event_id in sqlite_rows_in(
+            session, "SELECT event_name, event_id FROM events WHERE pixel_id = ? AND event_id IN ({marks})",
+            (pixel_id,), event_ids, _CHUNK)}
+    seen: set[tuple[str, str, str]] = set()
+    for chunk in chunked(event_ids):
+        query = select(Event.event_name, Event.event_id).where(
+            Event.pixel_id == pixel_id, Event.event_id.in_(chunk))
+        seen.update((pixel_id, name, event_id) for name, event_id in session.execute(query))
+    return seen
+
+
+def ids_by_content_hash(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """(pixel, content hash) -> event row id, for stored rows."""
+    ids: dict[tuple[str, str], int] = {}
+    for pixel_id in {row["pixel_id"] for row in rows}:
+        hashes = [row["content_hash"] for row in rows if row["pixel_id"] == pixel_id]
+        if is_sqlite(session):
+            ids.update(((pixel_id, content_hash), row_id) for content_hash, row_id in sqlite_rows_in(
+                session, "SELECT content_hash, id FROM events WHERE pixel_id = ? AND content_hash IN ({marks})",
+                (pixel_id,), hashes, _CHUNK))
+            continue
+        for chunk in chunked(hashes):
+            query = select(Event.content_hash, Event.id).where(
+                Event.pixel_id == pixel_id, Event.content_hash.in_(chunk))
+            ids.update(((pixel_id, content_hash), row_id) for content_hash, row_id in session.execute(query))
+    return ids
