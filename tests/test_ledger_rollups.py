@@ -168,3 +168,28 @@ def test_top_value_summary_is_bounded_and_keeps_a_dominant_value() -> None:
     assert len(summary) <= TOP_K
     # Misra-Gries under-counts by at most n / (k + 1).
     assert 500 - 1000 / (TOP_K + 1) <= summary["dominant"] <= 500
+
+
+def test_imported_retries_become_failed_attempts_before_the_final_one(ledger_engine: Engine,
+                                                                       tmp_path: Path) -> None:
+    """A line whose sender retried after rate limits: each earlier attempt is a failed delivery with
+    Meta's code, the last one delivered, and the event's lag runs from its first attempt."""
+    final = delivered(H + timedelta(hours=2), attempts=3, retries=[
+        {"attempted_at": to_iso(H + timedelta(minutes=5)), "http_status": 400, "error_code": 80004,
+         "error_subcode": 2446079},
+        {"attempted_at": to_iso(H + timedelta(minutes=35)), "http_status": 400, "error_code": 80004,
+         "error_subcode": 2446079}])
+    path = write_jsonl(tmp_path / "retries.jsonl",
+                       [event_line(event_time=H, event_id=f"r-{n}", delivery=final) for n in range(4)])
+    ingest_events_jsonl(session_or_engine=ledger_engine, path=path)
+    with Session(ledger_engine) as session:
+        deliveries = session.scalars(select(Delivery).order_by(Delivery.attempted_at)).all()
+        assert [(d.status, d.error_code, d.retry_number, d.events_sent) for d in deliveries] == [
+            ("failed", 80004, 0, 4), ("failed", 80004, 1, 4), ("delivered", None, 2, 4)]
+        inputs = load_ledger_inputs(session, pixel_id=PIXEL, history_start=H, window_end=H + timedelta(hours=3))
+        by_hour = {d.hour: d for d in inputs.delivery_hours}
+        assert by_hour[H].failed_attempts == 2 and by_hour[H].errors == {"80004/2446079": 2}
+        assert by_hour[H + timedelta(hours=2)].retried_attempts == 1
+        incremental = _rollups(session)
+        rebuild_rollups(session)
+        assert _rollups(session) == incremental

@@ -117,6 +117,17 @@ def parse_delivery(value: Any) -> DeliveryOutcome | None:
     attempts = _int(value.get("attempts"), "delivery.attempts")
     if attempts is not None and attempts < 1:
         raise LineError("delivery.attempts must be at least 1")
+    retries = value.get("retries") or []
+    if not isinstance(retries, list) or not all(isinstance(r, dict) for r in retries):
+        raise LineError("delivery.retries must be a list of objects")
+    earlier = tuple(DeliveryOutcome(
+        status="failed", attempted_at=_time(r.get("attempted_at"), "delivery.retries.attempted_at"),
+        http_status=_int(r.get("http_status"), "delivery.retries.http_status"),
+        error_code=_int(r.get("error_code"), "delivery.retries.error_code"),
+        error_subcode=_int(r.get("error_subcode"), "delivery.retries.error_subcode"),
+        events_received=0, attempts=number + 1) for number, r in enumerate(retries))
+    if earlier and attempts is None:
+        attempts = len(earlier) + 1
     return DeliveryOutcome(
         status=status,
         attempted_at=None if attempted_raw is None else _time(attempted_raw, "delivery.attempted_at"),
@@ -126,6 +137,7 @@ def parse_delivery(value: Any) -> DeliveryOutcome | None:
         fbtrace_id=trace,
         events_received=_int(value.get("events_received"), "delivery.events_received"),
         attempts=attempts or 1,
+        earlier=earlier,
     )
 
 

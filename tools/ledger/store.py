@@ -53,6 +53,8 @@ class DeliveryOutcome:
     fbtrace_id: str | None = None
     events_received: int | None = None
     attempts: int = 1  # attempts this outcome stands for (an import may report retries as a count)
+    # Earlier failed attempts of the same event, oldest first (an import's ``delivery.retries``).
+    earlier: tuple[DeliveryOutcome, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def _event_row(item: IncomingEvent, *, default_country: str, repair: bool) -> tu
     order_ref = _text_or_none(custom.get("order_id")) if isinstance(custom, dict) else None
     outcome = item.delivery
     attempted_at = outcome.attempted_at if outcome is not None else None
+    first_attempt_at = outcome.earlier[0].attempted_at if outcome is not None and outcome.earlier else attempted_at
     row = {
         "pixel_id": item.pixel_id, "event_name": str(event["event_name"]),
         "event_time": from_unix(int(event["event_time"])), "received_at": _utc(item.received_at),
@@ -121,7 +124,7 @@ def _event_row(item: IncomingEvent, *, default_country: str, repair: bool) -> tu
         "action_source": _text_or_none(event.get("action_source")), "payload": event, "flags": flags,
         "delivery_status": outcome.status if outcome else "never_sent",
         "attempts": outcome.attempts if attempted_at is not None and outcome else 0,
-        "first_attempt_at": attempted_at, "last_attempt_at": attempted_at,
+        "first_attempt_at": first_attempt_at, "last_attempt_at": attempted_at,
         "last_error_code": outcome.error_code if outcome else None,
         "last_error_subcode": outcome.error_subcode if outcome else None,
         "content_hash": _content_hash(item.pixel_id, item.received_at, event),
@@ -199,26 +202,29 @@ def store_events(session: Session, items: Sequence[IncomingEvent], *, default_co
 def _store_import_deliveries(session: Session, stored: list[tuple[IncomingEvent, int | None]],
                              deltas: RollupDeltas) -> None:
     """Imported lines sharing one attempt (same pixel, time, answer, fbtrace_id) form one delivery."""
-    groups: dict[tuple[Any, ...], list[tuple[IncomingEvent, int]]] = {}
+    groups: dict[tuple[Any, ...], list[tuple[DeliveryOutcome, int]]] = {}
     for item, event_row_id in stored:
-        outcome = item.delivery
-        if outcome is None or outcome.attempted_at is None or event_row_id is None:
+        final = item.delivery
+        if final is None or event_row_id is None:
             continue
-        key = (item.pixel_id, _utc(outcome.attempted_at), outcome.status, outcome.http_status,
-               outcome.error_code, outcome.error_subcode, outcome.fbtrace_id, outcome.attempts)
-        members = groups.get(key)
-        if members is None:
-            groups[key] = [(item, event_row_id)]
-        else:
-            members.append((item, event_row_id))
+        # Earlier failed attempts first (retry numbers 0, 1, ...), then the final outcome.
+        for outcome in (*final.earlier, final):
+            if outcome.attempted_at is None:
+                continue
+            key = (item.pixel_id, _utc(outcome.attempted_at), outcome.status, outcome.http_status,
+                   outcome.error_code, outcome.error_subcode, outcome.fbtrace_id, outcome.attempts)
+            members = groups.get(key)
+            if members is None:
+                groups[key] = [(outcome, event_row_id)]
+            else:
+                members.append((outcome, event_row_id))
     if not groups:
         return
     delivery_rows = []
     for (pixel_id, attempted_at, status, http, code, subcode, trace, attempts), members in groups.items():
         # Per line: events_received > 0 (or, when absent, status delivered) means this event got in.
-        received = sum(1 for item, _ in members if (
-            item.delivery.events_received > 0 if item.delivery and item.delivery.events_received is not None
-            else status == "delivered"))
+        received = sum(1 for outcome, _ in members if (
+            outcome.events_received > 0 if outcome.events_received is not None else status == "delivered"))
         delivery_rows.append({"pixel_id": pixel_id, "attempted_at": attempted_at, "status": status,
                               "http_status": http, "events_sent": len(members), "events_received": received,
                               "error_code": code, "error_subcode": subcode, "fbtrace_id": trace,
