@@ -100,10 +100,14 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
     """Apply the ordered rules; what they leave stays in ``pool``."""
     drafts: list[Draft] = []
     drafts += _rule(pool, "access_token_invalid", lambda f: f.code == "delivery.token_invalid", _server_side)
+    # A malformed fbc/fbp no longer counts as that match key, so its coverage "drop" is the same fault.
+    malformed_keys = {f.code.removeprefix("hashing.").removesuffix("_malformed") for f in pool.left
+                      if f.code in ("hashing.fbc_malformed", "hashing.fbp_malformed")}
     drafts += _rule(pool, "malformed_parameter",
                     lambda f: (f.code == "delivery.rejected" and not _is_too_old_rejection(f))
                     or f.code in ("hashing.fbc_malformed", "hashing.fbp_malformed"),
-                    lambda f: _server_side(f) or f.code == "delivery.partial_receipt")
+                    lambda f: _server_side(f) or f.code == "delivery.partial_receipt" or (
+                        f.code == "emq.key_coverage_drop" and f.metrics.get("key") in malformed_keys))
     # A sender running hours late also leaves the window unsent: that is late_delivery, below.
     late = any(f.code == "latency.p95_high" for f in pool.left)
     drafts += _rule(pool, "missed_batch", lambda f: f.code == "delivery.not_sent" and not late, _server_side)
