@@ -51,7 +51,9 @@ def main(argv: list[str]) -> int:
                               cwd=ROOT)
         if ruff.returncode != 0:
             return ruff.returncode
-        return subprocess.run([str(_bin("python")), "-m", "pytest", *rest], cwd=ROOT).returncode
+        # Parallel across the machine's cores (pytest-xdist) unless the caller chose otherwise.
+        parallel = [] if any(arg.startswith(("-n", "--numprocesses", "-p")) for arg in rest) else ["-n", "auto"]
+        return subprocess.run([str(_bin("python")), "-m", "pytest", *parallel, *rest], cwd=ROOT).returncode
     if command == "demo":
         return subprocess.run([str(_bin("capi-agent")), "demo", *rest]).returncode
     return subprocess.run([str(_bin("capi-agent")), *rest]).returncode
