@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tools.diagnosis.catalogue import cause_info
 from tools.synth.scenario import Scenario, default_scenario_dir
 
 # Fifteen days of history before the audited day: enough for the volume check's weekday levels (14
@@ -208,6 +209,11 @@ def _period(audit_at: str) -> tuple[str, int]:
     return start.strftime("%Y-%m-%dT%H:%M:%SZ"), HISTORY_DAYS + 1
 
 
+def _tell_tales(causes: list[str]) -> list[str]:
+    """The findings that reveal these causes in the catalogue (what an audit must show)."""
+    return sorted({code for cause in causes for code in cause_info(cause).tell_tales})
+
+
 def build_library() -> list[Scenario]:
     """Every generated record, validated, in a stable order."""
     out: list[Scenario] = []
@@ -217,7 +223,8 @@ def build_library() -> list[Scenario]:
             "id": sid, "description": description, "seed": _seed(sid), "pixel_id": _pixel(index),
             "timezone": "Europe/Paris", "start": start, "days": days,
             "shop": {"scale": 1.0, "sales_spikes": [], **shop}, "injections": injections, "audit_at": audit_at,
-            "expect": {"root_causes": causes, "findings_any": findings, "healthy": False}}))
+            "expect": {"root_causes": causes, "findings_any": findings or _tell_tales(causes),
+                       "healthy": False}}))
     for offset, (sid, spec) in enumerate(HEALTHY.items(), start=len(PROBLEMS)):
         description, audit_at, shop, *rest = spec
         timezone = rest[0] if rest else "Europe/Paris"
