@@ -25,12 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tools.loopback import ThreadedServer
+from tests.fakes.loopback import LoopbackFake
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackFake):
     """The fake server. ``start()``/``stop()`` (or ``with``); ``url`` is the base URL ending in ``/v1``."""
 
     def __init__(self, *, api_key: str | None = None) -> None:
@@ -78,7 +77,7 @@ class FakeOpenAIServer:
         self._queue: deque[ScriptItem] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._server: ThreadedServer | None = None
+        super().__init__()
         self.port = 0
 
     @property
@@ -179,22 +178,10 @@ class FakeOpenAIServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> FakeOpenAIServer:
-        app = Starlette(routes=[Route("/v1/chat/completions", self._chat_completions, methods=["POST"])])
-        self._server = ThreadedServer(app, name="fake OpenAI server").start()
-        self.port = self._server.port
-        return self
+    name = "fake OpenAI server"
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        self._server = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def routes(self) -> list[Any]:
+        return [Route("/v1/chat/completions", self._chat_completions, methods=["POST"])]
 
 
 def _error(status: int, message: str, error_type: str, code: str | None = None) -> JSONResponse:

@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tools.loopback import ThreadedServer
+from tests.fakes.loopback import LoopbackFake
 
 BOT_USER_ID = "UBOT0001"
 BOT_ID = "BBOT0001"
@@ -63,7 +62,7 @@ class _Message:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-class FakeSlackAPI:
+class FakeSlackAPI(LoopbackFake):
     """The fake Web API. ``start()``/``stop()`` (or ``with``); ``url`` is the WebClient base URL."""
 
     def __init__(self, *, bot_token: str | None = None) -> None:
@@ -75,7 +74,7 @@ class FakeSlackAPI:
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self._file_ids = itertools.count(1)
-        self._server: ThreadedServer | None = None
+        super().__init__()
         self.port = 0
 
     # --- addresses and scripting -----------------------------------------------------------------
@@ -230,26 +229,14 @@ class FakeSlackAPI:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> FakeSlackAPI:
-        app = Starlette(routes=[
+    name = "fake Slack API"
+
+    def routes(self) -> list[Any]:
+        return [
             Route("/api/{method}", self._api, methods=["POST", "GET"]),
             Route("/upload/{file_id}", self._upload, methods=["POST"]),
             Route("/respond/{name}", self._respond, methods=["POST"]),
-        ])
-        self._server = ThreadedServer(app, name="fake Slack API").start()
-        self.port = self._server.port
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        self._server = None
-
-    def __enter__(self) -> FakeSlackAPI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        ]
 
 
 async def _read_args(request: Request) -> dict[str, Any]:
