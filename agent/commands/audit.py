@@ -10,7 +10,7 @@ import typer
 
 from agent.runtime import open_runtime
 from tools.checks.types import SEVERITY_RANK
-from tools.timeutil import audit_window, parse_iso, utcnow
+from tools.timeutil import parse_iso, utcnow
 
 
 class OutputFormat(StrEnum):
@@ -85,8 +85,6 @@ def audit(
             typer.echo("error: no pixels known: ingest events or configure pixels (CAPI_CONFIG)", err=True)
             raise typer.Exit(2)
         report = run_audit_round(runtime, pixels=pixels, at=when)
-    if not report["pixels"]:
-        report["window"] = dict(zip(("start", "end"), map(str, audit_window(when)), strict=True))
     typer.echo(json.dumps(report, indent=2) if output is OutputFormat.json else render_text(report))
     raise typer.Exit(exit_code(report, fail_on))
 
