@@ -12,12 +12,12 @@ import gc
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -27,6 +27,8 @@ from tools.ledger.pixels import ensure_pixels
 from tools.ledger.rollups import RollupDeltas, apply_deltas, dialect_insert
 from tools.ledger.store import DeliveryOutcome, IncomingEvent, chunked, store_events
 from tools.timeutil import as_utc, parse_iso, utcnow
+
+T = TypeVar("T")
 
 try:  # a dependency of langgraph; optional here
     from orjson import loads as _fast_loads
@@ -193,6 +195,24 @@ def _sessions(session_or_engine: Session | Engine) -> tuple[Session, bool]:
     return Session(session_or_engine, expire_on_commit=False), True
 
 
+def _load_batches(path: Path | str, parse: Callable[[str], T], flush: Callable[[list[T]], None],
+                  report: IngestReport, batch_size: int) -> None:
+    """Parse each line; report a bad one by number and go on; hand ``flush`` full batches, then the rest."""
+    batch: list[T] = []
+    for line_no, text in _lines(Path(path)):
+        report.lines += 1
+        try:
+            batch.append(parse(text))
+        except LineError as exc:
+            report.skipped.append((line_no, str(exc)))
+            continue
+        if len(batch) >= batch_size:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+
+
 def ingest_events_jsonl(*, session_or_engine: Session | Engine, path: Path | str,
                         default_country: str = "US", now: datetime | None = None,
                         batch_size: int = BATCH_SIZE) -> IngestReport:
@@ -200,9 +220,8 @@ def ingest_events_jsonl(*, session_or_engine: Session | Engine, path: Path | str
     now = as_utc(now) if now else utcnow()
     report = IngestReport()
     session, owned = _sessions(session_or_engine)
-    batch: list[IncomingEvent] = []
 
-    def flush() -> None:
+    def flush(batch: list[IncomingEvent]) -> None:
         pixels = {item.pixel_id for item in batch}
         ensure_pixels(session, pixels, default_country=default_country, now=now)
         stored = store_events(session, batch, default_country=default_country)
@@ -216,17 +235,7 @@ def ingest_events_jsonl(*, session_or_engine: Session | Engine, path: Path | str
 
     with _cyclic_gc_per_batch():
         try:
-            for line_no, text in _lines(Path(path)):
-                report.lines += 1
-                try:
-                    batch.append(parse_event_line(text, now=now))
-                except LineError as exc:
-                    report.skipped.append((line_no, str(exc)))
-                    continue
-                if len(batch) >= batch_size:
-                    flush()
-            if batch:
-                flush()
+            _load_batches(path, lambda text: parse_event_line(text, now=now), flush, report, batch_size)
         finally:
             if owned:
                 session.close()
@@ -293,9 +302,8 @@ def ingest_orders_jsonl(*, session_or_engine: Session | Engine, path: Path | str
     now = as_utc(now) if now else utcnow()
     report = IngestReport()
     session, owned = _sessions(session_or_engine)
-    batch: list[dict[str, Any]] = []
 
-    def flush() -> None:
+    def flush(batch: list[dict[str, Any]]) -> None:
         pixels = {order["pixel_id"] for order in batch}
         ensure_pixels(session, pixels, now=now)
         loaded, duplicates = store_orders(session, batch)
@@ -303,20 +311,9 @@ def ingest_orders_jsonl(*, session_or_engine: Session | Engine, path: Path | str
         report.loaded += loaded
         report.duplicates += duplicates
         report.pixels.update(pixels)
-        batch.clear()
 
     try:
-        for line_no, text in _lines(Path(path)):
-            report.lines += 1
-            try:
-                batch.append(parse_order_line(text))
-            except LineError as exc:
-                report.skipped.append((line_no, str(exc)))
-                continue
-            if len(batch) >= batch_size:
-                flush()
-        if batch:
-            flush()
+        _load_batches(path, parse_order_line, flush, report, batch_size)
     finally:
         if owned:
             session.close()
