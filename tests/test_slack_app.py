@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -24,24 +23,13 @@ from tests.fakes.slack_requests import (
     message_event,
 )
 from tests.fakes.slack_service import FakeAgentService, InlineExecutor
+from tests.fixtures.slack import SLACK_TEST_TOKEN
 
 SECRET = "test-signing-secret"
-TOKEN = "xoxb-test-token"
+TOKEN = SLACK_TEST_TOKEN
 CHANNEL = "C0ALERTS"
 APPROVER = "UAPPROVER"
 STRANGER = "USTRANGER"
-
-
-@pytest.fixture(scope="module")
-def slack_api() -> Iterator[FakeSlackAPI]:
-    with FakeSlackAPI(bot_token=TOKEN) as api:
-        yield api
-
-
-@pytest.fixture()
-def fake(slack_api: FakeSlackAPI) -> FakeSlackAPI:
-    slack_api.reset()
-    return slack_api
 
 
 @pytest.fixture()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,22 +19,11 @@ from agent.slack.chart import ChartSeries, render_parity_chart
 from agent.slack.client import build_web_client
 from agent.slack.notifier import SlackDeliveryError, SlackNotifier
 from tests.fakes.slack_api import UPLOAD_METHOD, FakeSlackAPI
+from tests.fixtures.slack import SLACK_TEST_TOKEN
 
-TOKEN = "xoxb-test-token"
+TOKEN = SLACK_TEST_TOKEN
 CHANNEL = "C0ALERTS"
 START = datetime(2026, 11, 20, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def slack_api() -> Iterator[FakeSlackAPI]:
-    with FakeSlackAPI(bot_token=TOKEN) as api:
-        yield api
-
-
-@pytest.fixture()
-def fake(slack_api: FakeSlackAPI) -> FakeSlackAPI:
-    slack_api.reset()
-    return slack_api
 
 
 @pytest.fixture()
