@@ -8,8 +8,6 @@ from pathlib import Path
 
 import typer
 
-from agent.runtime import open_runtime
-from tools.checks.types import SEVERITY_RANK
 from tools.timeutil import parse_iso, utcnow
 
 
@@ -50,6 +48,8 @@ def render_text(report: dict) -> str:
 
 
 def exit_code(report: dict, fail_on: FailOn | None) -> int:
+    from tools.checks.types import SEVERITY_RANK  # pydantic: kept out of the CLI's start-up
+
     if fail_on is None:
         return 0
     floor = SEVERITY_RANK[fail_on.value]
@@ -69,6 +69,7 @@ def audit(
 ) -> None:
     """Run the checks and the diagnosis for the last complete hour before --at, store and print them."""
     from agent.audit_service import run_audit_round  # heavy imports only when the command runs
+    from agent.runtime import open_runtime
 
     try:
         when = parse_iso(at) if at else utcnow()

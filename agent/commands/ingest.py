@@ -4,15 +4,12 @@ into the ledger, hashing raw customer information at the door."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
-from agent.settings import load_settings
-from tools.ledger.db import make_engine, migrate, normalize_database_url
-from tools.ledger.ingest import IngestReport, ingest_events_jsonl, ingest_orders_jsonl
-from tools.ledger.pixels import load_pixels_toml, sync_pixels
+if TYPE_CHECKING:
+    from tools.ledger.ingest import IngestReport
 
 MAX_REASONS_SHOWN = 20
 
@@ -45,6 +42,15 @@ def ingest(
     if len(country.strip()) != 2 or not country.strip().isalpha():
         typer.echo("error: --country must be a 2-letter ISO country code", err=True)
         raise typer.Exit(2)
+    # Imported here: building the CLI (and every other command) must stay free of the ledger.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.orm import Session
+
+    from agent.settings import load_settings
+    from tools.ledger.db import make_engine, migrate, normalize_database_url
+    from tools.ledger.ingest import ingest_events_jsonl, ingest_orders_jsonl
+    from tools.ledger.pixels import load_pixels_toml, sync_pixels
+
     settings = load_settings()
     url = normalize_database_url(database_url or settings.database_url)
     engine = make_engine(url)

@@ -7,8 +7,6 @@ import json
 
 import typer
 
-from tools.meta.normalize import NormalizationError, is_placeholder_hash, normalize_field, sha256_hex
-
 FIELD_HELP = "user_data field Meta hashes: em ph fn ln ge db ct st zp country external_id"
 
 
@@ -21,6 +19,9 @@ def normalize(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of two lines"),
 ) -> None:
     """Print the normalized value and its SHA-256 as Meta expects them (exit 2 if it cannot be normalized)."""
+    # Imported here (phonenumbers, pycountry): building the CLI for another command stays cheap.
+    from tools.meta.normalize import NormalizationError, is_placeholder_hash, normalize_field, sha256_hex
+
     if len(country.strip()) != 2 or not country.strip().isalpha():
         typer.echo("error: --country must be a 2-letter ISO country code", err=True)
         raise typer.Exit(2)

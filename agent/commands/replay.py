@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import getpass
 import os
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy.orm import Session
 
-from agent.settings import load_settings
-from tools.fixes.execute import ChunkProgress, execute_fix
-from tools.fixes.planner import decide, propose_fix
-from tools.fixes.preview import build_preview
-from tools.fixes.types import ALL_UNDELIVERED, ExecutionResult, FixPreview
-from tools.ledger.db import make_engine, migrate, normalize_database_url, session_factory
-from tools.ledger.models import Pixel
-from tools.meta.client import GraphClient
 from tools.timeutil import parse_iso, to_iso, utcnow
+
+if TYPE_CHECKING:  # the heavy modules are imported inside the command (the CLI starts instantly)
+    from sqlalchemy.orm import Session
+
+    from tools.fixes.execute import ChunkProgress
+    from tools.fixes.types import ExecutionResult, FixPreview
 
 
 def _print_preview(preview: FixPreview) -> None:
@@ -46,6 +44,8 @@ def _print_result(result: ExecutionResult) -> None:
 
 
 def _token(session: Session, pixel_id: str, env_token: str | None) -> str | None:
+    from tools.ledger.models import Pixel
+
     if env_token:
         return env_token
     row = session.get(Pixel, pixel_id)
@@ -64,6 +64,17 @@ def replay(
                                             help="SQLAlchemy URL (default: CAPI_DATABASE_URL)"),
 ) -> None:
     """Resend undelivered or failed events of a window (older than 7 days: skipped and reported)."""
+    # Imported here: building the CLI (and every other command) must stay free of the ledger.
+    from sqlalchemy.orm import Session
+
+    from agent.settings import load_settings
+    from tools.fixes.execute import execute_fix
+    from tools.fixes.planner import decide, propose_fix
+    from tools.fixes.preview import build_preview
+    from tools.fixes.types import ALL_UNDELIVERED
+    from tools.ledger.db import make_engine, migrate, normalize_database_url, session_factory
+    from tools.meta.client import GraphClient
+
     try:
         params = {"since": to_iso(parse_iso(since)), "until": to_iso(parse_iso(until)),
                   "event_names": sorted(set(event)), "statuses": list(ALL_UNDELIVERED)}
