@@ -129,6 +129,25 @@ class QualitySnapshot:
 
 
 @dataclass(frozen=True)
+class IncidentSpan:
+    """An open incident as the checks see it: which series it touches and since when."""
+
+    root_cause: str
+    since: datetime
+    # Empty: the whole pixel (token, missed batch, ...): every series keeps these hours out.
+    event_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NotJudged:
+    """A series the audit could not judge this hour, and why (reported, never skipped silently)."""
+
+    event_name: str | None
+    source: Source
+    reason: str
+
+
+@dataclass(frozen=True)
 class MetaReadError:
     """A failed read of Meta's side (stats or dataset quality) during this audit."""
 
@@ -183,6 +202,12 @@ class AuditInputs:
     thresholds: Thresholds = field(default_factory=Thresholds)
     timezone: str = "UTC"
     has_orders: bool = False
+    # When the audit ran (None: at window_end). Recent hours a batch sender has not flushed yet are
+    # judged on the next audit instead of looking like a loss.
+    audited_at: datetime | None = None
+    # Incidents still open for this pixel: their hours are kept out of every reference, so a failure
+    # that lasts never becomes the new "usual".
+    incident_spans: tuple[IncidentSpan, ...] = ()
 
 
 class Finding(BaseModel):
