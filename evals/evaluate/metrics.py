@@ -10,7 +10,9 @@ small result. No I/O, no clock; the runner produces the inputs, ``report`` aggre
 
 ``reference`` (what the scenario injected)::
 
-    {"healthy": bool, "root_causes": [str, ...], "onset": ISO | None, "end": ISO | None}
+    {"healthy": bool, "root_causes": [str, ...], "onset": ISO | None, "end": ISO | None,
+     "detect_from": ISO | None,   # when the detection clock starts (onset, or the first audited hour)
+     "family": str, "target_hours": float | None, "real_demand": bool}   # all optional
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ class Detection:
 class RootCause:
     top1: str | None  # highest-confidence incident's cause at the deciding audit
     correct: bool
+    wrong_causes: tuple[str, ...] = ()  # causes of incidents raised in any audit that were not expected
+
+
+@dataclass(frozen=True)
+class FalseIncidents:
+    audits_with_incident: int  # audited hours of a healthy scenario with at least one incident
+    audited_hours: int
+
+    @property
+    def per_pixel_week(self) -> float:
+        return self.audits_with_incident * HOURS_PER_WEEK / self.audited_hours if self.audited_hours else 0.0
 
 
 @dataclass(frozen=True)
@@ -94,24 +107,37 @@ def score_detection(*, outputs: dict[str, Any], reference: dict[str, Any]) -> De
     first = next((a for a in audits if _alarming(a)), None)
     expected = set(reference["root_causes"]) - {"none"}
     found = next((a for a in audits if expected & _causes(a)), None)
+    start = reference.get("detect_from") or reference.get("onset")
     return Detection(
         detected=first is not None,
-        hours_to_detect=_hours_after(reference.get("onset"), first["at"]) if first else None,
+        hours_to_detect=_hours_after(start, first["at"]) if first else None,
         cause_found=found is not None,
-        hours_to_diagnose=_hours_after(reference.get("onset"), found["at"]) if found else None)
+        hours_to_diagnose=_hours_after(start, found["at"]) if found else None)
 
 
 def score_root_cause(*, outputs: dict[str, Any], reference: dict[str, Any]) -> RootCause:
-    """Top-1: the highest-confidence incident of the first alarming audit (else the last audit) has one
-    of the expected causes. A healthy scenario is right when that audit has no incident at all."""
+    """Top-1: the highest-confidence incident of the first audit that raised any incident (else the
+    last audit) has one of the expected causes. A healthy scenario is right when no audit raised an
+    incident. ``wrong_causes``: every unexpected cause an incident carried in any audit (a problem
+    scenario's extra, wrong incidents; all of a healthy scenario's)."""
     audits = outputs["audits"]
-    deciding = next((a for a in audits if _alarming(a)), audits[-1] if audits else None)
+    deciding = next((a for a in audits if a["incidents"]), audits[-1] if audits else None)
     incidents = deciding["incidents"] if deciding else []
     top = max(incidents, key=lambda i: i["confidence"], default=None)
+    expected = set(reference["root_causes"]) - {"none"}
+    wrong = tuple(sorted({cause for a in audits for cause in _causes(a)} - expected))
     if reference["healthy"]:
-        return RootCause(top1=top["root_cause"] if top else "none", correct=top is None)
+        return RootCause(top1=top["root_cause"] if top else "none", correct=top is None, wrong_causes=wrong)
     top1 = top["root_cause"] if top else None
-    return RootCause(top1=top1, correct=top1 in set(reference["root_causes"]))
+    return RootCause(top1=top1, correct=top1 in expected, wrong_causes=wrong)
+
+
+def score_false_incidents(*, outputs: dict[str, Any], reference: dict[str, Any]) -> FalseIncidents:
+    """Audited hours of a healthy scenario that raised an incident (a problem scenario has none)."""
+    if not reference["healthy"]:
+        return FalseIncidents(audits_with_incident=0, audited_hours=0)
+    audits = outputs["audits"]
+    return FalseIncidents(audits_with_incident=sum(bool(a["incidents"]) for a in audits), audited_hours=len(audits))
 
 
 def score_false_alarms(*, outputs: dict[str, Any], reference: dict[str, Any]) -> FalseAlarms:

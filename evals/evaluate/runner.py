@@ -1,18 +1,14 @@
-"""Running scenarios for the eval: generate + ingest once per scenario, then audit it hour by hour
+"""Running scenarios for the eval: generate a scenario's period once, then audit it hour by hour
 through the audit graph (``AgentServices.audit_pixel``), the same path the scheduler takes.
 
-Problem scenarios are audited from the hour after the injection's onset (at most ``max_hours``
-audits, ending with ``audit_at``) until an incident with an expected cause appears. Healthy ones are
-audited ``healthy_hours`` times, hourly, ending at ``audit_at``. The eval never approves a proposal.
+No future leak: before each audit at hour H the ledger receives only the events, delivery attempts
+and orders that existed at H, and the Graph API simulator is reset to what Meta had counted by H
+(``evals.harness.ReplayWorld``). A delivery made after H is invisible to the audit at H.
 
-Known limitation: the scenario's files are generated as seen at ``audit_at`` (one ledger per
-scenario keeps the run fast; regenerating per audit hour would cost a generate + ingest each). So an
-audit earlier than ``audit_at`` sees the outcome of deliveries made after it: events that were still
-waiting at that hour look already sent (late), and Meta's counts for an hour include events that
-reached Meta later. Checks on volume, parity, hashing, match keys and errors read only hours up to the
-audited window and are not helped by this; latency is (a late delivery's lag is visible before the
-event was really sent), so hours-to-detect for ``late_delivery``/``rate_limited`` is optimistic. The
-audit at ``audit_at`` itself is exact.
+Problem scenarios are audited hourly from their first audit (default: the hour after the earliest
+onset) to ``audit_at`` (when ``max_hours`` is set: that many hourly audits, then ``audit_at``),
+stopping once an incident with an expected cause appears. Healthy ones are audited
+``healthy_hours`` times, hourly, ending at ``audit_at``. The eval never approves a proposal.
 """
 
 from __future__ import annotations
@@ -30,14 +26,14 @@ from typing import Any
 from tools.synth.scenario import Scenario
 from tools.timeutil import HOUR, audit_window, floor_hour, to_iso
 
-DEFAULT_MAX_HOURS = 6
+DEFAULT_MAX_HOURS: int | None = None  # no cap: each scenario's own audit window
 DEFAULT_HEALTHY_HOURS = 24
 RUN_STATUSES = ("approved", "executing", "executed", "failed")
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    max_hours: int = DEFAULT_MAX_HOURS
+    max_hours: int | None = DEFAULT_MAX_HOURS
     healthy_hours: int = DEFAULT_HEALTHY_HOURS
     days: int | None = None  # cut each scenario to its last D days (faster, shorter baselines)
     use_llm: bool = True  # the configured LLM when there is one, else the offline reasoner
@@ -50,6 +46,8 @@ def shortened(scenario: Scenario, days: int | None) -> Scenario:
     start = floor_hour(scenario.audit_at).replace(hour=0) - timedelta(days=days - 1)
     for injection in scenario.injections:
         start = min(start, floor_hour(injection.onset).replace(hour=0))
+    if scenario.first_audit_at is not None:
+        start = min(start, floor_hour(scenario.first_audit_at).replace(hour=0) - timedelta(days=1))
     start = max(start, scenario.start)
     data = scenario.model_dump()
     last_day = floor_hour(scenario.audit_at).replace(hour=0)
@@ -57,15 +55,30 @@ def shortened(scenario: Scenario, days: int | None) -> Scenario:
     return Scenario.model_validate(data)
 
 
+def first_audit(scenario: Scenario) -> datetime:
+    """A problem scenario's first audit: as set, else the hour after the earliest onset."""
+    if scenario.first_audit_at is not None:
+        return scenario.first_audit_at
+    return floor_hour(min(i.onset for i in scenario.injections)) + HOUR
+
+
 def reference_for(scenario: Scenario) -> dict[str, Any]:
-    """What the scorers compare with: the expected causes and the injected window."""
+    """What the scorers compare with: the expected causes, the injected window, the family and its
+    detection target. ``detect_from`` is when the detection clock starts: the onset, or the start of
+    the first audited hour when the failure began before the audits did."""
     onsets = [i.onset for i in scenario.injections]
     ends = [i.end for i in scenario.injections if i.end is not None]
     open_ended = any(i.end is None for i in scenario.injections)
+    detect_from = None
+    if onsets:
+        detect_from = to_iso(max(min(onsets), audit_window(first_audit(scenario))[0]))
     return {"healthy": scenario.expect.healthy, "root_causes": list(scenario.expect.root_causes),
             "onset": to_iso(min(onsets)) if onsets else None,
             "end": to_iso(max(ends)) if ends and not open_ended else None,
-            "audit_at": to_iso(scenario.audit_at)}
+            "audit_at": to_iso(scenario.audit_at), "detect_from": detect_from,
+            "family": scenario.family or scenario.id.split(".")[0],
+            "target_hours": scenario.detect_within_hours,
+            "real_demand": bool(scenario.shop.get("demand_series"))}
 
 
 def audit_times(scenario: Scenario, options: EvalOptions) -> list[datetime]:
@@ -74,9 +87,12 @@ def audit_times(scenario: Scenario, options: EvalOptions) -> list[datetime]:
         times = [scenario.audit_at - k * HOUR for k in range(options.healthy_hours - 1, -1, -1)]
         times = [t for t in times if t - scenario.start >= timedelta(days=1)]
     else:
-        onset = floor_hour(min(i.onset for i in scenario.injections))
-        times = [onset + k * HOUR for k in range(1, options.max_hours + 1)]
-        times = [t for t in times if t <= scenario.audit_at] + [scenario.audit_at]
+        times, at = [], first_audit(scenario)
+        while at <= scenario.audit_at and (options.max_hours is None or len(times) < options.max_hours):
+            times.append(at)
+            at += HOUR
+        if not times or times[-1] != scenario.audit_at:
+            times.append(scenario.audit_at)  # the scenario's own last audit always runs
     seen: set[datetime] = set()
     out: list[datetime] = []
     for at in times:
@@ -114,15 +130,14 @@ def run_scenario_eval(scenario: Scenario, workdir: Path, options: EvalOptions) -
     from agent.runtime import Runtime
     from agent.service import AgentServices
     from agent.settings import load_settings
-    from evals.harness import scenario_world
+    from evals.harness import replay_world
 
     scenario = shortened(scenario, options.days)
     url = f"sqlite:///{workdir / 'ledger.db'}"
     audits: list[dict[str, Any]] = []
-    with scenario_world(scenario, workdir, database_url=url) as world:
+    with replay_world(scenario, workdir, database_url=url) as world:
         runtime = Runtime(settings=load_settings(database_url=url), engine=world.engine)
         adapter = llm_adapter(runtime) if options.use_llm else None
-        sent_before = len(world.simulator.state.received())
         clock_at = [scenario.audit_at]
         started = time.perf_counter()
         with open_checkpointer(url) as checkpointer:
@@ -132,7 +147,7 @@ def run_scenario_eval(scenario: Scenario, workdir: Path, options: EvalOptions) -
             expected = set(scenario.expect.root_causes) - {"none"}
             for at in audit_times(scenario, options):
                 clock_at[0] = at
-                world.simulator.state.set_now(at)
+                world.advance(at)  # the ledger and Meta as they were at ``at``, nothing later
                 state = services.audit_pixel(world.pixel, at)
                 with runtime.session() as session:
                     proposals = _proposal_rows(session, scenario.pixel_id)
@@ -140,7 +155,7 @@ def run_scenario_eval(scenario: Scenario, workdir: Path, options: EvalOptions) -
                 if expected & {i["root_cause"] for i in audits[-1]["incidents"]}:
                     break
         world.timings["audits_s"] = time.perf_counter() - started
-        sent = len(world.simulator.state.received()) - sent_before
+        sent = world.events_sent_to_meta()
         with runtime.session() as session:
             ran = [p for p in _proposal_rows(session, scenario.pixel_id).values() if p["status"] in RUN_STATUSES]
         timings = dict(world.timings)

@@ -16,7 +16,7 @@ def browser_pixel_down(inj: Injection, traffic: ShopTraffic, ctx: InjectionConte
     traffic.browser = [
         hit
         for hit in traffic.browser
-        if not (inj.active(hit.time) and inj.covers(hit.event_name) and ctx.rng.random() < inj.share())
+        if not (inj.active(hit.time) and inj.covers(hit.event_name) and ctx.rng.random() < inj.share_at(hit.time))
     ]
 
 
@@ -80,8 +80,10 @@ def match_keys_lost(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext)
 
 
 def duplicate_events(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
-    # A retry loop resends each event with the same event_id; Meta takes every copy.
+    # A retry loop resends each event with the same event_id; Meta takes every copy. With
+    # ``new_event_id`` the copy gets an event_id of its own (the same order sent twice by two paths).
     copies = max(2, round(3 if inj.magnitude is None else inj.magnitude))
+    new_ids = bool(inj.params.get("new_event_id"))
     extra: list[ServerEvent] = []
     for record in traffic.server:
         if not (inj.active(record.true_time) and inj.covers(record.name)):
@@ -95,10 +97,13 @@ def duplicate_events(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext
                 if record.attempts is None
                 else ([Attempt(first.at + offset, fbtrace_id=new_fbtrace_id(ctx.rng))] if first else [])
             )
+            event = _copy_event(record.event)
+            if new_ids:
+                event["event_id"] = f"dup-{ctx.rng.getrandbits(64):016x}"
             extra.append(
                 ServerEvent(
                     true_time=record.true_time,
-                    event=_copy_event(record.event),
+                    event=event,
                     received_at=record.received_at + offset,
                     request_id=new_request_id(ctx.rng),
                     attempts=attempts,
@@ -133,7 +138,10 @@ def event_renamed(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -
 
 
 def clock_skew(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    # ``direction`` ahead (default) or behind: the server's clock runs that many hours fast or slow.
     shift = round((2.0 if inj.magnitude is None else inj.magnitude) * 3600)
+    if inj.params.get("direction", "ahead") == "behind":
+        shift = -shift
     for record in traffic.server:
         if inj.active(record.true_time) and inj.covers(record.name):
             record.event["event_time"] = int(record.event["event_time"]) + shift

@@ -28,6 +28,9 @@ class Injection(BaseModel):
     events: list[str] | None = None
     magnitude: float | None = Field(None, ge=0)
     params: dict[str, Any] = Field(default_factory=dict)
+    # A gradual onset: the affected share grows linearly from 0 at ``onset`` to ``share()`` this many
+    # hours later (for the causes that drop or alter a share of events).
+    ramp_hours: float | None = Field(None, gt=0)
 
     @field_validator("cause")
     @classmethod
@@ -55,6 +58,13 @@ class Injection(BaseModel):
     def share(self) -> float:
         return 1.0 if self.magnitude is None else min(1.0, self.magnitude)
 
+    def share_at(self, when: datetime) -> float:
+        """The affected share at ``when`` (ramping up when the onset is gradual)."""
+        if self.ramp_hours is None:
+            return self.share()
+        progress = (when - self.onset).total_seconds() / (self.ramp_hours * 3600)
+        return self.share() * max(0.0, min(1.0, progress))
+
 
 @dataclass
 class InjectionContext:
@@ -67,7 +77,8 @@ class InjectionContext:
 
 def touches(inj: Injection, ctx: InjectionContext, record: ServerEvent) -> bool:
     """Whether an injection touches a server event (by when it really happened)."""
-    return inj.active(record.true_time) and inj.covers(record.name) and ctx.rng.random() < inj.share()
+    return (inj.active(record.true_time) and inj.covers(record.name)
+            and ctx.rng.random() < inj.share_at(record.true_time))
 
 
 def first_attempt_at(group: list[ServerEvent]) -> datetime | None:

@@ -56,6 +56,33 @@ def hashed_external_id(customer: int) -> str:
     return sha256_hex(f"cust-{customer}")
 
 
+_FIRST = ("anna", "ben", "chloe", "david", "emma", "farid", "grace", "hugo", "ines", "jonas", "kenji", "lea")
+_LAST = ("martin", "nguyen", "smith", "garcia", "muller", "rossi", "kowalski", "tanaka", "dubois", "silva")
+# (city, state/region code, zip prefix): a one-country shop's customers live in a few places.
+_PLACES = (("springfield", "il", "627"), ("portland", "or", "972"), ("austin", "tx", "787"),
+           ("madison", "wi", "537"), ("columbus", "oh", "432"), ("raleigh", "nc", "276"))
+
+
+def address_keys(rng: random.Random, config: ShopConfig, customer: int) -> dict[str, list[str]]:
+    """Every other customer-information key Meta accepts, hashed from the customer's normalized fake
+    values: fn, ln (usually), ct, st, zp (with an address), ge and db (rarely), country (always: a
+    one-country shop sends the same hashed country for everyone)."""
+    keys: dict[str, list[str]] = {"country": [sha256_hex(config.country.lower())]}
+    if rng.random() < 0.8:
+        keys["fn"] = [sha256_hex(_FIRST[customer % len(_FIRST)])]
+        keys["ln"] = [sha256_hex(_LAST[customer // 7 % len(_LAST)])]
+    if rng.random() < 0.6:
+        city, state, prefix = _PLACES[customer % len(_PLACES)]
+        keys["ct"] = [sha256_hex(city)]
+        keys["st"] = [sha256_hex(state)]
+        keys["zp"] = [sha256_hex(f"{prefix}{customer % 100:02d}")]
+    if rng.random() < 0.15:
+        keys["ge"] = [sha256_hex("f" if customer % 2 else "m")]
+    if rng.random() < 0.1:
+        keys["db"] = [sha256_hex(f"19{60 + customer % 40:02d}{1 + customer % 12:02d}{1 + customer % 28:02d}")]
+    return keys
+
+
 def _fbclid(rng: random.Random) -> str:
     # Case-sensitive base64url, like real click ids (never contains ".").
     return "IwAR" + base64.urlsafe_b64encode(rng.randbytes(30)).decode()
@@ -88,6 +115,8 @@ def build_user_data(
             user["ph"] = [sha256_hex(normalized_phone(customer))]
         if rng.random() < profile.external_id / top:
             user["external_id"] = [hashed_external_id(customer)]
+        if config.full_user_data:
+            user.update(address_keys(rng, config, customer))
     user["client_ip_address"] = _client_ip(rng)
     user["client_user_agent"] = _USER_AGENTS[draw_int(rng, 0, len(_USER_AGENTS))]
     if rng.random() < config.fbc_share:

@@ -56,8 +56,13 @@ class Scenario(BaseModel):
     injections: list[Injection] = Field(default_factory=list)
     audit_at: datetime
     expect: Expectation
+    family: str | None = Field(None, description="The failure (or healthy) family a generated variant belongs to")
+    first_audit_at: datetime | None = Field(
+        None, description="First hourly audit (default: the hour after the earliest onset; healthy: set by the eval)")
+    detect_within_hours: float | None = Field(
+        None, gt=0, description="Target: warned within this many hours of the onset (or of the first audit)")
 
-    @field_validator("start", "audit_at", mode="before")
+    @field_validator("start", "audit_at", "first_audit_at", mode="before")
     @classmethod
     def _utc(cls, value: object) -> object:
         return parse_iso(value) if isinstance(value, str) else value
@@ -69,6 +74,8 @@ class Scenario(BaseModel):
         for injection in self.injections:
             if not self.start <= injection.onset < self.audit_at:
                 raise ValueError(f"{injection.cause}: onset must be after start and before audit_at")
+        if self.first_audit_at is not None and not self.start < self.first_audit_at <= self.audit_at:
+            raise ValueError("first_audit_at must fall between start and audit_at")
         injected = {injection.cause for injection in self.injections}
         if not self.expect.healthy and not set(self.expect.root_causes) <= injected:
             raise ValueError("every expected root cause must be injected")

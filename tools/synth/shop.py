@@ -11,6 +11,7 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, field_validator
@@ -64,6 +65,30 @@ class SalesSpike(BaseModel):
         return parse_iso(value) if isinstance(value, str) else value
 
 
+DemandKind = Literal["sale", "holiday", "storm", "viral", "outage"]
+
+
+class DemandEvent(BaseModel):
+    """A real-world demand event: browser, server and orders move together (an outage stops all)."""
+
+    kind: DemandKind
+    start: datetime
+    end: datetime
+    multiplier: float = Field(1.0, ge=0)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _utc(cls, value: object) -> object:
+        return parse_iso(value) if isinstance(value, str) else value
+
+    def factor(self) -> float:
+        return 0.0 if self.kind == "outage" else self.multiplier
+
+
+# The mean of DAILY_SHAPE: a real demand series (mean 1) times this keeps a shop's daily volume.
+MEAN_DAILY_SHAPE = sum(DAILY_SHAPE) / len(DAILY_SHAPE)
+
+
 class ShopConfig(BaseModel):
     """What the synthetic shop looks like. Defaults give a modest, healthy mid-size shop."""
 
@@ -84,21 +109,54 @@ class ShopConfig(BaseModel):
     domain: str = "shop.example"
     customers: int = Field(4000, ge=10, description="Size of the returning-customer pool")
     access_token: str = Field("shop-token", description="Token the shop sends with (never a real one)")
+    # The realistic world (all off by default, so older scenarios keep their traffic).
+    demand_series: str | None = Field(None, description="A real demand series (tools.synth.realdemand)")
+    demand_shift_weeks: int = Field(0, description="Whole weeks between the series and simulated dates")
+    demand_events: list[DemandEvent] = Field(default_factory=list)
+    ad_blocker_drift: float = Field(0.0, ge=0, le=0.5, description="Amplitude of a slow ad-block drift")
+    ad_blocker_drift_days: float = Field(23.0, gt=0, description="Period of that drift")
+    batch_offset_minutes: int = Field(0, ge=0, lt=24 * 60, description="Flushes run at this minute offset")
+    batch_jitter_seconds: int = Field(0, ge=0, le=1800, description="A flush starts up to this much late")
+    full_user_data: bool = Field(False, description="Known customers also carry fn ln ge db ct st zp country")
+    country: str = Field("us", min_length=2, max_length=2, description="The one country a shop sells to")
 
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
 
 def traffic_factor(config: ShopConfig, hour: datetime) -> float:
-    """Expected share of peak volume in an hour: daily shape x weekday x sales spikes x scale."""
+    """Expected share of peak volume in an hour: daily shape x weekday (or a real demand series) x
+    sales spikes x demand events x scale."""
     local = as_utc(hour).astimezone(config.tz())
-    weekday = local.weekday()
-    week = WEEKDAY_SHAPE[weekday] if weekday < 5 else config.weekend_factor
+    if config.demand_series is not None:
+        from tools.synth.realdemand import multiplier
+
+        shape = multiplier(config.demand_series, local, config.demand_shift_weeks) * MEAN_DAILY_SHAPE
+    else:
+        weekday = local.weekday()
+        week = WEEKDAY_SHAPE[weekday] if weekday < 5 else config.weekend_factor
+        shape = DAILY_SHAPE[local.hour] * week
     spike = 1.0
     for sale in config.sales_spikes:
         if sale.start <= hour < sale.end:
             spike *= sale.multiplier
-    return DAILY_SHAPE[local.hour] * week * spike * config.scale
+    for event in config.demand_events:
+        if event.start <= hour < event.end:
+            spike *= event.factor()
+    return shape * spike * config.scale
+
+
+def ad_blocker_share(config: ShopConfig, hour: datetime) -> float:
+    """Share of browser events hidden by blockers in an hour (drifting slowly when configured)."""
+    if not config.ad_blocker_drift:
+        return config.ad_blocker_share
+    phase = to_unix_hours(hour) / (config.ad_blocker_drift_days * 24)
+    share = config.ad_blocker_share + config.ad_blocker_drift * math.sin(2 * math.pi * phase)
+    return min(0.95, max(0.0, share))
+
+
+def to_unix_hours(when: datetime) -> float:
+    return as_utc(when).timestamp() / 3600
 
 
 def hourly_noise(config: ShopConfig, rng: random.Random) -> float:

@@ -18,6 +18,7 @@ from tools.synth.shop import (
     EVENT_PROFILES,
     EventProfile,
     ShopConfig,
+    ad_blocker_share,
     draw_int,
     hourly_noise,
     poisson,
@@ -101,6 +102,7 @@ def simulate_traffic(config: ShopConfig, *, start: datetime, end: datetime, seed
         hour_unix = to_unix(hour)
         rng = random.Random(f"capi-synth:{seed}:traffic:{hour_unix}")
         factor = traffic_factor(config, hour) * hourly_noise(config, rng)
+        blocked = ad_blocker_share(config, hour)
         order_seq = 0
         for profile in EVENT_PROFILES:
             for _ in range(poisson(rng, profile.peak_per_hour * factor)):
@@ -109,7 +111,7 @@ def simulate_traffic(config: ShopConfig, *, start: datetime, end: datetime, seed
                 if profile.name == "Purchase":
                     order_seq += 1
                     order_id = f"{hour_unix // 3600}{order_seq:03d}"  # unique per shop hour
-                browser_seen = rng.random() >= config.ad_blocker_share
+                browser_seen = rng.random() >= blocked
                 with_id = rng.random() < config.browser_event_id_share
                 server_sent = rng.random() < profile.server_share
                 if not start <= when < end:
@@ -131,21 +133,26 @@ def simulate_traffic(config: ShopConfig, *, start: datetime, end: datetime, seed
                     )
                     traffic.orders.append(Order(order_id, when, value, config.currency))
     if config.batch_interval_minutes is not None:
-        _send_in_batches(traffic.server, config.batch_interval_minutes, seed)
+        _send_in_batches(traffic.server, config.batch_interval_minutes, seed,
+                         offset_minutes=config.batch_offset_minutes, jitter_seconds=config.batch_jitter_seconds)
     return traffic
 
 
-def _send_in_batches(server: list[ServerEvent], interval_minutes: int, seed: int) -> None:
-    """Regroup events into the requests of a batch job that flushes every N minutes (at most 1000
-    events a request); the relay receives and forwards each batch at its flush time."""
+def _send_in_batches(server: list[ServerEvent], interval_minutes: int, seed: int, *, offset_minutes: int = 0,
+                     jitter_seconds: int = 0) -> None:
+    """Regroup events into the requests of a batch job that flushes every N minutes, ``offset_minutes``
+    past the grid (a cron at :17, not on the hour) and starting up to ``jitter_seconds`` late (at most
+    1000 events a request); the relay receives and forwards each batch at its flush time."""
     step = interval_minutes * 60
+    offset = offset_minutes * 60
     flushes: dict[int, list[ServerEvent]] = defaultdict(list)
     for record in server:
-        flushes[(to_unix(record.true_time) // step + 1) * step].append(record)
+        flushes[((to_unix(record.true_time) - offset) // step + 1) * step + offset].append(record)
     for flush_unix in sorted(flushes):
         batch = flushes[flush_unix]
-        flushed_at = from_unix(flush_unix)
         rng = random.Random(f"capi-synth:{seed}:flush:{flush_unix}")
+        late = int(rng.random() * jitter_seconds) if jitter_seconds else 0
+        flushed_at = from_unix(flush_unix + late)
         for i in range(0, len(batch), MAX_EVENTS_PER_REQUEST):
             chunk = batch[i : i + MAX_EVENTS_PER_REQUEST]
             request_id, trace = new_request_id(rng), new_fbtrace_id(rng)
