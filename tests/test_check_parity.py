@@ -23,8 +23,8 @@ def test_server_below_browser_against_the_usual_ratio() -> None:
     finding = next(f for f in check_parity(shop.inputs()) if f.code == "parity.server_below_browser")
     assert finding.event_name == "ViewContent" and finding.severity == "critical"
     assert finding.metrics["observed"] == 0 and float(finding.metrics["baseline"]) > 50  # type: ignore[arg-type]
-    assert 1.0 < float(finding.metrics["usual_server_per_browser"]) < 1.4  # type: ignore[arg-type]
-    assert any("previous 7 days" in line for line in finding.evidence)
+    assert finding.metrics["witness"] == "cross" and finding.metrics["onset"] == "2026-11-24T12:00:00Z"  # the injection starts 3 h before the end
+    assert float(finding.metrics["ratio_of_baseline"]) == 0.0  # type: ignore[arg-type]
 
 
 def test_browser_below_server() -> None:

@@ -67,7 +67,7 @@ def test_the_llm_drills_down_with_a_tool_then_confirms_citing_findings(fake_open
 def test_a_changed_root_cause_gets_fixes_from_the_catalogue_not_from_the_llm(fake_openai, llm_adapter):
     s = scenario()
     incident = s.incidents[0]
-    cited = [f for f in s.findings if f.code == "volume.zero"]
+    cited = [f for f in s.findings if f.code in ("volume.zero", "parity.server_below_browser")]
     fake_openai.script(Answer(json.dumps({
         "root_cause": "missed_batch", "confidence": 0.7, "finding_ids": [f.id for f in cited],
         "narrative": "The send job did not run.", "fix_kinds": ["rehash"],

@@ -1,7 +1,7 @@
 """Parity check: do the browser side, the server side and the shop's orders tell the same story?
 
-- Browser vs server (Meta stats) per event, against that event's own usual server/browser ratio,
-  so a shop that never sends PageView server-side is fine and a sales peak on both sides is too.
+- Browser vs server (Meta stats) per event and for the whole pixel, as a change in one channel's
+  share against the other (``tools.checks.witness``): demand moves both and is not a finding.
 - Ledger Purchases vs the shop's orders (``parity.orders_unmatched``).
 - event_id coverage of server events (ledger) and Meta's dedupe-key feedback
   (``parity.dedup_key_missing``); repeated event ids (``parity.duplicate_event_ids``).
@@ -9,20 +9,26 @@
 
 from __future__ import annotations
 
-import math
-
 from tools.checks.series import (
     MIN_SHARE_EVENTS,
     history_hours,
     ledger_by_event,
     merge_same_problem,
-    meta_counts,
     pool_until,
     span_label,
     total,
     week_earlier,
 )
-from tools.checks.types import AuditInputs, EventHour, Finding, QualitySnapshot, make_finding
+from tools.checks.types import AuditInputs, EventHour, Finding, QualitySnapshot, Source, make_finding
+from tools.checks.witness import (
+    ALL_EVENTS,
+    CROSS_MARGIN,
+    WitnessVerdict,
+    describe,
+    drop_severity,
+    witness_report,
+)
+from tools.timeutil import to_iso
 
 # Both sides need this many events over the last week before their ratio is trusted.
 MIN_RATIO_HISTORY = 50
@@ -30,52 +36,50 @@ MIN_RATIO_HISTORY = 50
 DEDUPE_FEEDBACK_DROP_PCT = 25.0
 
 
+def witness_metrics(v: WitnessVerdict, threshold: float) -> dict[str, float | int | str | None]:
+    """Metrics every witness-based finding carries (rates per hour let the rename rule compare)."""
+    shift = v.shift
+    hours = max(1, len(v.hours) - shift.onset)
+    return {
+        "source": v.source, "origin": v.origin, "witness": v.witness,
+        "observed": int(shift.target_after), "baseline": round(shift.expected_after, 1),
+        "threshold": threshold, "ratio_of_baseline": round(shift.ratio_of_reference, 3),
+        "expected_per_hour": round(shift.expected_after / hours, 3),
+        "observed_per_hour": round(shift.target_after / hours, 3),
+        "onset": to_iso(v.onset), "hours": hours, "evidence_llr": round(shift.llr, 1),
+    }
+
+
 def check_browser_server(inputs: AuditInputs) -> list[Finding]:
-    """parity.server_below_browser / parity.browser_below_server from Meta's per-source counts."""
-    if inputs.meta_counts is None:
-        return []
-    t = inputs.thresholds
-    counts = meta_counts(inputs)
-    names = sorted({name for name, _ in counts})
-    wanted = t.volume_z**2 + 4
+    """parity.server_below_browser / parity.browser_below_server: a channel's share of the same event
+    (or of the whole pixel) fell against the other channel, judged by ``witness``."""
+    report = witness_report(inputs)
     out: list[Finding] = []
-    for name in names:
-        browser, server = counts.get((name, "browser"), {}), counts.get((name, "server"), {})
-        past = history_hours(inputs, 7)
-        past_b, past_s = total(browser, past), total(server, past)
-        if past_b < MIN_RATIO_HISTORY or past_s < MIN_RATIO_HISTORY:
-            continue  # one side was never used for this event: nothing to compare
-        ratio = past_s / past_b
-        for low, ref, low_side, ref_side, scale in (
-            (server, browser, "server", "browser", ratio),
-            (browser, server, "browser", "server", 1 / ratio),
-        ):
-            hours = pool_until(inputs, lambda hs, ref=ref, scale=scale: total(ref, hs) * scale >= wanted)
-            expected = total(ref, hours) * scale
-            observed = total(low, hours)
-            if expected < t.min_baseline_events:
-                continue
-            z = (observed - expected) / math.sqrt(expected + (0.1 * expected) ** 2 + 1)
-            share = observed / expected
-            if share >= t.parity_min_ratio or z > -t.volume_z:
-                continue
-            out.append(make_finding(
-                inputs, check="parity", code=f"parity.{low_side}_below_{ref_side}", event_name=name,
-                severity="critical" if share < 0.2 else "warning",
-                summary=f"Meta received {observed:.0f} {name} events from the {low_side} but "
-                        f"{total(ref, hours):.0f} from the {ref_side}; {share:.0%} of the usual proportion.",
-                metrics={"observed": int(observed), "baseline": round(expected, 1),
-                         "threshold": t.parity_min_ratio, "ratio_of_baseline": round(share, 3),
-                         f"{ref_side}_count": int(total(ref, hours)),
-                         "usual_server_per_browser": round(ratio, 3), "hours": len(hours)},
-                evidence=[
-                    f"{span_label(hours)}: {name} browser={total(browser, hours):.0f}, "
-                    f"server={total(server, hours):.0f} (Meta stats)",
-                    f"previous 7 days: browser={past_b:.0f}, server={past_s:.0f} "
-                    f"(server/browser {ratio:.2f})",
-                ],
-            ))
+    alarmed: set[Source] = set()
+    for v in report.verdicts:
+        if not v.alarm or v.witness != "cross":
+            continue
+        alarmed.add(v.source)
+        out.append(_parity_finding(inputs, v))
+    for v in report.verdicts:
+        if v.alarm and v.witness == "total" and v.source not in alarmed:
+            out.append(_parity_finding(inputs, v))
     return out
+
+
+def _parity_finding(inputs: AuditInputs, v: WitnessVerdict) -> Finding:
+    other = "browser" if v.source == "server" else "server"
+    name = None if v.event_name == ALL_EVENTS else v.event_name
+    what = f"{name} events" if name else "events (all names)"
+    return make_finding(
+        inputs, check="parity", code=f"parity.{v.source}_below_{other}", event_name=name,
+        severity=drop_severity(v),  # type: ignore[arg-type]
+        summary=f"Meta received fewer {what} from the {v.source} than the {other} side shows: "
+                f"{v.shift.ratio_of_reference:.0%} of the usual proportion since {v.onset:%a %H:00} UTC.",
+        metrics=witness_metrics(v, CROSS_MARGIN),
+        evidence=[f"{v.event_name if name else 'all events'} {v.source} vs {other} (Meta stats) "
+                  + describe(v)],
+    )
 
 
 def check_orders(inputs: AuditInputs) -> list[Finding]:

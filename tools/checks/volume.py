@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tools.checks.baseline import HourlyBaseline, judged_span
+from tools.checks.parity import witness_metrics
 from tools.checks.series import (
     MAX_POOLED_HOURS,
     first_hour,
@@ -26,12 +27,15 @@ from tools.checks.series import (
     window_hours,
 )
 from tools.checks.types import AuditInputs, Finding, Source, make_finding
+from tools.checks.witness import POOL_MARGIN, WitnessReport, describe, drop_severity, witness_report
 from tools.timeutil import DAY
 
 # A name needs at least a day of the pixel's history behind it before it can be called "new", and
 # stays "new" for a day after its first event (a rename is seen while it is still fresh).
 NEW_EVENT_MIN_HISTORY = DAY
-NEW_EVENT_FRESH_FOR = DAY
+NEW_EVENT_FRESH_FOR = 3 * DAY
+# A new name needs this many events since it first appeared (any rate: a renamed Lead is thin).
+NEW_EVENT_MIN_EVENTS = 3
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,11 @@ def check_volume(inputs: AuditInputs) -> list[Finding]:
     """volume.drop / volume.zero / volume.spike per event and source, and volume.new_event."""
     t = inputs.thresholds
     verdicts, ctx = judge_series(inputs)
+    witnesses = witness_report(inputs)
     findings: list[Finding] = []
     for v in verdicts:
+        if v.ratio < t.volume_drop_ratio and witnesses.judged(v.event_name, v.source):
+            continue  # its witnesses judge it (below); a fall in volume alone is demand, not tracking
         if v.observed == 0 and v.z <= -t.volume_z:
             findings.append(make_finding(
                 inputs, check="volume", code="volume.zero", event_name=v.event_name, severity="critical",
@@ -167,14 +174,67 @@ def check_volume(inputs: AuditInputs) -> list[Finding]:
                          "rest_of_traffic_ratio": round(rest, 2) if rest is not None else None},
                 evidence=_evidence(v),
             ))
+    findings.extend(_witnessed_drops(inputs, witnesses))
+    findings.extend(_demand_change(inputs, verdicts, findings))
     findings.extend(_new_events(inputs, ctx))
     return merge_same_problem(findings)
 
 
-def _new_events(inputs: AuditInputs, ctx: SeriesSet) -> list[Finding]:
-    """Names first seen within the last day, after a day of the pixel's history without them, that
-    now carry real volume (info on their own)."""
+def _witnessed_drops(inputs: AuditInputs, report: WitnessReport) -> list[Finding]:
+    """volume.zero / volume.drop for a series whose share of its pool fell (another event of the same
+    channel and the same event on the other channel carry on) while the same-event cross-channel test
+    did not fire (then parity reports it)."""
+    crossed = {(v.event_name, v.source) for v in report.verdicts if v.witness == "cross" and v.alarm}
+    out: list[Finding] = []
+    for v in report.verdicts:
+        if v.witness != "pool" or not v.alarm or (v.event_name, v.source) in crossed:
+            continue
+        zero = v.shift.target_after == 0
+        out.append(make_finding(
+            inputs, check="volume", code="volume.zero" if zero else "volume.drop", event_name=v.event_name,
+            severity=drop_severity(v),  # type: ignore[arg-type]
+            summary=(f"No {v.event_name} events from the {v.source} side since {v.onset:%a %H:00} UTC"
+                     if zero else
+                     f"{v.event_name} {v.source} events fell to {v.shift.ratio_of_reference:.0%} of their "
+                     f"usual share since {v.onset:%a %H:00} UTC")
+                    + f" while the rest of the traffic carried on (about {v.shift.expected_after:.0f} expected).",
+            metrics=witness_metrics(v, POOL_MARGIN),
+            evidence=[f"{v.event_name} {v.source} vs the pixel's other events and the other channel "
+                      + describe(v)],
+        ))
+    return out
+
+
+def _demand_change(inputs: AuditInputs, verdicts: list[SeriesVerdict],
+                   findings: list[Finding]) -> list[Finding]:
+    """volume.demand_drop (info): the whole pixel fell on every channel together (a storm, a holiday,
+    a site outage); no channel lost its share, so it is not a tracking incident."""
     t = inputs.thresholds
+    if any(f.severity != "info" and f.code in ("volume.zero", "volume.drop") for f in findings):
+        return []
+    by_source: dict[str, tuple[float, float]] = {}
+    for v in verdicts:
+        observed, expected = by_source.get(v.source, (0.0, 0.0))
+        by_source[v.source] = (observed + v.window_observed, expected + v.window_expected)
+    falls = {s: o / e for s, (o, e) in by_source.items() if e >= t.min_baseline_events}
+    if not falls or max(falls.values()) >= t.volume_drop_ratio:
+        return []
+    observed = sum(o for o, _ in by_source.values())
+    expected = sum(e for _, e in by_source.values())
+    return [make_finding(
+        inputs, check="volume", code="volume.demand_drop", severity="info",
+        summary=f"Traffic fell on every channel together to {observed / expected:.0%} of the usual level "
+                "(demand, a holiday or a site outage, not tracking: no channel lost its share).",
+        metrics={"observed": int(observed), "baseline": round(expected, 1), "threshold": t.volume_drop_ratio,
+                 **{f"{s}_ratio": round(r, 3) for s, r in falls.items()}},
+        evidence=[f"{s}: {o:.0f} events in the window, about {e:.0f} usual"
+                  for s, (o, e) in sorted(by_source.items())],
+    )]
+
+
+def _new_events(inputs: AuditInputs, ctx: SeriesSet) -> list[Finding]:
+    """Names first seen within the last three days, after a day of the pixel's history without them
+    (info on their own; the rename rule pairs them with a name that fell silent)."""
     window = window_hours(inputs)
     out: list[Finding] = []
     for (name, source), series in sorted(ctx.series.items()):
@@ -185,15 +245,18 @@ def _new_events(inputs: AuditInputs, ctx: SeriesSet) -> list[Finding]:
         first = min(seen)
         if first - start < NEW_EVENT_MIN_HISTORY or window[0] - first >= NEW_EVENT_FRESH_FOR:
             continue
-        observed = total(series, window)
-        if observed < t.min_baseline_events:
+        since_first = [h for h in series if h >= first]
+        observed = total(series, since_first)
+        if observed < NEW_EVENT_MIN_EVENTS:
             continue
+        span_hours = max(1.0, (window[-1] - first).total_seconds() / 3600 + 1)
         out.append(make_finding(
             inputs, check="volume", code="volume.new_event", event_name=name, severity="info",
             summary=f"A new event name '{name}' appeared on the {source} side with {observed:.0f} events.",
             metrics={"source": source, "origin": ctx.origin, "observed": int(observed), "baseline": 0,
-                     "threshold": t.min_baseline_events},
-            evidence=[f"{name} {source}: {observed:.0f} events in {span_label(window)}; first seen "
+                     "threshold": NEW_EVENT_MIN_EVENTS, "first_seen": span_label([first]),
+                     "observed_per_hour": round(observed / span_hours, 3)},
+            evidence=[f"{name} {source}: {observed:.0f} events since it first appeared; first seen "
                       f"{span_label([first])}, none between {span_label([start])} and then"],
         ))
     return out
