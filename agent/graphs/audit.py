@@ -28,8 +28,9 @@ from agent.llm import LLMAdapter, Usage
 from agent.reasoning.diagnose import diagnose_incident
 from agent.reasoning.toolbox import build_toolbox
 from tools.audit.report import audit_report
-from tools.audit.runner import PixelAudit, check_and_diagnose, gather_inputs, store_audit
+from tools.audit.runner import PixelAudit, check_and_diagnose, gather_inputs, not_judged, store_audit
 from tools.checks.types import AuditInputs, Finding
+from tools.diagnosis.recovery import recovery_judge
 from tools.diagnosis.triage import triage
 from tools.diagnosis.types import Incident, TriagedIncident
 from tools.fixes.planner import propose_fix
@@ -93,15 +94,27 @@ def triage_incidents(state: AuditState, runtime: Runtime[AuditContext]) -> dict[
     incidents = [Incident.model_validate(i) for i in state.get("incidents", [])]
     with runtime.context.session_factory() as session:
         still_open = open_incidents(session, state["pixel_id"])
-    return {"triaged": [t.model_dump(mode="json") for t in triage(incidents, still_open)]}
+    recovered = recovery_judge(_inputs(state, runtime.context))
+    return {"triaged": [t.model_dump(mode="json") for t in triage(incidents, still_open, recovered)]}
+
+
+def evidence_key(incident: Incident, findings: dict[str, Finding]) -> str:
+    """What the diagnosis was based on: the codes and events of the incident's findings."""
+    return ",".join(sorted({f"{findings[fid].code}|{findings[fid].event_name or ''}"
+                            for fid in incident.finding_ids if fid in findings}))
 
 
 def diagnose(state: AuditState, runtime: Runtime[AuditContext]) -> dict[str, Any]:
-    """LLM diagnosis of new and escalated incidents; ongoing ones keep the deterministic story."""
+    """Diagnosis of each incident. New and escalated ones, and ongoing ones whose evidence changed, are
+    told by the LLM (or the offline reasoner); an ongoing incident with the same evidence keeps the
+    root cause and story it was given, instead of being re-told by the rules every hour."""
     ctx = runtime.context
     findings = [Finding.model_validate(f) for f in state.get("findings", [])]
+    by_finding = {f.id: f for f in findings}
     incidents = [Incident.model_validate(i) for i in state.get("incidents", [])]
     announced = {t["incident"]["id"] for t in state.get("triaged", []) if t["status"] in ANNOUNCED}
+    with ctx.session_factory() as session:
+        previous = {i.fingerprint: i for i in open_incidents(session, state["pixel_id"])}
     inputs = _inputs(state, ctx)
     toolbox = build_toolbox(inputs, findings, incidents)
     budget = ctx.adapter.new_budget() if ctx.adapter is not None else None
@@ -111,11 +124,26 @@ def diagnose(state: AuditState, runtime: Runtime[AuditContext]) -> dict[str, Any
     sources: dict[str, str] = {}
     revised: list[Incident] = []
     for incident in incidents:
-        adapter = ctx.adapter if incident.id in announced else None
+        key = evidence_key(incident, by_finding)
+        before = previous.get(incident.fingerprint)
+        if (incident.id not in announced and before is not None and before.narrative
+                and before.evidence_key == key):
+            kept = incident.model_copy(update={
+                "root_cause": before.root_cause, "confidence": before.confidence, "summary": before.summary,
+                "narrative": before.narrative, "diagnosed_by": before.diagnosed_by, "evidence_key": key})
+            if before.root_cause != incident.root_cause:
+                kept = kept.model_copy(update={"fixes": before.fixes})
+            revised.append(kept)
+            narratives[incident.id] = before.narrative
+            sources[incident.id] = f"kept ({before.diagnosed_by or 'earlier audit'})"
+            continue
+        changed = before is not None and before.evidence_key != key
+        adapter = ctx.adapter if incident.id in announced or changed else None
         outcome = diagnose_incident(incident=incident, findings=findings, toolbox=toolbox, adapter=adapter,
                                     budget=budget, pixel_id=incident.pixel_id, window=window)
         usage.add(outcome.usage)
-        revised.append(outcome.incident)
+        revised.append(outcome.incident.model_copy(update={
+            "narrative": outcome.narrative, "diagnosed_by": outcome.source, "evidence_key": key}))
         narratives[incident.id] = outcome.narrative
         sources[incident.id] = outcome.source + (f" ({outcome.fallback_reason})" if outcome.fallback_reason
                                                  else "")
@@ -168,7 +196,7 @@ def report(state: AuditState, runtime: Runtime[AuditContext]) -> dict[str, Any]:
         findings=[Finding.model_validate(f) for f in state.get("findings", [])],
         incidents=[Incident.model_validate(i) for i in state.get("incidents", [])],
         triaged=[TriagedIncident.model_validate(t) for t in state.get("triaged", [])],
-        tokens_used=state.get("tokens_used", 0))
+        tokens_used=state.get("tokens_used", 0), not_judged=not_judged(inputs))
     body = audit_report([audit], window=(inputs.window_start, inputs.window_end),
                         narratives=state.get("narratives", {}))
     with ctx.session_factory() as session:

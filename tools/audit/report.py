@@ -17,6 +17,7 @@ def incident_json(incident: Incident, *, narrative: str | None = None) -> dict[s
         "confidence": round(incident.confidence, 3), "severity": incident.severity,
         "event_names": list(incident.event_names), "finding_ids": list(incident.finding_ids),
         "summary": incident.summary, "fingerprint": incident.fingerprint,
+        "started_at": to_iso(incident.started_at) if incident.started_at else None,
         "fixes": [fix.model_dump(mode="json") for fix in incident.fixes],
     }
     if narrative is not None:
@@ -33,12 +34,17 @@ def audit_report(audits: Sequence[PixelAudit], *, window: tuple[datetime, dateti
     report: dict[str, Any] = {
         "window": {"start": to_iso(window[0]), "end": to_iso(window[1])},
         "pixels": [{"pixel_id": a.pixel_id, "status": a.status,
-                    "findings": len(a.findings), "incidents": len(a.incidents)} for a in audits],
+                    "findings": len(a.findings), "incidents": len(a.incidents),
+                    "not_judged": [{"event_name": n.event_name, "source": n.source, "reason": n.reason}
+                                   for n in a.not_judged]} for a in audits],
         "findings": [f.model_dump(mode="json", exclude={"window_start", "window_end"}) for a in audits
                      for f in a.findings],
         "incidents": [{**incident_json(i, narrative=narratives.get(i.id)),
                        "triage": triage_status.get(i.id, "new")} for a in audits for i in a.incidents],
         "resolved": [incident_json(t.incident) for a in audits for t in a.triaged if t.status == "resolved"],
+        # Open incidents this audit did not see again but that have not shown recovery either.
+        "still_open": [incident_json(t.incident) for a in audits for t in a.triaged
+                       if t.status == "ongoing" and t.incident.id not in {i.id for i in a.incidents}],
     }
     if extra:
         report.update(extra)

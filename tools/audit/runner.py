@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 
 from tools.audit.meta_side import MetaSide, quality_history_start, read_meta_side
 from tools.checks.registry import run_checks
-from tools.checks.types import SEVERITY_RANK, AuditInputs, Finding
-from tools.diagnosis.rules import diagnose
+from tools.checks.types import SEVERITY_RANK, AuditInputs, Finding, IncidentSpan, NotJudged
+from tools.checks.witness import witness_report
+from tools.diagnosis.recovery import recovery_judge
+from tools.diagnosis.rules import COUNT_CAUSES, PIXEL_WIDE, diagnose
 from tools.diagnosis.triage import triage
 from tools.diagnosis.types import Incident, TriagedIncident
 from tools.ledger.incidents import open_incidents, save_audit, upsert_incidents
@@ -39,6 +41,7 @@ class PixelAudit:
     findings: list[Finding]
     incidents: list[Incident] = field(default_factory=list)
     triaged: list[TriagedIncident] = field(default_factory=list)
+    not_judged: list[NotJudged] = field(default_factory=list)
     audit_id: int | None = None
     tokens_used: int = 0
 
@@ -72,8 +75,22 @@ def gather_inputs(session: Session, *, pixel: PixelConfig, at: datetime,
         event_hours=ledger.event_hours, delivery_hours=ledger.delivery_hours, order_hours=ledger.order_hours,
         meta_counts=meta.counts, quality=meta.quality, quality_history=history,
         meta_read_errors=meta.errors, thresholds=thresholds, timezone=pixel.timezone,
-        has_orders=ledger.has_orders,
+        has_orders=ledger.has_orders, audited_at=at,
+        incident_spans=incident_spans(open_incidents(session, pixel.id), window_start),
     )
+
+
+def incident_spans(incidents: Sequence[Incident], window_start: datetime) -> tuple[IncidentSpan, ...]:
+    """The open incidents whose hours no reference may use: those that change counts. Data-quality
+    incidents (hashing, keys, dedup) leave volumes alone and keep nothing out."""
+    spans = []
+    for incident in incidents:
+        if incident.root_cause not in COUNT_CAUSES:
+            continue
+        since = incident.started_at or window_start
+        names = () if incident.root_cause in PIXEL_WIDE else tuple(incident.event_names)
+        spans.append(IncidentSpan(root_cause=incident.root_cause, since=since, event_names=names))
+    return tuple(spans)
 
 
 def cached_inputs(session: Session, *, pixel: PixelConfig, at: datetime) -> AuditInputs:
@@ -90,6 +107,11 @@ def cached_inputs(session: Session, *, pixel: PixelConfig, at: datetime) -> Audi
         event_hours=ledger.event_hours, delivery_hours=ledger.delivery_hours, order_hours=ledger.order_hours,
         meta_counts=counts or None, quality=history[-1] if history else None, quality_history=history[:-1],
         thresholds=pixel.thresholds, timezone=pixel.timezone, has_orders=ledger.has_orders)
+
+
+def not_judged(inputs: AuditInputs) -> list[NotJudged]:
+    """The series this audit could not judge, with the reason (reported, never skipped silently)."""
+    return list(witness_report(inputs).not_judged)
 
 
 def check_and_diagnose(inputs: AuditInputs) -> tuple[list[Finding], list[Incident]]:
@@ -113,7 +135,8 @@ def audit_pixel(session: Session, *, pixel: PixelConfig, at: datetime, client: G
     findings, incidents = check_and_diagnose(inputs)
     audit = PixelAudit(pixel_id=pixel.id, window_start=inputs.window_start, window_end=inputs.window_end,
                        at=at, inputs=inputs, findings=findings, incidents=incidents,
-                       triaged=triage(incidents, open_incidents(session, pixel.id)))
+                       triaged=triage(incidents, open_incidents(session, pixel.id), recovery_judge(inputs)),
+                       not_judged=not_judged(inputs))
     if store:
         store_audit(session, audit)
     return audit

@@ -13,18 +13,23 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from tools.checks.types import SEVERITY_RANK, AuditInputs, Finding
 from tools.diagnosis.catalogue import cause_info
 from tools.diagnosis.fixes import suggest_fixes, undelivered_by_event
 from tools.diagnosis.types import Incident, incident_fingerprint
-from tools.timeutil import hours_between
+from tools.timeutil import hours_between, parse_iso
 
 SERVER_DROPS = ("parity.server_below_browser", "volume.zero", "volume.drop", "parity.orders_unmatched")
 # Causes that hit every event of the pixel at once: their fingerprint leaves out the event names,
 # which shift hour to hour with volume, so the incident is recognised as the same one.
 PIXEL_WIDE = frozenset({"access_token_invalid", "missed_batch", "rate_limited", "malformed_parameter",
                         "late_delivery", "clock_skew", "hashing_error"})
+# Causes that change the counts of a series: while one is open, its hours serve as no reference.
+COUNT_CAUSES = frozenset({"server_events_down", "browser_pixel_down", "access_token_invalid", "missed_batch",
+                          "late_delivery", "rate_limited", "malformed_parameter", "event_renamed",
+                          "duplicate_events", "clock_skew"})
 TOO_OLD_SUBCODE = 2804003
 DELIVERY_FAILURES = frozenset({"access_token_invalid", "missed_batch", "rate_limited", "malformed_parameter"})
 
@@ -211,7 +216,15 @@ def _incident(draft: Draft, inputs: AuditInputs) -> Incident:
         summary=f"{info.title}{events_text}: {lead.summary}",
         fixes=suggest_fixes(draft.cause, inputs, names, parameter=parameter, fields=fields),
         fingerprint=fingerprint,
+        started_at=_started_at(findings, inputs),
     )
+
+
+def _started_at(findings: Sequence[Finding], inputs: AuditInputs) -> datetime:
+    """The earliest onset the findings date (change points, past gaps), else the audited window."""
+    onsets = [parse_iso(str(f.metrics[key])) for f in findings for key in ("onset", "since")
+              if isinstance(f.metrics.get(key), str)]
+    return min([*onsets, inputs.window_start])
 
 
 def diagnose(findings: Sequence[Finding], inputs: AuditInputs) -> list[Incident]:

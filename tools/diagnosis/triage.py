@@ -3,19 +3,25 @@ once when it starts, again only if it gets worse, and once more when it is over.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tools.checks.types import SEVERITY_RANK
 from tools.diagnosis.types import Incident, TriagedIncident
 
 
-def triage(current: Sequence[Incident], open_incidents: Sequence[Incident]) -> list[TriagedIncident]:
+def triage(current: Sequence[Incident], open_incidents: Sequence[Incident],
+           recovered: Callable[[Incident], bool] | None = None) -> list[TriagedIncident]:
     """Label each incident, matched on fingerprint:
 
     - ``new``: not open before (announce);
     - ``ongoing``: open before at the same or a higher severity (do not announce again);
     - ``escalated``: open before at a lower severity (announce again);
-    - ``resolved``: open before and absent now (announce once; the open incident is returned).
+    - ``resolved``: open before, absent now, and ``recovered(incident)`` shows the evidence of recovery
+      (announce once; the open incident is returned). Absent without that evidence (a night hour too
+      quiet to tell, a series not judged) keeps it ``ongoing``: an incident never closes because
+      the data went quiet or the baseline moved.
+
+    An ongoing incident keeps the onset it was first given.
 
     Current incidents come first in their given order, then the resolved ones.
     """
@@ -31,9 +37,16 @@ def triage(current: Sequence[Incident], open_incidents: Sequence[Incident]) -> l
             out.append(TriagedIncident(status="new", incident=incident))
             continue
         rose = SEVERITY_RANK[incident.severity] > SEVERITY_RANK[before.severity]
+        if before.started_at is not None and (incident.started_at is None
+                                              or before.started_at < incident.started_at):
+            incident = incident.model_copy(update={"started_at": before.started_at})
         out.append(TriagedIncident(status="escalated" if rose else "ongoing", incident=incident,
                                    previous_severity=before.severity))
     for fingerprint, before in previous.items():
-        if fingerprint not in seen:
+        if fingerprint in seen:
+            continue
+        if recovered is None or recovered(before):
             out.append(TriagedIncident(status="resolved", incident=before, previous_severity=before.severity))
+        else:
+            out.append(TriagedIncident(status="ongoing", incident=before, previous_severity=before.severity))
     return out

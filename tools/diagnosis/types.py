@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
@@ -53,6 +54,14 @@ class Incident(BaseModel):
     fixes: list[FixSuggestion] = Field(default_factory=list)
     # Stable across hours: pixel + root cause + affected events. Used to recognise an open incident.
     fingerprint: str
+    # When the evidence says it began (the change point of its findings; the window start without
+    # one). Kept from the first audit that saw it, so references stay frozen at the onset.
+    started_at: datetime | None = None
+    # The story told when it was diagnosed (LLM or offline), which it keeps while its evidence (the
+    # codes and events of its findings) stays the same: an ongoing incident is not re-told hourly.
+    narrative: str | None = None
+    diagnosed_by: str | None = None
+    evidence_key: str | None = None
 
 
 def incident_fingerprint(pixel_id: str, root_cause: str, event_names: list[str]) -> str:
