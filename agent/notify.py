@@ -1,35 +1,45 @@
-"""From audits to Slack: which incidents are announced, what the message says, and delivery.
+"""From audits to Slack and email: which incidents are announced, what the message says, and delivery.
 
 An audit enqueues one outbox message per new, escalated or resolved incident (ongoing incidents stay
-silent), with the chart's data computed from the ledger's snapshots of Meta's counts. A sender posts
-pending messages; Slack failures leave them pending (retried), so nothing is lost. A daily digest
-per pixel replaces the silence when nothing changed.
+silent) for the pixel's Slack channel and for each of its ``email_to`` addresses, with the chart's
+data computed from the ledger's snapshots of Meta's counts; then the hourly summaries of every channel
+the audit completed (``agent.summary.queue``). A sender posts pending messages in order per channel;
+Slack failures leave them pending (retried), so nothing is lost.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from agent.slack.blocks import IncidentMessage, PixelStatusLine, ProposalView, SummaryMessage
 from agent.slack.chart import ChartSeries, render_parity_chart
-from agent.slack.notifier import SlackDeliveryError, SlackNotifier
+from agent.slack.notifier import PostedMessage, SlackDeliveryError, SlackNotifier
+from agent.slack.summaries import SUMMARY_KINDS, post_summary_row
+from agent.summary.queue import enqueue_ready, sweep_hours
 from tools.diagnosis.catalogue import cause_info
 from tools.fixes.planner import get_proposal
-from tools.ledger.incidents import open_incidents
-from tools.ledger.outbox import enqueue, mark_failed, mark_sent, pending
+from tools.ledger.outbox import (
+    OutboxMessage,
+    claim_for_delivery,
+    enqueue,
+    mark_failed,
+    mark_sent,
+    pending,
+    release,
+)
 from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import load_meta_counts
-from tools.timeutil import HOUR, floor_hour, parse_iso, to_iso
+from tools.timeutil import HOUR, parse_iso, to_iso
 
 log = logging.getLogger(__name__)
 ANNOUNCED = ("new", "escalated", "resolved")
+SLACK_KINDS = ("incident", *SUMMARY_KINDS)
 CHART_HOURS = 48
 MAX_EVIDENCE = 8
 
@@ -93,8 +103,13 @@ def render_chart(data: dict) -> bytes | None:
 
 
 def enqueue_audit_notifications(session: Session, *, pixel: PixelConfig, state: dict[str, Any]) -> int:
-    """Queue one message per new / escalated / resolved incident of an audit; returns how many."""
-    if not pixel.slack_channel:
+    """Queue one message per new / escalated / resolved incident of an audit, for the pixel's Slack
+    channel and each ``email_to`` address; returns how many."""
+    # (kind, channel, key prefix); the Slack key keeps its original form for rows queued before email.
+    targets = ([("incident", pixel.slack_channel, "incident")] if pixel.slack_channel else []) + [
+        ("email_incident", f"email:{address.lower()}", f"email-incident:{address.lower()}")
+        for address in pixel.email_to]
+    if not targets:
         return 0
     window_end = parse_iso(state["report"]["window"]["end"])
     queued = 0
@@ -105,30 +120,24 @@ def enqueue_audit_notifications(session: Session, *, pixel: PixelConfig, state: 
         payload = {"message": incident_message(session, pixel=pixel, item=item, state=state),
                    "chart": chart_data(session, pixel_id=pixel.id, event_names=incident["event_names"],
                                        window_end=window_end)}
-        key = f"incident:{incident['fingerprint']}:{item['status']}:{to_iso(window_end)}"
-        queued += enqueue(session, dedupe_key=key, channel=pixel.slack_channel, kind="incident",
-                          payload=payload, at=window_end, pixel_id=pixel.id, incident_id=incident["id"])
+        for kind, channel, prefix in targets:
+            key = f"{prefix}:{incident['fingerprint']}:{item['status']}:{to_iso(window_end)}"
+            queued += enqueue(session, dedupe_key=key, channel=channel, kind=kind, payload=payload,
+                              at=window_end, pixel_id=pixel.id, incident_id=incident["id"])
     return queued
 
 
-def enqueue_daily_digest(session: Session, *, pixel: PixelConfig, at: datetime, digest_hour: int = 9) -> bool:
-    """Once a day (at ``digest_hour`` in the pixel's time zone), a summary of what is open."""
-    if not pixel.slack_channel:
-        return False
-    local = at.astimezone(ZoneInfo(pixel.timezone))
-    if local.hour != digest_hour:
-        return False
-    still_open = open_incidents(session, pixel.id)
-    worst = max((i.severity for i in still_open), key=("info", "warning", "critical").index, default="ok")
-    headline = (f"{len(still_open)} open incident(s): " + ", ".join(sorted({i.root_cause for i in still_open}))
-                if still_open else "healthy: no open incident")
-    end = floor_hour(at)
-    summary = SummaryMessage(title=f"Daily digest for pixel {pixel.id}", window_start=end - timedelta(days=1),
-                             window_end=end, pixels=[PixelStatusLine(pixel.id, worst, headline, len(still_open))])
-    body = asdict(summary)
-    body["window_start"], body["window_end"] = to_iso(summary.window_start), to_iso(summary.window_end)
-    return enqueue(session, dedupe_key=f"digest:{pixel.id}:{local.date().isoformat()}", channel=pixel.slack_channel,
-                   kind="digest", payload={"summary": body}, at=at, pixel_id=pixel.id)
+def enqueue_summaries(session: Session, *, pixels: Sequence[PixelConfig], hours: Iterable[datetime]) -> int:
+    """Queue the summaries of ``hours`` for every channel and address whose pixels are all audited
+    (or failed) for that hour; a summary already queued is not queued again. No commit."""
+    return enqueue_ready(session, pixels=pixels, hours=hours)
+
+
+def after_round(session: Session, *, pixels: Sequence[PixelConfig], audited: Iterable[datetime],
+                now: datetime) -> int:
+    """After a scheduler round: summaries of the hours it audited and of the last two hours. Catches
+    the hours settled by a failed audit, or by two replicas finishing at the same moment."""
+    return enqueue_ready(session, pixels=pixels, hours=[*audited, *sweep_hours(now, hours=2)])
 
 
 @dataclass
@@ -153,31 +162,50 @@ def delivery_failure(exc: SlackDeliveryError) -> tuple[str, bool]:
     return exc.error, exc.retryable
 
 
+def _post(session: Session, notifier: SlackNotifier, row: OutboxMessage, now: datetime) -> PostedMessage | None:
+    if row.kind == "incident":
+        body = dict(row.payload["message"])
+        body["proposals"] = [ProposalView(**{**p, "skipped": [tuple(s) for s in p["skipped"]]})
+                             for p in body["proposals"]]
+        return notifier.post_incident(row.channel, IncidentMessage(**body),
+                                      render_chart(row.payload.get("chart", {})))
+    if "title" in row.payload.get("summary", {}):  # a digest queued by an earlier version
+        return notifier.post_summary(row.channel, _summary(row.payload["summary"]))
+    return post_summary_row(session, notifier, row, now)
+
+
 def deliver_outbox(session_factory: Callable[[], Session], notifier: SlackNotifier, *, now: datetime,
                    limit: int = 50) -> OutboxReport:
-    """Post pending messages; a failure is counted and retried on the next call."""
+    """Post pending Slack messages, oldest first; a failure is counted and retried on the next call.
+
+    Order holds per channel: once a channel's message fails (or waits for its thread), its later
+    messages wait too. Each row is claimed before it is posted, so replicas do not post it twice."""
     report = OutboxReport()
     with session_factory() as session:
-        rows = pending(session, limit=limit)
+        rows = pending(session, limit=limit, kinds=SLACK_KINDS, now=now)
+        waiting: set[str] = set()
         for row in rows:
+            row_id, channel = int(row.id or 0), row.channel
+            if channel in waiting or not claim_for_delivery(session, row_id, now=now):
+                continue
             try:
-                if row.kind == "incident":
-                    body = dict(row.payload["message"])
-                    body["proposals"] = [ProposalView(**{**p, "skipped": [tuple(s) for s in p["skipped"]]})
-                                         for p in body["proposals"]]
-                    posted = notifier.post_incident(row.channel, IncidentMessage(**body),
-                                                    render_chart(row.payload.get("chart", {})))
-                else:
-                    posted = notifier.post_summary(row.channel, _summary(row.payload["summary"]))
+                posted = _post(session, notifier, row, now)
             except SlackDeliveryError as exc:
+                session.rollback()
                 error, retryable = delivery_failure(exc)
-                mark_failed(session, row.id, error=f"{exc.method}: {error}", retryable=retryable)
+                mark_failed(session, row_id, error=f"{exc.method}: {error}", retryable=retryable, now=now)
                 report.retry_later += retryable
                 report.failed += not retryable
-                log.warning("slack message %s not delivered (%s); %s", row.id, error,
+                if retryable:
+                    waiting.add(channel)
+                log.warning("slack message %s not delivered (%s); %s", row_id, error,
                             "will retry" if retryable else "gave up")
             else:
-                mark_sent(session, row.id, channel=posted.channel, ts=posted.ts, at=now)
-                report.sent += 1
+                if posted is None:
+                    release(session, row_id)
+                    waiting.add(channel)
+                else:
+                    mark_sent(session, row_id, channel=posted.channel, ts=posted.ts, at=now)
+                    report.sent += 1
             session.commit()
     return report

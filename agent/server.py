@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agent.notify import deliver_outbox, enqueue_daily_digest
+from agent.email.deliver import deliver_email_outbox
+from agent.notify import after_round, deliver_outbox, enqueue_summaries
 from agent.relay.app import RelayDeps, forward_pending_with_runtime, relay_routes
 from agent.runtime import Runtime
 from agent.scheduler import Scheduler
@@ -35,7 +36,7 @@ from agent.slack_service import SlackAgentService
 from tools.ledger.models import Audit, Event
 from tools.ledger.outbox import OutboxMessage
 from tools.ledger.pixels import PixelConfig
-from tools.timeutil import to_iso, utcnow
+from tools.timeutil import parse_iso, to_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class ServerParts:
     services: AgentServices
     slack_app: Any | None = None  # slack_bolt.App
     notifier: Any | None = None  # agent.slack.notifier.SlackNotifier
+    mailer: Any | None = None  # agent.email.send.Mailer (CAPI_SMTP_URL)
     scheduler_interval: float = 60.0
     outbox_interval: float = 15.0
     forward_interval: float = 30.0
@@ -72,22 +74,36 @@ class ServerParts:
 
 
 def on_audit(parts: ServerParts) -> Callable[[PixelConfig, dict], None]:
-    """After each scheduled audit: the daily digest (the audit itself queued its incident messages)."""
+    """After each scheduled audit: the summaries it completed (the audit itself queued its incident
+    messages and, normally, these summaries too: queueing is idempotent)."""
     def hook(pixel: PixelConfig, state: dict) -> None:
         with parts.runtime.session() as session:
-            enqueue_daily_digest(session, pixel=pixel, at=parts.clock())
+            enqueue_summaries(session, pixels=parts.runtime.pixels(),
+                              hours=[parse_iso(state["report"]["window"]["end"])])
             session.commit()
     return hook
 
 
+def scheduled_round(parts: ServerParts, scheduler: Scheduler) -> None:
+    """One scheduler round, then the summaries of the hours it audited (those a failed audit settled)."""
+    records = scheduler.run_once()
+    with parts.runtime.session() as session:
+        after_round(session, pixels=parts.runtime.pixels(), audited=[r.window_end for r in records],
+                    now=parts.clock())
+        session.commit()
+
+
 def build_loops(parts: ServerParts) -> list[Loop]:
     scheduler = Scheduler(services_factory=parts.services, clock=parts.clock, on_audit=on_audit(parts))
-    loops = [Loop("scheduler", parts.scheduler_interval, scheduler.run_once),
+    loops = [Loop("scheduler", parts.scheduler_interval, lambda: scheduled_round(parts, scheduler)),
              Loop("relay-forward", parts.forward_interval,
                   lambda: forward_pending_with_runtime(parts.runtime, now=parts.clock()))]
     if parts.notifier is not None:
         loops.append(Loop("slack-outbox", parts.outbox_interval,
                           lambda: deliver_outbox(parts.runtime.session, parts.notifier, now=parts.clock())))
+    if parts.mailer is not None:
+        loops.append(Loop("email-outbox", parts.outbox_interval,
+                          lambda: deliver_email_outbox(parts.runtime.session, parts.mailer, now=parts.clock())))
     return loops
 
 

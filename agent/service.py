@@ -5,6 +5,7 @@ approval given in Slack, at the terminal or hours later after a restart resumes 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +17,7 @@ from langgraph.types import Command
 from agent.graphs.audit import AuditContext, audit_thread_id, build_audit_graph
 from agent.graphs.fix import FixContext, build_fix_graph
 from agent.llm import LLMAdapter
-from agent.notify import enqueue_audit_notifications
+from agent.notify import enqueue_audit_notifications, enqueue_summaries
 from agent.runtime import Runtime
 from tools.audit.runner import gather_inputs
 from tools.checks.registry import run_checks
@@ -24,7 +25,7 @@ from tools.checks.types import Finding
 from tools.fixes.planner import get_proposal
 from tools.ledger.pixels import PixelConfig
 from tools.meta.client import GraphClient
-from tools.timeutil import audit_window, to_iso, utcnow
+from tools.timeutil import audit_window, parse_iso, to_iso, utcnow
 
 Decision = Literal["approve", "reject", "edit"]
 
@@ -142,6 +143,15 @@ class AgentServices:
         with self.runtime.session() as session:
             enqueue_audit_notifications(session, pixel=pixel, state=state)
             session.commit()
+        # Then the hour's summaries of every channel this audit completed (once per channel and hour).
+        try:
+            with self.runtime.session() as session:
+                enqueue_summaries(session, pixels=self.runtime.pixels(),
+                                  hours=[parse_iso(state["report"]["window"]["end"])])
+                session.commit()
+        except Exception as exc:  # the audit stands; the scheduler's sweep queues the summary later
+            logging.getLogger(__name__).warning("queueing the summaries of pixel %s failed: %s", pixel.id,
+                                                type(exc).__name__)
         return state
 
     def audit_round(self, pixels: Sequence[PixelConfig], at: datetime) -> dict[str, Any]:

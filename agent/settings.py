@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(default=None, validation_alias="SLACK_API_URL")
     approvers: str = Field(default="", validation_alias="CAPI_APPROVERS",
                            description="Comma-separated Slack user ids allowed to approve fixes")
+    smtp_url: SecretStr | None = Field(
+        default=None, validation_alias="CAPI_SMTP_URL",
+        description="smtp://user:pass@host:port, smtps://... or smtp+starttls://... (holds a password)")
+    email_from: str | None = Field(default=None, validation_alias="CAPI_EMAIL_FROM",
+                                   description="From address of incident and summary emails")
 
     @property
     def approver_ids(self) -> frozenset[str]:

@@ -18,12 +18,14 @@ from agent.graphs.chat import build_chat_graph, chat_input
 from agent.reasoning.context import ChatContext
 from agent.service import AgentServices
 from agent.slack.service import DecisionOutcome
+from agent.summary.collect import build_summary, latest_hour
+from agent.summary.model import Summary
 from tools.audit.runner import cached_inputs, pixel_status
 from tools.fixes.planner import get_proposal, list_proposals, propose_fix
 from tools.ledger.incidents import load_findings, open_incidents
 from tools.ledger.models import Audit
 from tools.ledger.outbox import thread_origin
-from tools.timeutil import as_utc, to_iso
+from tools.timeutil import HOUR, as_utc, to_iso
 
 OUTCOMES: dict[str, str] = {"executed": "approved_executed", "failed": "approved_failed",
                             "pending": "approved_failed", "rejected": "rejected", "expired": "expired",
@@ -164,6 +166,17 @@ class SlackAgentService:
         return "\n".join(f"{p.id}: {p.kind} on pixel {p.pixel_id}, {p.preview.total_events} events "
                          f"({to_iso(p.preview.since)} -> {to_iso(p.preview.until)}), expires {to_iso(p.expires_at)}"
                          for p in waiting)
+
+    def latest_summary(self, *, pixel_id: str | None, channel: str | None) -> Summary | None:
+        pixels = self.services.runtime.pixels([pixel_id] if pixel_id else None)
+        if pixel_id is None and channel is not None:
+            pixels = [p for p in pixels if p.slack_channel == channel] or pixels
+        with self.services.runtime.session() as session:
+            end = latest_hour(session, pixel_ids=[p.id for p in pixels])
+            if end is None:
+                return None
+            zone = min(pixels, key=lambda p: p.id).timezone
+            return build_summary(session, pixels=pixels, start=end - HOUR, end=end, timezone=zone)
 
     def pixel_for_thread(self, *, channel: str, thread_ts: str) -> str | None:
         with self.services.runtime.session() as session:

@@ -116,8 +116,9 @@ def slack_settings(fake: FakeSlackAPI, **extra: Any) -> Settings:
 
 
 def configure_pixel(world: ScenarioWorld) -> PixelConfig:
-    """The scenario's pixel with its Slack channel, kept in the ledger's pixels table."""
-    pixel = world.pixel.model_copy(update={"slack_channel": CHANNEL})
+    """The scenario's pixel with its Slack channel, kept in the ledger's pixels table. Hourly summaries
+    are off: these worlds count incident messages (summaries: tests/test_summary_serve.py)."""
+    pixel = world.pixel.model_copy(update={"slack_channel": CHANNEL, "summaries": "off"})
     with Session(world.engine) as session:
         sync_pixels(session, [pixel])
         session.commit()

@@ -21,6 +21,7 @@ def serve(
 
     from agent.audit_service import llm_adapter
     from agent.checkpoint import open_checkpointer
+    from agent.email.smtp import mailer_from_settings
     from agent.runtime import open_runtime
     from agent.server import ServerParts, build_server_app, slack_parts
     from agent.service import AgentServices
@@ -32,13 +33,16 @@ def serve(
             open_checkpointer(runtime.settings.database_url) as checkpointer:
         services = AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=llm_adapter(runtime))
         slack_app, notifier, socket_handler = slack_parts(runtime, services)
-        parts = ServerParts(runtime=runtime, services=services, slack_app=slack_app, notifier=notifier)
+        settings = runtime.settings
+        parts = ServerParts(runtime=runtime, services=services, slack_app=slack_app, notifier=notifier,
+                            mailer=mailer_from_settings(settings.smtp_url, settings.email_from))
         app = build_server_app(parts, run_loops=not no_scheduler)
         if socket_handler is not None:
             socket_handler.connect()  # Socket Mode: Slack comes to us over a websocket
         mode = "socket mode" if socket_handler else ("HTTP mode at /slack/events" if slack_app else "not configured")
         typer.echo(f"capi-agent serving on http://{host}:{port} (relay at /<version>/<pixel>/events, "
-                   f"Slack: {mode}, scheduler: {'off' if no_scheduler else 'on'})")
+                   f"Slack: {mode}, email: {'on' if parts.mailer else 'off'}, "
+                   f"scheduler: {'off' if no_scheduler else 'on'})")
         try:
             # access_log off: SDK callers put their access token in the query string.
             uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")

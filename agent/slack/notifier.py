@@ -101,10 +101,14 @@ class SlackNotifier:
         """Posts prepared blocks (``text`` is the notification fallback and must be mrkdwn-safe)."""
         return self._post(channel, list(blocks), text, thread_ts=thread_ts)
 
-    def update_decision(self, channel: str, ts: str, blocks: Sequence[Block], text: str) -> None:
-        """Replaces a posted message's blocks, e.g. buttons by who decided and the result."""
+    def update_message(self, channel: str, ts: str, blocks: Sequence[Block], text: str) -> None:
+        """Replaces a posted message's blocks (``chat.update``), e.g. the day's summary message."""
         call_slack("chat.update", lambda: self.client.chat_update(
             channel=channel, ts=ts, blocks=list(blocks), text=text))
+
+    def update_decision(self, channel: str, ts: str, blocks: Sequence[Block], text: str) -> None:
+        """Replaces a posted message's blocks, e.g. buttons by who decided and the result."""
+        self.update_message(channel, ts, blocks, text)
 
     def _post(self, channel: str, blocks: list[Block], text: str,
               thread_ts: str | None = None) -> PostedMessage:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from agent.summary.model import Summary
 
 DecisionStatus = Literal[
     "approved_executed",
@@ -45,6 +48,11 @@ class AgentService(Protocol):
     def run_audit_text(self, *, pixel_id: str | None) -> str: ...
 
     def fixes_text(self) -> str: ...
+
+    def latest_summary(self, *, pixel_id: str | None, channel: str | None) -> Summary | None:
+        """The summary of the latest audited hour: of ``pixel_id``, else of the pixels reporting to
+        ``channel``, else of all pixels; None when nothing was audited yet."""
+        ...
 
     def pixel_for_thread(self, *, channel: str, thread_ts: str) -> str | None:
         """The pixel of the incident whose message starts this thread, or None if it is not one."""

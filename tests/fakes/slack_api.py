@@ -104,6 +104,18 @@ class FakeSlackAPI(LoopbackFake):
         with self._lock:
             self._failures[method].extend([failure] * times)
 
+    def recover(self) -> None:
+        """Ends a scripted outage: failures still queued for any method are dropped."""
+        with self._lock:
+            self._failures.clear()
+
+    def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Messages accepted by ``chat.postMessage`` (as edited since), in posting order; each has
+        ``ts`` and ``blocks`` decoded."""
+        with self._lock:
+            return [{**m.args, "ts": m.ts, "blocks": _blocks(m.args)} for m in self.messages.values()
+                    if channel is None or m.channel == channel]
+
     def calls_to(self, method: str) -> list[SlackCall]:
         with self._lock:
             return [call for call in self.calls if call.method == method]

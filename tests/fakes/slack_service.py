@@ -31,6 +31,7 @@ class FakeAgentService:
     errors: dict[str, Exception] = field(default_factory=dict)
     incident_threads: dict[tuple[str, str], str] = field(default_factory=dict)
     answer_text: str = "Server Purchase events stopped at 10:00 UTC."
+    summary: Any = None  # what ``latest_summary`` returns (an agent.summary.model.Summary or None)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def _record(self, name: str, **kwargs: Any) -> None:
@@ -66,3 +67,7 @@ class FakeAgentService:
     def pixel_for_thread(self, *, channel: str, thread_ts: str) -> str | None:
         self._record("pixel_for_thread", channel=channel, thread_ts=thread_ts)
         return self.incident_threads.get((channel, thread_ts))
+
+    def latest_summary(self, *, pixel_id: str | None, channel: str | None) -> Any:
+        self._record("latest_summary", pixel_id=pixel_id, channel=channel)
+        return self.summary

@@ -5,14 +5,21 @@ or rate-limits: it stays ``pending`` and the sender tries again. Each message ha
 (e.g. ``incident:<id>:new``) so an audit re-run, or two replicas, cannot announce the same thing twice.
 Once posted, the row keeps the Slack channel and message ts, which is how a reply in that thread is
 traced back to its pixel and incident.
+
+Replicas share the outbox: a sender claims a row (a short lease, taken by a conditional update) before
+posting it, so two replicas do not post the same message. A transient failure (Slack down,
+rate-limited) keeps the row pending for as long as ``GIVE_UP_AFTER``: an outage of hours delays
+messages, it does not lose them. Emails go through the same table (``kind`` ``email_*``, ``channel``
+``email:<address>``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, select, update
+from sqlalchemy import JSON, Index, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel
@@ -22,12 +29,14 @@ from tools.ledger.rollups import dialect_insert
 from tools.timeutil import as_utc
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
-MAX_ATTEMPTS = 8
 ERROR_MAX_CHARS = 200
+GIVE_UP_AFTER = timedelta(days=3)  # a message still undelivered after this is marked failed
+DELIVERY_LEASE = timedelta(minutes=2)  # a sender that died mid-post frees its rows after this
 
 
 class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_kind_status", "kind", "status"),)
 
     id: int | None = Field(default=None, primary_key=True, sa_type=RowId)
     dedupe_key: str = Field(max_length=300, unique=True)
@@ -42,6 +51,7 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UtcDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     message_ts: str | None = Field(default=None, max_length=64, index=True)
+    lease_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 def enqueue(session: Session, *, dedupe_key: str, channel: str, kind: str, payload: dict[str, Any],
@@ -55,27 +65,91 @@ def enqueue(session: Session, *, dedupe_key: str, channel: str, kind: str, paylo
     return bool(session.execute(stmt).rowcount)
 
 
-def pending(session: Session, *, limit: int = 50) -> list[OutboxMessage]:
-    """Messages still to post, oldest first."""
-    query = (select(OutboxMessage).where(OutboxMessage.status == "pending")
-             .order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit))
-    return list(session.scalars(query))
+def pending(session: Session, *, limit: int = 50, kinds: Iterable[str] | None = None,
+            now: datetime | None = None) -> list[OutboxMessage]:
+    """Messages still to post, oldest first (of ``kinds``; with ``now``, not leased by a sender)."""
+    query = select(OutboxMessage).where(OutboxMessage.status == "pending")
+    if kinds is not None:
+        query = query.where(OutboxMessage.kind.in_(list(kinds)))  # type: ignore[attr-defined]
+    if now is not None:
+        query = query.where(or_(OutboxMessage.lease_until.is_(None),  # type: ignore[union-attr]
+                                OutboxMessage.lease_until <= as_utc(now)))  # type: ignore[operator]
+    query = query.order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit)
+    return list(session.scalars(query.execution_options(populate_existing=True)))
+
+
+def claim_for_delivery(session: Session, message_id: int, *, now: datetime,
+                       lease: timedelta = DELIVERY_LEASE) -> bool:
+    """Take a pending row for one post; True for exactly one of several concurrent senders. Commits."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    now = as_utc(now)
+    stmt = update(table).where(
+        table.c.id == message_id, table.c.status == "pending",
+        or_(table.c.lease_until.is_(None), table.c.lease_until <= now),
+    ).values(lease_until=now + lease).returning(table.c.id)
+    won = session.execute(stmt).first() is not None
+    session.commit()
+    return won
+
+
+def release(session: Session, message_id: int) -> None:
+    """Give a claimed row back untouched (it could not be sent yet, e.g. its thread is not posted)."""
+    session.execute(update(OutboxMessage.__table__).where(  # type: ignore[attr-defined]
+        OutboxMessage.id == message_id).values(lease_until=None))
+
+
+def sent_by_key(session: Session, dedupe_key: str) -> OutboxMessage | None:
+    """The row queued under ``dedupe_key`` (whatever its status), read fresh."""
+    query = select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key)
+    return session.scalars(query.execution_options(populate_existing=True)).first()
+
+
+def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
+    """Which of ``keys`` are queued already (any status)."""
+    wanted = sorted(set(keys))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        found.update(session.scalars(select(OutboxMessage.dedupe_key).where(
+            OutboxMessage.dedupe_key.in_(chunk))))  # type: ignore[attr-defined]
+    return found
+
+
+def incident_posts(session: Session, incident_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """``incident id -> (channel, ts)`` of the first Slack message that announced each incident."""
+    ids = sorted(set(incident_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(OutboxMessage.incident_id, OutboxMessage.channel, OutboxMessage.message_ts)
+                           .where(OutboxMessage.incident_id.in_(ids), OutboxMessage.kind == "incident",  # type: ignore[union-attr]
+                                  OutboxMessage.status == "sent")
+                           .order_by(OutboxMessage.id))
+    posts: dict[str, tuple[str, str]] = {}
+    for incident_id, channel, ts in rows:
+        if incident_id and ts:
+            posts.setdefault(incident_id, (channel, ts))
+    return posts
 
 
 def mark_sent(session: Session, message_id: int, *, channel: str, ts: str, at: datetime) -> None:
     session.execute(update(OutboxMessage.__table__).where(  # type: ignore[attr-defined]
         OutboxMessage.id == message_id).values(status="sent", channel=channel, message_ts=ts,
-                                               sent_at=as_utc(at), last_error=None))
+                                               sent_at=as_utc(at), last_error=None, lease_until=None))
 
 
-def mark_failed(session: Session, message_id: int, *, error: str, retryable: bool) -> None:
-    """Count a failed attempt; the message stays pending while it may succeed later."""
-    row = session.get(OutboxMessage, message_id)
+def mark_failed(session: Session, message_id: int, *, error: str, retryable: bool,
+                now: datetime | None = None) -> None:
+    """Count a failed attempt; the message stays pending while it may succeed later (a transient
+    error, for up to ``GIVE_UP_AFTER`` after it was queued)."""
+    # Read fresh: the sender's claim changed the row behind this session's identity map.
+    row = session.get(OutboxMessage, message_id, populate_existing=True)
     if row is None:
         return
     row.attempts += 1
     row.last_error = error[:ERROR_MAX_CHARS]
-    if not retryable or row.attempts >= MAX_ATTEMPTS:
+    row.lease_until = None
+    too_old = now is not None and as_utc(now) - as_utc(row.created_at) > GIVE_UP_AFTER
+    if not retryable or too_old:
         row.status = "failed"
 
 

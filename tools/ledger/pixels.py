@@ -10,6 +10,9 @@ File format (``[[pixels]]`` tables; only ``id`` is required)::
     slack_channel = "#capi-alerts"
     relay_mode = "observe"                   # observe | repair (switching to repair is a fix)
     default_country = "FR"                   # for phone numbers without a country code
+    summaries = "hourly"                     # Slack summaries: hourly | daily | off
+    email_to = ["ops@example.com"]           # incident alerts and summaries by email (CAPI_SMTP_URL)
+    email_summaries = "daily"                # email summaries: hourly | daily | off
 
     [pixels.thresholds]                      # any field of tools.checks.types.Thresholds
     emq_floor = 6.5
@@ -20,6 +23,7 @@ itself is never written to the database: only the name of the variable that hold
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable
 from datetime import datetime
@@ -36,6 +40,10 @@ from tools.ledger.models import Pixel
 from tools.ledger.rollups import dialect_insert
 from tools.timeutil import utcnow
 
+SummaryMode = Literal["hourly", "daily", "off"]
+# Deliberately loose: one @, no spaces or angle brackets (the SMTP server has the last word).
+EMAIL_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
+
 
 class PixelConfig(BaseModel):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
@@ -47,6 +55,20 @@ class PixelConfig(BaseModel):
     relay_mode: Literal["observe", "repair"] = "observe"
     default_country: str = Field("US", min_length=2, max_length=2)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    summaries: SummaryMode = "hourly"
+    email_to: list[str] = Field(default_factory=list)
+    email_summaries: SummaryMode = "daily"
+
+    @field_validator("email_to", mode="before")
+    @classmethod
+    def _addresses(cls, value: object) -> object:
+        # One address may be written as a plain string.
+        addresses = [value] if isinstance(value, str) else value
+        if isinstance(addresses, list):
+            for address in addresses:
+                if not isinstance(address, str) or not EMAIL_ADDRESS.fullmatch(address):
+                    raise ValueError("email_to must hold email addresses (name@domain)")
+        return addresses
 
     @field_validator("timezone")
     @classmethod

@@ -1,4 +1,4 @@
-"""``/capi status [pixel] | audit [pixel] | fixes | help``.
+"""``/capi status [pixel] | audit [pixel] | fixes | summary [pixel] | help``.
 
 Acknowledged at once; the answer comes through the command's response_url (works in any channel,
 no membership needed): ephemeral for status and fixes, visible to the channel for audit.
@@ -14,15 +14,17 @@ from slack_sdk import WebClient
 from agent.slack.blocks import escape_mrkdwn
 from agent.slack.listeners import ListenerDeps
 from agent.slack.listeners.errors import reported
+from agent.slack.summary_blocks import summary_blocks, summary_fallback
 
 HELP_TEXT = (
     "*capi-agent* commands:\n"
     "• `/capi status [pixel]` — open incidents and the last audit, for one pixel or all\n"
     "• `/capi audit [pixel]` — run an audit now and post the result here\n"
     "• `/capi fixes` — proposed fixes waiting for a decision\n"
+    "• `/capi summary [pixel]` — the latest hourly summary, for one pixel or this channel's pixels\n"
     "• `/capi help` — this message"
 )
-SUBCOMMANDS = frozenset({"status", "audit", "fixes", "help"})
+SUBCOMMANDS = frozenset({"status", "audit", "fixes", "summary", "help"})
 
 
 def parse_command(text: str | None) -> tuple[str, str | None]:
@@ -55,5 +57,12 @@ def register(app: App, deps: ListenerDeps) -> None:
         elif subcommand == "audit":
             respond(text=escape_mrkdwn(deps.service.run_audit_text(pixel_id=pixel_id)),
                     response_type="in_channel", replace_original=False)
+        elif subcommand == "summary":
+            summary = deps.service.latest_summary(pixel_id=pixel_id, channel=body.get("channel_id"))
+            if summary is None:
+                respond(text="Nothing audited yet: no summary to show.", response_type="ephemeral")
+            else:
+                respond(text=summary_fallback(summary), blocks=summary_blocks(summary),
+                        response_type="ephemeral")
 
     app.command("/capi")(ack=acknowledge, lazy=[run_capi_command])
