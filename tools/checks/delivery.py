@@ -7,11 +7,12 @@ parameter that rejects the whole batch (2804001 bad fbc, 2804003 too old, ...); 
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime
 
-from tools.checks.series import ledger_by_event, merge_same_problem, span_label, window_hours
+from tools.checks.series import hour_label, merge_same_problem, span_label, window_hours
 from tools.checks.types import AuditInputs, DeliveryHour, Finding, Severity, make_finding
+from tools.timeutil import HOUR, META_MAX_EVENT_AGE, to_iso
 
 TOKEN_CODES = frozenset({190})
 RATE_LIMIT_CODES = frozenset({4, 17, 613, 80004})
@@ -112,51 +113,85 @@ def check_errors(inputs: AuditInputs) -> list[Finding]:
     return out
 
 
-def check_not_sent(inputs: AuditInputs) -> list[Finding]:
-    """delivery.not_sent: most of the window's events sit in the ledger undelivered.
+def _unsent_hours(inputs: AuditInputs) -> dict[datetime, tuple[int, int, dict[str, int]]]:
+    """Hour -> (events recorded, events never sent, undelivered per event name) for every hour of
+    Meta's replay window up to the audited one, where the ledger holds undelivered events."""
+    floor = max(inputs.history_start, inputs.window_end - META_MAX_EVENT_AGE + HOUR)
+    events: dict[datetime, int] = defaultdict(int)
+    stuck: dict[datetime, dict[str, int]] = defaultdict(dict)
+    for row in inputs.event_hours:
+        if row.hour < floor:
+            continue
+        events[row.hour] += row.events
+        if row.undelivered:
+            stuck[row.hour][row.event_name] = row.undelivered
+    # Events that were sent and refused (token, rejection) are the other checks' business.
+    refused: dict[datetime, int] = defaultdict(int)
+    for r in inputs.delivery_hours:
+        refused[r.hour] += max(0, r.events_sent - r.events_received)
+    return {hour: (events[hour], max(0, sum(names.values()) - refused[hour]), names)
+            for hour, names in stuck.items()}
 
-    Judged by the share of the window's events still undelivered rather than by "no attempt at all":
-    a batch sender's run at the top of the hour sends the previous hour's tail, so a skipped batch
-    still shows attempts in the window. Only for shops that normally send within the hour (a daily
-    batch uploader is judged by latency).
+
+def _is_gap(t_min: float, events: int, unsent: int, names: dict[str, int],
+            by_name_events: dict[str, int]) -> bool:
+    """Most of an hour's events recorded but never sent, across event names (one name stuck alone
+    is that event's pipeline, not the sender)."""
+    if unsent < t_min or unsent < NOT_SENT_SHARE * events:
+        return False
+    return all(names.get(name, 0) >= 0.5 * n for name, n in by_name_events.items() if n >= t_min)
+
+
+def check_not_sent(inputs: AuditInputs) -> list[Finding]:
+    """delivery.not_sent: hours whose events sit in the ledger, recorded but never sent.
+
+    Looks at every hour of Meta's 7-day replay window, not only the audited one: a gap three hours
+    ago that nobody replayed is still recoverable, so it is reported (with the replay's window) until
+    it is replayed or too old. An hour is a gap when most of its events were never sent, judged by
+    share rather than by "no attempt at all" (a batch sender's run at the top of the hour sends the
+    previous hour's tail). Only for shops that normally send within the hour (a daily batch uploader
+    is judged by latency).
     """
     t = inputs.thresholds
-    hours, rows = _window_rows(inputs)
-    ledger = ledger_by_event(inputs)
-    window_events = sum(by_hour[h].events for by_hour in ledger.values() for h in hours if h in by_hour)
-    undelivered = {
-        name: sum(by_hour[h].undelivered for h in hours if h in by_hour) for name, by_hour in ledger.items()
-    }
-    undelivered = {name: n for name, n in undelivered.items() if n > 0}
-    # Events that were sent and refused (token, rejection) are the other checks' business.
-    refused = sum(max(0, r.events_sent - r.events_received) for r in rows)
-    total = sum(undelivered.values())
-    unsent = total - refused
-    if unsent < t.min_baseline_events or unsent < NOT_SENT_SHARE * window_events:
+    window = window_hours(inputs)
+    hours = _unsent_hours(inputs)
+    if not hours:
         return []
-    # A skipped send leaves every event name behind; one name stuck alone is that event's pipeline
-    # (server_events_down), not the sender.
-    for by_hour in ledger.values():
-        events = sum(by_hour[h].events for h in hours if h in by_hour)
-        stuck = sum(by_hour[h].undelivered for h in hours if h in by_hour)
-        if events >= t.min_baseline_events and stuck < 0.5 * events:
-            return []
-    attempted_hours = {r.hour for r in inputs.delivery_hours if r.attempts and r.hour < hours[0]}
-    busy_hours = {r.hour for r in inputs.event_hours if r.events and r.hour < hours[0]}
+    per_name: dict[datetime, dict[str, int]] = defaultdict(dict)
+    for row in inputs.event_hours:
+        if row.hour in hours:
+            per_name[row.hour][row.event_name] = per_name[row.hour].get(row.event_name, 0) + row.events
+    gaps = sorted(h for h, (events, unsent, names) in hours.items()
+                  if _is_gap(t.min_baseline_events, events, unsent, names, per_name[h]))
+    if not gaps:
+        return []
+    first = gaps[0]
+    attempted_hours = {r.hour for r in inputs.delivery_hours if r.attempts and r.hour < first}
+    busy_hours = {r.hour for r in inputs.event_hours if r.events and r.hour < first}
     if not busy_hours or len(busy_hours & attempted_hours) / len(busy_hours) < SENDS_HOURLY_SHARE:
         return []
-    attempts = sum(r.attempts for r in rows)
-    share = unsent / window_events
+    unsent = sum(hours[h][1] for h in gaps)
+    recorded = sum(hours[h][0] for h in gaps)
+    names: dict[str, int] = defaultdict(int)
+    for h in gaps:
+        for name, n in hours[h][2].items():
+            names[name] += n
+    in_window = any(h in window for h in gaps)
+    attempts = sum(r.attempts for r in inputs.delivery_hours if r.hour in window)
+    share = unsent / recorded if recorded else 1.0
+    where = span_label(window) if gaps == window else f"{len(gaps)} hour(s) since {hour_label(first)}"
     return [make_finding(
-        inputs, check="delivery", code="delivery.not_sent", severity="critical",
-        summary=f"{unsent} server events of {span_label(hours)} ({share:.0%}) were recorded but never sent "
-                "to Meta.",
-        metrics={"observed": unsent, "baseline": None, "threshold": NOT_SENT_SHARE, "undelivered": total,
+        inputs, check="delivery", code="delivery.not_sent", severity="critical" if in_window else "warning",
+        summary=f"{unsent} server events of {where} ({share:.0%}) were recorded but never sent to Meta"
+                + ("." if in_window else "; they can still be replayed within Meta's 7 days."),
+        metrics={"observed": unsent, "baseline": None, "threshold": NOT_SENT_SHARE, "undelivered": unsent,
                  "undelivered_share": round(share, 3), "attempts": attempts,
-                 "event_names": ",".join(sorted(undelivered))},
-        evidence=[f"{span_label(hours)}: {n} {name} events in the ledger, undelivered"
-                  for name, n in sorted(undelivered.items())]
-        + [f"{span_label(hours)}: {attempts} delivery attempt(s), none of them for these events"],
+                 "event_names": ",".join(sorted(names)), "since": to_iso(first),
+                 "until": to_iso(gaps[-1] + HOUR), "gap_hours": len(gaps), "in_window": in_window},
+        evidence=[f"{span_label([h])}: {hours[h][1]} of {hours[h][0]} events recorded, never sent"
+                  for h in gaps[-12:]]
+        + ([f"{span_label(window)}: {attempts} delivery attempt(s), none of them for these events"]
+           if in_window else []),
     )]
 
 

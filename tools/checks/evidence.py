@@ -148,7 +148,7 @@ def _recovered_from(t_all: list[float], p_all: list[float], onset: int, end: int
         # Half an event keeps a total loss from making any recent event infinitely convincing.
         p_bad = max(bad_t, 0.5) / (bad_t + bad_p)
         if p_bad >= p_ref:
-            return split
+            continue  # too short a failed stretch to tell anything from
         n = recent_t + recent_p
         at_ref = binomial_loglik(recent_t, n, p_ref)
         gain = at_ref - binomial_loglik(recent_t, n, p_bad)

@@ -45,9 +45,11 @@ def undelivered_since(inputs: AuditInputs, event_names: Sequence[str]) -> dateti
     return min(since, inputs.window_start)
 
 
-def replay_params(inputs: AuditInputs, event_names: Sequence[str], statuses: list[str]) -> dict:
+def replay_params(inputs: AuditInputs, event_names: Sequence[str], statuses: list[str],
+                  since: datetime | None = None) -> dict:
+    start = undelivered_since(inputs, event_names)
     return {
-        "since": to_iso(undelivered_since(inputs, event_names)),
+        "since": to_iso(min(start, since) if since else start),
         "until": to_iso(inputs.window_end),
         "event_names": sorted(event_names),
         "statuses": statuses,
@@ -65,10 +67,12 @@ def _fix(kind: FixKind, summary: str, params: dict) -> FixSuggestion:
 
 def suggest_fixes(
     cause: str, inputs: AuditInputs, event_names: Sequence[str], *, parameter: str = "fbc",
-    fields: Sequence[str] = (),
+    fields: Sequence[str] = (), since: datetime | None = None,
 ) -> list[FixSuggestion]:
-    """The fixes that apply to ``cause`` for these events (catalogue order: manual step first)."""
-    window = hours_between(inputs.window_start, inputs.window_end)
+    """The fixes that apply to ``cause`` for these events (catalogue order: manual step first).
+
+    ``since``: the start of a past gap the findings dated (a replay then reaches back to it)."""
+    window = hours_between(since or inputs.window_start, inputs.window_end)
     stuck = undelivered_by_event(inputs, window)
     stuck_names = sorted(n for n in stuck if not event_names or n in event_names) or sorted(stuck)
     names = list(event_names) or stuck_names
@@ -78,7 +82,7 @@ def suggest_fixes(
                      replay_params(inputs, stuck_names or names, FAILED))]
     if cause == "missed_batch":
         return [_fix("replay", "Send the recorded events that were never sent.",
-                     replay_params(inputs, stuck_names or names, UNSENT))]
+                     replay_params(inputs, stuck_names or names, UNSENT, since))]
     if cause == "rate_limited":
         return [_fix("replay", "Once the rate limit clears, resend the events that failed.",
                      replay_params(inputs, stuck_names or names, FAILED))]

@@ -194,7 +194,8 @@ def _incident(draft: Draft, inputs: AuditInputs) -> Incident:
     extra = set(draft.extra_events)
     if draft.cause in DELIVERY_FAILURES:
         # Delivery findings are pixel-wide; the ledger says which events are stuck.
-        extra |= set(undelivered_by_event(inputs, hours_between(inputs.window_start, inputs.window_end)))
+        extra |= set(undelivered_by_event(
+            inputs, hours_between(_gap_since(findings) or inputs.window_start, inputs.window_end)))
     names = sorted({f.event_name for f in findings if f.event_name} | extra)
     severity = max((f.severity for f in findings), key=lambda s: SEVERITY_RANK[s])
     fingerprint = incident_fingerprint(inputs.pixel_id, draft.cause,
@@ -214,10 +215,18 @@ def _incident(draft: Draft, inputs: AuditInputs) -> Incident:
         event_names=names,
         finding_ids=[f.id for f in findings],
         summary=f"{info.title}{events_text}: {lead.summary}",
-        fixes=suggest_fixes(draft.cause, inputs, names, parameter=parameter, fields=fields),
+        fixes=suggest_fixes(draft.cause, inputs, names, parameter=parameter, fields=fields,
+                            since=_gap_since(findings)),
         fingerprint=fingerprint,
         started_at=_started_at(findings, inputs),
     )
+
+
+def _gap_since(findings: Sequence[Finding]) -> datetime | None:
+    """Start of the oldest past gap of unsent events the findings report (None: the window only)."""
+    starts = [parse_iso(str(f.metrics["since"])) for f in findings
+              if f.code == "delivery.not_sent" and isinstance(f.metrics.get("since"), str)]
+    return min(starts) if starts else None
 
 
 def _started_at(findings: Sequence[Finding], inputs: AuditInputs) -> datetime:
