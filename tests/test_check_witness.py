@@ -132,7 +132,7 @@ def test_a_loss_that_began_three_days_ago_is_still_found_and_dated() -> None:
     assert [i.root_cause for i in diagnose(findings, inputs)] == ["server_events_down"]
 
 
-def _parse(text: str):  # noqa: ANN202 - tiny helper
+def _parse(text: str):
     from tools.timeutil import parse_iso
 
     return parse_iso(text)
@@ -203,7 +203,7 @@ def test_an_hourly_flush_at_an_odd_minute_is_not_judged_before_it_arrived() -> N
 
 
 # -- open incidents: evidence to close --------------------------------------------------------------
-def _open_incident(shop: ShopData, events: list[str]):  # noqa: ANN202
+def _open_incident(shop: ShopData, events: list[str]):
     broken = ShopData()
     broken.inject_server_down(onset=broken.window_end - 2 * HOUR, events=events)
     inputs = broken.inputs()

@@ -1,10 +1,11 @@
-"""The six deterministic checks, by name, and one call that runs them."""
+"""The deterministic checks, by name, and one call that runs them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
 from tools.checks.delivery import check_delivery
+from tools.checks.duplicates import check_duplicates
 from tools.checks.emq import check_emq
 from tools.checks.hashing import check_hashing
 from tools.checks.latency import check_latency
@@ -21,6 +22,7 @@ CHECKS: dict[CheckName, CheckFn] = {
     "volume": check_volume,
     "hashing": check_hashing,
     "delivery": check_delivery,
+    "duplicates": check_duplicates,
 }
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-CheckName = Literal["parity", "emq", "latency", "volume", "hashing", "delivery"]
+CheckName = Literal["parity", "emq", "latency", "volume", "hashing", "delivery", "duplicates"]
 Severity = Literal["info", "warning", "critical"]
 Source = Literal["browser", "server"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -52,8 +52,16 @@ class EventHour:
     malformed: dict[str, int] = field(default_factory=dict)
     # Field -> share (0..1) of the most frequent hashed value among events carrying the field.
     top_value_share: dict[str, float] = field(default_factory=dict)
-    # Events whose event_id was already seen for this pixel and event name.
+    # Events whose event_id was already seen for this pixel and event name: the same event delivered
+    # again (a sender's retries). Meta keeps one server event per event_id and name within 48 hours,
+    # so these are wasted requests, not double counts (``duplicates.repeated_event_ids``).
     duplicate_event_ids: int = 0
+    # Purchases that repeat an earlier Purchase of the pixel under another event_id (or none), so
+    # Meta counts the order twice (``duplicates.double_counted``): the same custom_data.order_id ...
+    double_order_ids: int = 0
+    # ... or, when an order id does not tell them apart, the same hashed user, value and currency
+    # within a minute.
+    double_purchase_keys: int = 0
     # Lag histogram (seconds from event_time to delivery attempt), bucketed by LAG_BUCKET_EDGES
     # plus one open bucket; length len(LAG_BUCKET_EDGES) + 1. Only events with a delivery attempt.
     lag_buckets: tuple[int, ...] = ()
