@@ -32,6 +32,9 @@ OTHER_PIXEL = "555000111"
 REFERENCE_SQLITE_DIGEST = "e0f6d1e6474ed359efd07c9e412fb90fd06d439fd3ca96e9c9f2a24539cfdd65"
 DIGEST_TABLES = ("events", "deliveries", "delivery_events", "orders", "event_hours", "delivery_hours",
                  "order_hours")
+# Columns added after that commit (migration 0006), left out of the digest: the bytes of every
+# column the reference knew must not change.
+ADDED_COLUMNS = {"events": {"purchase_key"}, "event_hours": {"double_order_ids", "double_purchase_keys"}}
 
 
 def _user(rng: random.Random, index: int) -> dict[str, Any]:
@@ -177,7 +180,9 @@ def test_sqlite_bytes_equal_those_of_the_straightforward_path(sqlite_url: str, t
     digest = hashlib.sha256()
     with engine.connect() as connection:
         for table in DIGEST_TABLES:
-            for row in connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY rowid"):
+            columns = [info[1] for info in connection.exec_driver_sql(f"PRAGMA table_info({table})")
+                       if info[1] not in ADDED_COLUMNS.get(table, set())]
+            for row in connection.exec_driver_sql(f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid"):
                 digest.update(repr(tuple(row)).encode())
     engine.dispose()
     assert digest.hexdigest() == REFERENCE_SQLITE_DIGEST

@@ -20,10 +20,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from tools.ledger.models import Delivery, DeliveryEvent, Event
+from tools.timeutil import as_utc
 
 EVENT_COLUMNS = ("pixel_id", "event_name", "event_time", "received_at", "event_id", "order_ref",
                  "action_source", "payload", "flags", "delivery_status", "attempts", "first_attempt_at",
-                 "last_attempt_at", "last_error_code", "last_error_subcode", "content_hash")
+                 "last_attempt_at", "last_error_code", "last_error_subcode", "content_hash", "purchase_key")
 DELIVERY_COLUMNS = ("pixel_id", "attempted_at", "status", "http_status", "events_sent", "events_received",
                     "error_code", "error_subcode", "fbtrace_id", "retry_number", "fix_id")
 
@@ -97,7 +98,7 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]
             sqlite_datetime(row["received_at"]), row["event_id"], row["order_ref"], row["action_source"],
             dumps(row["payload"]), dumps(row["flags"]), row["delivery_status"], row["attempts"],
             first_text, first_text if last is first else sqlite_datetime(last), row["last_error_code"],
-            row["last_error_subcode"], row["content_hash"]))
+            row["last_error_subcode"], row["content_hash"], row.get("purchase_key")))
     sql = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({_placeholders(EVENT_COLUMNS)})"
     cursor = _sqlite_cursor(session)
     try:
@@ -197,3 +198,17 @@ def ids_by_content_hash(session: Session, rows: list[dict[str, Any]]) -> dict[tu
                 Event.pixel_id == pixel_id, Event.content_hash.in_(chunk))
             ids.update(((pixel_id, content_hash), row_id) for content_hash, row_id in session.execute(query))
     return ids
+
+
+def known_purchases(session: Session, pixel_id: str, order_refs: list[str],
+                    purchase_keys: list[str]) -> list[tuple[str | None, str | None, str | None, datetime]]:
+    """(order_ref, purchase_key, event_id, event_time) of stored Purchases of the pixel carrying one of
+    these order refs or purchase keys, in ledger order (``rollups.PurchaseIndex`` reads them)."""
+    found: dict[int, tuple[str | None, str | None, str | None, datetime]] = {}
+    base = select(Event.id, Event.order_ref, Event.purchase_key, Event.event_id, Event.event_time).where(
+        Event.pixel_id == pixel_id, Event.event_name == "Purchase")
+    for column, values in ((Event.order_ref, order_refs), (Event.purchase_key, purchase_keys)):
+        for chunk in chunked(values):
+            for row_id, order_ref, key, event_id, event_time in session.execute(base.where(column.in_(chunk))):
+                found[row_id] = (order_ref, key, event_id, as_utc(event_time))
+    return [found[row_id] for row_id in sorted(found)]

@@ -71,6 +71,7 @@ def event_hour_from_row(row: EventHourRollup | Row[Any]) -> EventHour:
         uppercase_hex=_counts(detail, "uppercase_hex"), not_sha256=_counts(detail, "not_sha256"),
         must_not_hash=_counts(detail, "must_not_hash"), malformed=_counts(detail, "malformed"),
         top_value_share=top_share, duplicate_event_ids=row.duplicate_event_ids,
+        double_order_ids=row.double_order_ids, double_purchase_keys=row.double_purchase_keys,
         lag_buckets=tuple(lag), too_old=row.too_old, future_time=row.future_time,
         undelivered=row.undelivered,
     )

@@ -47,6 +47,7 @@ class Event(SQLModel, table=True):
         UniqueConstraint("pixel_id", "content_hash", name="uq_events_pixel_content"),
         Index("ix_events_pixel_name_event_id", "pixel_id", "event_name", "event_id"),
         Index("ix_events_pixel_order_ref", "pixel_id", "order_ref"),
+        Index("ix_events_pixel_purchase_key", "pixel_id", "purchase_key"),
         Index("ix_events_pixel_event_time", "pixel_id", "event_time"),
         Index("ix_events_pixel_status_time", "pixel_id", "delivery_status", "event_time"),
         Index("ix_events_received_at", "received_at"),
@@ -60,6 +61,9 @@ class Event(SQLModel, table=True):
     event_id: str | None = Field(default=None, max_length=400)
     # custom_data.order_id, for matching the shop's orders.
     order_ref: str | None = Field(default=None, max_length=400)
+    # Purchases only: sha256 prefix of (hashed user key, value, currency), to recognise the same order
+    # sent twice under two event_ids when no order id tells them apart (see rollups.PurchaseIndex).
+    purchase_key: str | None = Field(default=None, max_length=32)
     action_source: str | None = Field(default=None, max_length=50)
     # Meta's event object with user_data hashed; None once purged after the retention period.
     payload: dict[str, Any] | None = Field(default=None, sa_type=JsonType)
@@ -146,6 +150,8 @@ class EventHourRollup(SQLModel, table=True):
     events: int = 0
     with_event_id: int = 0
     duplicate_event_ids: int = 0
+    double_order_ids: int = 0
+    double_purchase_keys: int = 0
     too_old: int = 0
     future_time: int = 0
     undelivered: int = 0

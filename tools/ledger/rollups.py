@@ -41,8 +41,12 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 FIELD_FLAGS = ("keys", "raw", "placeholder", "uppercase_hex", "not_sha256", "must_not_hash",
                "malformed", "invalid")
 _FIELD_FLAG_SET = frozenset(FIELD_FLAGS)
-EVENT_COUNTERS = ("events", "with_event_id", "duplicate_event_ids", "too_old", "future_time",
-                  "undelivered")
+EVENT_COUNTERS = ("events", "with_event_id", "duplicate_event_ids", "double_order_ids",
+                  "double_purchase_keys", "too_old", "future_time", "undelivered")
+PURCHASE = "Purchase"
+# Two Purchases of the same user, value and currency this close in event_time are one order sent
+# twice (unless their order ids differ): a person does not place two identical orders in a minute.
+PURCHASE_COLLISION = timedelta(seconds=60)
 DELIVERY_COUNTERS = ("attempts", "events_sent", "events_received", "failed_attempts",
                      "retried_attempts", "transport_errors")
 
@@ -110,7 +114,7 @@ class RollupDeltas:
             delta = self.event_hours[key] = EventHourDelta()
         return delta
 
-    def add_event(self, row: Mapping[str, Any], *, duplicate: bool) -> None:
+    def add_event(self, row: Mapping[str, Any], *, duplicate: bool, double: str | None = None) -> None:
         """Count one recorded event (columns of ``events``: event_time, received_at, flags, ...)."""
         # Runs once per event on every import: plain local work, no helper calls where avoidable.
         event_time, received_at = _utc(row["event_time"]), _utc(row["received_at"])
@@ -125,6 +129,8 @@ class RollupDeltas:
         counters["events"] += 1
         counters["with_event_id"] += row.get("event_id") is not None
         counters["duplicate_event_ids"] += duplicate
+        if double is not None:
+            counters["double_order_ids" if double == "order" else "double_purchase_keys"] += 1
         counters["too_old"] += (received_at - event_time > META_MAX_EVENT_AGE or (
             first_attempt is not None and first_attempt - event_time > META_MAX_EVENT_AGE))
         counters["future_time"] += event_time - received_at > FUTURE_TOLERANCE
@@ -271,19 +277,72 @@ def apply_deltas(session: Session, deltas: RollupDeltas) -> None:
 def event_rollup_columns() -> tuple[Any, ...]:
     """The ``events`` columns a rollup contribution reads (payload is not needed: it may be purged)."""
     return (Event.id, Event.pixel_id, Event.event_name, Event.event_time, Event.received_at,
-            Event.event_id, Event.flags, Event.delivery_status, Event.first_attempt_at)
+            Event.event_id, Event.flags, Event.delivery_status, Event.first_attempt_at, Event.order_ref,
+            Event.purchase_key)
+
+
+@dataclass
+class PurchaseIndex:
+    """Purchases already counted (ledger order), to recognise one order counted twice.
+
+    A Purchase is *double* when an earlier Purchase of the pixel is the same order under another
+    event_id (or without one), so Meta, which deduplicates only by event_id, counts both:
+    ``"order"`` when both carry the same ``custom_data.order_id``; ``"key"`` when they carry the same
+    ``purchase_key`` (hashed user, value, currency) within ``PURCHASE_COLLISION`` and no order id
+    tells them apart. A copy under an event_id already seen is a repeat (``duplicate_event_ids``),
+    which Meta drops, not a double.
+    """
+
+    by_order: dict[tuple[str, str], set[str | None]] = field(default_factory=dict)
+    by_key: dict[tuple[str, str], list[tuple[datetime, str | None, str | None]]] = field(
+        default_factory=dict)
+
+    def add(self, pixel_id: str, event_id: str | None, order_ref: str | None, purchase_key: str | None,
+            event_time: datetime) -> None:
+        if order_ref is not None:
+            self.by_order.setdefault((pixel_id, order_ref), set()).add(event_id)
+        if purchase_key is not None:
+            self.by_key.setdefault((pixel_id, purchase_key), []).append((_utc(event_time), order_ref, event_id))
+
+    def classify(self, row: Mapping[str, Any]) -> str | None:
+        """"order", "key" or None for a Purchase not yet added (see the class docstring)."""
+        pixel_id, event_id, order_ref = row["pixel_id"], row.get("event_id"), row.get("order_ref")
+        if order_ref is not None:
+            ids = self.by_order.get((pixel_id, order_ref))
+            if ids:
+                return None if event_id is not None and event_id in ids else "order"
+        key = row.get("purchase_key")
+        if key is None:
+            return None
+        event_time = _utc(row["event_time"])
+        matches = [other_id for at, ref, other_id in self.by_key.get((pixel_id, key), ())
+                   if abs(at - event_time) <= PURCHASE_COLLISION
+                   and (ref is None or order_ref is None or ref == order_ref)]
+        if not matches:
+            return None
+        return None if event_id is not None and event_id in matches else "key"
+
+    def count(self, row: Mapping[str, Any]) -> str | None:
+        """Classify one Purchase row, then remember it."""
+        double = self.classify(row)
+        self.add(row["pixel_id"], row.get("event_id"), row.get("order_ref"), row.get("purchase_key"),
+                 row["event_time"])
+        return double
 
 
 def count_events(rows: Iterable[Mapping[str, Any]], deltas: RollupDeltas,
-                 seen_event_ids: set[tuple[str, str, str]]) -> None:
-    """Add events in ledger order; an event id already seen for (pixel, event name) is a duplicate."""
+                 seen_event_ids: set[tuple[str, str, str]], purchases: PurchaseIndex | None = None) -> None:
+    """Add events in ledger order; an event id already seen for (pixel, event name) is a duplicate,
+    a Purchase that repeats an earlier order under another event id a double (``PurchaseIndex``)."""
+    purchases = PurchaseIndex() if purchases is None else purchases
     for row in rows:
         duplicate = False
         if row.get("event_id") is not None:
             ref = (row["pixel_id"], row["event_name"], row["event_id"])
             duplicate = ref in seen_event_ids
             seen_event_ids.add(ref)
-        deltas.add_event(row, duplicate=duplicate)
+        double = purchases.count(row) if row["event_name"] == PURCHASE else None
+        deltas.add_event(row, duplicate=duplicate, double=double)
 
 
 def rebuild_rollups(session: Session, pixel_id: str | None = None) -> None:
@@ -303,7 +362,7 @@ def rebuild_rollups(session: Session, pixel_id: str | None = None) -> None:
         deliveries = deliveries.where(Delivery.pixel_id == pixel_id)
         orders = orders.where(Order.pixel_id == pixel_id)
     rows = (row._mapping for row in session.execute(events.execution_options(yield_per=5000)))
-    count_events(rows, deltas, set())
+    count_events(rows, deltas, set(), PurchaseIndex())
     for attempt in session.scalars(deliveries):
         deltas.add_delivery(pixel_id=attempt.pixel_id, attempted_at=attempt.attempted_at,
                             status=attempt.status, events_sent=attempt.events_sent,

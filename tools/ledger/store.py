@@ -30,10 +30,20 @@ from tools.ledger.bulk import (
     insert_delivery_links,
     insert_events,
     known_content_hashes,
+    known_purchases,
 )
 from tools.ledger.models import Event, Order
-from tools.ledger.rollups import FIELD_FLAGS, TOP_PREFIX, RollupDeltas, apply_deltas, count_events
-from tools.meta.userdata import prepare_user_data
+from tools.ledger.rollups import (
+    FIELD_FLAGS,
+    PURCHASE,
+    TOP_PREFIX,
+    PurchaseIndex,
+    RollupDeltas,
+    apply_deltas,
+    count_events,
+)
+from tools.meta.normalize import sha256_hex
+from tools.meta.userdata import PreparedUserData, prepare_user_data
 from tools.timeutil import as_utc, from_unix, to_iso, utcnow
 
 AttemptStatus = Literal["delivered", "failed", "pending"]
@@ -99,6 +109,35 @@ def _utc(value: datetime) -> datetime:
 _FLAG_SOURCES = tuple((name, "keys_present" if name == "keys" else name) for name in FIELD_FLAGS)
 
 
+# The user key of a purchase_key: the first of these the event carries as a usable key.
+PURCHASE_USER_KEYS = ("em", "ph", "external_id", "fbp")
+
+
+def purchase_key(prepared: PreparedUserData, custom: Any) -> str | None:
+    """sha256 prefix of (hashed user key, value, currency) of a Purchase; None without a user key or
+    a numeric value. Only hashed or pseudonymous values go into it, and only its hash is stored."""
+    if not isinstance(custom, dict):
+        return None
+    value = custom.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = float(value)
+    except ValueError:
+        return None
+    if amount != amount:  # NaN
+        return None
+    for name in PURCHASE_USER_KEYS:
+        if name not in prepared.keys_present:
+            continue
+        user = prepared.user_data.get(name)
+        first = user[0] if isinstance(user, list) and user else user
+        if isinstance(first, str) and first:
+            currency = str(custom.get("currency") or "").strip().upper()
+            return sha256_hex(f"{name}:{first}|{amount:.2f}|{currency}")[:32]
+    return None
+
+
 def _event_row(item: IncomingEvent, *, default_country: str, repair: bool) -> tuple[dict[str, Any], Any]:
     """The ``events`` row for one incoming event, with user_data hashed (raw PII never leaves here)."""
     event = dict(item.event)
@@ -128,8 +167,21 @@ def _event_row(item: IncomingEvent, *, default_country: str, repair: bool) -> tu
         "last_error_code": outcome.error_code if outcome else None,
         "last_error_subcode": outcome.error_subcode if outcome else None,
         "content_hash": _content_hash(item.pixel_id, item.received_at, event),
+        "purchase_key": purchase_key(prepared, custom) if event["event_name"] == PURCHASE else None,
     }
     return row, prepared
+
+
+def _purchase_index(session: Session, pixel_id: str, rows: list[tuple[int, dict[str, Any]]]) -> PurchaseIndex:
+    """The stored Purchases a batch's Purchases could repeat (same order ref or purchase key)."""
+    index = PurchaseIndex()
+    purchases = [r for _, r in rows if r["event_name"] == PURCHASE]
+    refs = sorted({r["order_ref"] for r in purchases if r["order_ref"] is not None})
+    keys = sorted({r["purchase_key"] for r in purchases if r["purchase_key"] is not None})
+    if refs or keys:
+        for order_ref, key, event_id, event_time in known_purchases(session, pixel_id, refs, keys):
+            index.add(pixel_id, event_id, order_ref, key, event_time)
+    return index
 
 
 def _match_orders(session: Session, pixel_id: str, refs: set[str], deltas: RollupDeltas) -> None:
@@ -176,7 +228,8 @@ def store_events(session: Session, items: Sequence[IncomingEvent], *, default_co
             fresh.append((index, row))
             result.raw_pii_hashed.update(raw_fields[index])
         event_ids = sorted({r["event_id"] for _, r in fresh if r["event_id"] is not None})
-        count_events((r for _, r in fresh), deltas, event_names_by_id(session, pixel_id, event_ids))
+        count_events((r for _, r in fresh), deltas, event_names_by_id(session, pixel_id, event_ids),
+                     _purchase_index(session, pixel_id, fresh))
         refs = {ref for _, r in fresh if r["event_name"] == "Purchase"
                 for ref in (r["event_id"], r["order_ref"]) if ref is not None}
         if refs:
