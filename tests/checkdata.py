@@ -236,13 +236,27 @@ class ShopData:
                 self.quality_now[name]["score"] -= emq_fall
 
     def inject_duplicates(self, onset: datetime | None = None, events: list[str] | None = None,
-                          factor: int = 4) -> None:
+                          factor: int = 4, by: str = "double_order_ids") -> None:
+        """The same orders sent ``factor`` times under new event_ids (a webhook registered twice):
+        Meta counts every copy. ``by``: how the ledger recognises the copies (``double_order_ids``,
+        ``double_purchase_keys``, or "" when no order id / user key links them)."""
         for hour in self.since(onset):
             for name in self.server_events(events or ["Purchase", "AddToCart"]):
                 row = self.ledger[(hour, name)]
                 n = row["events"]
                 self._set_server(hour, name, n * factor)
+                if by and name == "Purchase":
+                    self.ledger[(hour, name)][by] = n * (factor - 1)
+
+    def inject_retry_storm(self, onset: datetime | None = None, events: list[str] | None = None,
+                           factor: int = 3) -> None:
+        """Every event delivered ``factor`` times with its own event_id: Meta keeps one copy."""
+        for hour in self.since(onset):
+            for name in self.server_events(events or ["Purchase", "AddToCart"]):
+                n = self.ledger[(hour, name)]["events"]
+                self._set_server(hour, name, n * factor)
                 self.ledger[(hour, name)]["duplicate_event_ids"] = n * (factor - 1)
+                self.meta_server_override[(hour, name)] = n
 
     def inject_rename(self, old: str = "AddToCart", new: str = "add_to_cart",
                       onset: datetime | None = None) -> None:
