@@ -1,7 +1,8 @@
 """Starlette routes of the relay: ``POST /{api_version}/{pixel_id}/events``, a drop-in for Meta's.
 
-Parsing is the simulator's (``tools.meta.simulator.params``: JSON, form or multipart bodies, ``data``
-as objects or JSON strings, the token from ``Authorization`` or ``access_token``); the work is
+Parsing reads what the Graph API reads (JSON, form or multipart bodies, ``data`` as objects or JSON
+strings, the token from ``Authorization`` or ``access_token``) within the limits of
+``tools.relay.limits`` (body size, nesting, strings, event_time): anything else is Meta's 400; the work is
 ``tools.relay.accept_batch``, run in a worker thread (the ledger and the Graph client are synchronous).
 Forwarding uses the caller's token against ``META_GRAPH_URL`` with the version the caller used.
 Log lines name the pixel, the event count and the status: never the token, the query string or events.
@@ -30,10 +31,11 @@ from starlette.routing import Route
 
 from agent.runtime import Runtime
 from tools.meta.client import GraphClient
-from tools.meta.simulator.params import BadRequest, access_token, decode_data, read_params
+from tools.meta.simulator.params import BadRequest, access_token
 from tools.meta.simulator.responses import graph_error, invalid_parameter, token_missing, unknown_object
 from tools.relay.accept import PIXEL_ID_RE, RelayRequest, accept_batch
 from tools.relay.forward import ForwardReport, forward_pending
+from tools.relay.limits import check_events, decode_events, parse_body, read_body
 from tools.relay.sending import passthrough
 from tools.timeutil import utcnow
 
@@ -110,8 +112,10 @@ def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
         if not PIXEL_ID_RE.match(pixel_id):
             return unknown_object(pixel_id)
         try:
-            params = await read_params(request)
-            events = decode_data(params.get("data"))
+            body = await read_body(request.stream(), request.headers.get("content-length"))
+            params = parse_body(request.query_params, request.headers.get("content-type", ""), body)
+            events = decode_events(params.get("data"))
+            check_events(events)
         except BadRequest as exc:
             logger.info("relay %s pixel %s: malformed request -> 400", version, pixel_id)
             return invalid_parameter(f"(#100) {exc}")
@@ -121,8 +125,14 @@ def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
         assert deps.clients is not None
         client = deps.clients.get(token, version)
         relay_request = RelayRequest(pixel_id=pixel_id, events=events, params=passthrough(params))
-        answer = await run_in_threadpool(accept_batch, deps.session_factory, relay_request, client=client,
-                                         now=deps.clock())
+        try:
+            answer = await run_in_threadpool(accept_batch, deps.session_factory, relay_request, client=client,
+                                             now=deps.clock())
+        except Exception as exc:  # the ledger is down, a bug: Meta's transient answer, so the caller retries
+            logger.error("relay %s pixel %s: %d events -> internal error %s", version, pixel_id, len(events),
+                         type(exc).__name__)
+            return graph_error(500, "An unexpected error has occurred. Please retry your request later.",
+                               code=2, is_transient=True)
         logger.info("relay %s pixel %s: %d events -> %s", version, pixel_id, len(events), answer.status)
         return JSONResponse(answer.body, status_code=answer.status)
 

@@ -121,7 +121,7 @@ def _check_source(event: Mapping[str, Any], index: int | None) -> list[EventProb
     if _is_blank(source):
         problems.append(_problem("missing_action_source", "action_source is required", index,
                                  field="action_source"))
-    elif source not in ACTION_SOURCES:
+    elif not isinstance(source, str) or source not in ACTION_SOURCES:
         problems.append(_problem(
             "invalid_action_source",
             "action_source must be one of " + ", ".join(sorted(ACTION_SOURCES)), index,

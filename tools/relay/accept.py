@@ -41,6 +41,7 @@ from tools.meta.errors import MetaApiError
 from tools.meta.userdata import prepare_user_data
 from tools.meta.validate import MAX_EVENTS_PER_REQUEST, validate_batch
 from tools.relay.answers import RelayAnswer, accepted, bad_request, meta_error, queued, rejected_batch
+from tools.relay.limits import MAX_EVENT_TIME
 from tools.relay.sending import send_batch
 from tools.timeutil import as_utc
 
@@ -92,7 +93,7 @@ def recordable(event: Any) -> dict[str, Any] | None:
     if isinstance(event_time, float) and event_time.is_integer():
         event_time = int(event_time)
     if not isinstance(name, str) or not name or isinstance(event_time, bool) or not isinstance(
-            event_time, int):
+            event_time, int) or not 0 <= event_time < MAX_EVENT_TIME:
         return None
     user_data = event.get("user_data")
     return {**event, "event_time": event_time,
