@@ -224,3 +224,29 @@ def test_an_incident_closes_when_its_series_is_back() -> None:
     healthy = ShopData()
     out = triage([], [incident], recovery_judge(healthy.inputs()))
     assert [t.status for t in out] == ["resolved"]
+
+
+# -- renames at any volume ---------------------------------------------------------------------------
+def _rename_server_only(shop: ShopData, old: str, new: str, onset) -> None:  # noqa: ANN001
+    for hour in shop.since(onset):
+        row = shop.ledger.pop((hour, old))
+        shop.ledger[(hour, new)] = row
+        shop._set_server(hour, old, 0)
+
+
+@pytest.mark.parametrize(("new", "profiles"), [("purchase", PROFILES), ("Purchased", LOW),
+                                               ("checkout_complete", PROFILES)])
+def test_a_server_side_rename_is_event_renamed_within_three_hours(new: str, profiles: dict) -> None:
+    shop = ShopData(profiles=profiles)
+    _rename_server_only(shop, "Purchase", new, shop.window_end - 3 * HOUR)
+    inputs = shop.inputs()
+    incidents = diagnose(run_checks(inputs), inputs)
+    assert [i.root_cause for i in incidents] == ["event_renamed"], [(i.root_cause, i.event_names) for i in incidents]
+    assert set(incidents[0].event_names) == {"Purchase", new}
+
+
+def test_a_rename_on_both_channels_is_event_renamed() -> None:
+    shop = ShopData()
+    shop.inject_rename("InitiateCheckout", "initiate_checkout", onset=shop.window_end - 3 * HOUR)
+    inputs = shop.inputs()
+    assert [i.root_cause for i in diagnose(run_checks(inputs), inputs)] == ["event_renamed"]

@@ -27,8 +27,16 @@ from tools.checks.series import (
     window_hours,
 )
 from tools.checks.types import AuditInputs, Finding, Source, make_finding
-from tools.checks.witness import POOL_MARGIN, WitnessReport, describe, drop_severity, witness_report
-from tools.timeutil import DAY
+from tools.checks.witness import (
+    ALL_EVENTS,
+    CROSS_MARGIN,
+    POOL_MARGIN,
+    WitnessReport,
+    describe,
+    drop_severity,
+    witness_report,
+)
+from tools.timeutil import DAY, HOUR, parse_iso
 
 # A name needs at least a day of the pixel's history behind it before it can be called "new", and
 # stays "new" for a day after its first event (a rename is seen while it is still fresh).
@@ -36,6 +44,10 @@ NEW_EVENT_MIN_HISTORY = DAY
 NEW_EVENT_FRESH_FOR = 3 * DAY
 # A new name needs this many events since it first appeared (any rate: a renamed Lead is thin).
 NEW_EVENT_MIN_EVENTS = 3
+# A share drop with this much evidence (about 20:1), starting within RENAME_WINDOW of a new name's
+# first event, is reported with it: the two together are a rename.
+RENAME_CORROBORATION_LLR = 3.0
+RENAME_WINDOW = 6 * HOUR
 
 
 @dataclass(frozen=True)
@@ -176,8 +188,39 @@ def check_volume(inputs: AuditInputs) -> list[Finding]:
             ))
     findings.extend(_witnessed_drops(inputs, witnesses))
     findings.extend(_demand_change(inputs, verdicts, findings))
-    findings.extend(_new_events(inputs, ctx))
+    new_names = _new_events(inputs, ctx)
+    findings.extend(new_names)
+    findings.extend(_corroborated_drops(inputs, witnesses, new_names, findings))
     return merge_same_problem(findings)
+
+
+def _corroborated_drops(inputs: AuditInputs, report: WitnessReport, new_names: list[Finding],
+                        findings: list[Finding]) -> list[Finding]:
+    """volume.drop for a series whose share fell with moderate evidence (20:1) at the time a new name
+    appeared on the same channel: together they are strong evidence of a rename, which a thin series
+    (Purchase at 2 an hour) could not show alone within a few hours."""
+    reported = {(f.event_name, f.metrics.get("source")) for f in findings} | {
+        (f.event_name, "both") for f in findings}
+    out: list[Finding] = []
+    for new in new_names:
+        first_seen = parse_iso(str(new.metrics["first_seen"]))
+        for v in report.verdicts:
+            if (v.event_name in (new.event_name, ALL_EVENTS) or v.source != new.metrics.get("source")
+                    or (v.event_name, v.source) in reported or v.alarm
+                    or v.shift.llr < RENAME_CORROBORATION_LLR
+                    or abs((v.onset - first_seen).total_seconds()) > RENAME_WINDOW.total_seconds()):
+                continue
+            reported.add((v.event_name, v.source))
+            out.append(make_finding(
+                inputs, check="volume", code="volume.drop", event_name=v.event_name, severity="warning",
+                summary=f"{v.event_name} {v.source} events fell to {v.shift.ratio_of_reference:.0%} of their "
+                        f"usual share since {v.onset:%a %H:00} UTC, when '{new.event_name}' appeared.",
+                metrics={**witness_metrics(v, POOL_MARGIN if v.witness == "pool" else CROSS_MARGIN),
+                         "corroborated_by": new.event_name},
+                evidence=[f"{v.event_name} {v.source} " + describe(v),
+                          f"'{new.event_name}' first seen {new.metrics['first_seen']}"],
+            ))
+    return out
 
 
 def _witnessed_drops(inputs: AuditInputs, report: WitnessReport) -> list[Finding]:

@@ -76,23 +76,53 @@ def _rule(pool: Pool, cause: str, tell: Callable[[Finding], bool],
     return [Draft(cause, tells + pool.take(support))]
 
 
+RENAME_DROPS = ("volume.zero", "volume.drop", "parity.server_below_browser", "parity.browser_below_server")
+# A new name and a vanished one are the same events renamed when their rates agree within this factor
+# (or their names are the same once case and punctuation are ignored) and they changed within this
+# many hours of each other.
+RENAME_RATE_FACTOR = 3.0
+RENAME_ONSET_HOURS = 6
+
+
+def _plain(name: str | None) -> str:
+    return "".join(ch for ch in (name or "").lower() if ch.isalnum())
+
+
+def _rate(f: Finding, key: str) -> float:
+    value = f.metrics.get(key)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _renamed_pair(new: Finding, old: Finding) -> bool:
+    """Is ``old`` (a name that fell silent) the same events as ``new`` (a name that appeared)?"""
+    if old.code not in RENAME_DROPS or old.event_name in (None, new.event_name):
+        return False
+    same_word = _plain(new.event_name) == _plain(old.event_name)
+    lost = _rate(old, "expected_per_hour") - _rate(old, "observed_per_hour")
+    if lost <= 0:  # a finding from the hour-of-week rule: its window baseline is per hour
+        lost = _rate(old, "baseline") / max(1.0, _rate(old, "hours")) - _rate(old, "observed") / max(
+            1.0, _rate(old, "hours"))
+    gained = _rate(new, "observed_per_hour")
+    similar = lost > 0 and gained > 0 and 1 / RENAME_RATE_FACTOR <= gained / lost <= RENAME_RATE_FACTOR
+    first_seen, onset = new.metrics.get("first_seen"), old.metrics.get("onset")
+    close = True
+    if isinstance(first_seen, str) and isinstance(onset, str):
+        close = abs((parse_iso(first_seen) - parse_iso(onset)).total_seconds()) <= RENAME_ONSET_HOURS * 3600
+    return close and (same_word or similar)
+
+
 def _renames(pool: Pool) -> list[Draft]:
-    """A new name paired with a vanished name of similar volume (one incident per pair)."""
+    """A new name paired with a vanished name (one incident per pair): Purchase -> purchase,
+    Purchase -> checkout_complete at a similar rate, on one channel or both, at any volume."""
     drafts: list[Draft] = []
     for new in pool.take(lambda f: f.code == "volume.new_event"):
-        observed = float(new.metrics.get("observed") or 0)
-
-        def similar(f: Finding, new: Finding = new, observed: float = observed) -> bool:
-            base = float(f.metrics.get("baseline") or 0)
-            return (f.code in ("volume.zero", "volume.drop") and f.event_name != new.event_name
-                    and base > 0 and 1 / 3 <= observed / base <= 3)
-
-        old = pool.take(similar)
+        old = pool.take(lambda f, new=new: _renamed_pair(new, f))
         if not old:
             pool.left.append(new)  # a genuinely new event: info, left to the fallback
             continue
         old_names = {f.event_name for f in old}
-        parity = pool.take(lambda f, names=old_names: f.code.startswith("parity.") and f.event_name in names)
+        parity = pool.take(lambda f, names=old_names: f.code.startswith(("parity.", "volume."))
+                           and f.event_name in names)
         drafts.append(Draft("event_renamed", [new, *old, *parity]))
     return drafts
 
@@ -120,13 +150,16 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
                     lambda f: f.code in ("latency.p95_high", "latency.freshness_degraded",
                                          "delivery.transport_errors") or _server_side(f))
     drafts += _renames(pool)
-    dups = pool.take(lambda f: f.code == "parity.duplicate_event_ids")
+    # The same order counted twice under different event_ids (Meta cannot drop the copies). A sender
+    # repeating event_ids comes along when it hits the same events; alone it is no incident
+    # (fallback_cause).
+    dups = pool.take(lambda f: f.code == "duplicates.double_counted" and f.severity != "info")
     if dups:
         names = _events(dups)
         drafts.append(Draft("duplicate_events", dups + pool.take(
             lambda f: f.event_name in names and (
                 (f.code == "volume.spike" and _source(f) in ("server", "both"))
-                or f.code == "parity.browser_below_server"))))
+                or f.code in ("parity.browser_below_server", "duplicates.repeated_event_ids")))))
     drafts += _rule(pool, "late_delivery",
                     lambda f: f.code in ("latency.p95_high", "latency.too_old") or _is_too_old_rejection(f),
                     # Events still queued are missing from Meta's server counts of the window.
@@ -154,6 +187,10 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
 
 def fallback_cause(f: Finding) -> str | None:
     """Best-matching cause for a warning/critical finding no rule claimed (None: no incident)."""
+    if f.code == "duplicates.repeated_event_ids":
+        # A sender re-delivering event_ids Meta already has: Meta keeps one copy per event_id, so
+        # nothing is over-counted and no fix of ours applies. It stays a warning in the audit.
+        return None
     if f.code == "delivery.meta_unreachable":
         # Our own reads of Meta failed: not a fault of the integration unless Meta says why.
         kind = f.metrics.get("kind")
