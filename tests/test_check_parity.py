@@ -23,7 +23,8 @@ def test_server_below_browser_against_the_usual_ratio() -> None:
     finding = next(f for f in check_parity(shop.inputs()) if f.code == "parity.server_below_browser")
     assert finding.event_name == "ViewContent" and finding.severity == "critical"
     assert finding.metrics["observed"] == 0 and float(finding.metrics["baseline"]) > 50  # type: ignore[arg-type]
-    assert finding.metrics["witness"] == "cross" and finding.metrics["onset"] == "2026-11-24T12:00:00Z"  # the injection starts 3 h before the end
+    # the injection starts 3 h before the end
+    assert finding.metrics["witness"] == "cross" and finding.metrics["onset"] == "2026-11-24T12:00:00Z"
     assert float(finding.metrics["ratio_of_baseline"]) == 0.0  # type: ignore[arg-type]
 
 
@@ -64,13 +65,6 @@ def test_event_ids_that_were_never_sent_are_only_info() -> None:
     shop.quality_now["ViewContent"]["dedupe_server"] = 98.0
     findings = [f for f in check_parity(shop.inputs()) if f.code == "parity.dedup_key_missing"]
     assert [f.severity for f in findings] == ["info"]
-
-
-def test_duplicate_event_ids() -> None:
-    shop = ShopData()
-    shop.inject_duplicates(events=["AddToCart"])
-    finding = next(f for f in check_parity(shop.inputs()) if f.code == "parity.duplicate_event_ids")
-    assert finding.event_name == "AddToCart" and float(finding.metrics["observed"]) > 0.5  # type: ignore[arg-type]
 
 
 def test_meta_unreachable_skips_browser_server_comparison() -> None:

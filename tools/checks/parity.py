@@ -4,7 +4,8 @@
   share against the other (``tools.checks.witness``): demand moves both and is not a finding.
 - Ledger Purchases vs the shop's orders (``parity.orders_unmatched``).
 - event_id coverage of server events (ledger) and Meta's dedupe-key feedback
-  (``parity.dedup_key_missing``); repeated event ids (``parity.duplicate_event_ids``).
+  (``parity.dedup_key_missing``). Repeated event ids and double-counted orders are the
+  ``duplicates`` check's (``tools.checks.duplicates``).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def _dedupe_feedback(inputs: AuditInputs) -> dict[str, tuple[float, float]]:
 
 
 def check_event_ids(inputs: AuditInputs) -> list[Finding]:
-    """parity.dedup_key_missing and parity.duplicate_event_ids from the ledger and Meta's feedback."""
+    """parity.dedup_key_missing from the ledger and Meta's feedback."""
     t = inputs.thresholds
     out: list[Finding] = []
     feedback = _dedupe_feedback(inputs)
@@ -175,20 +176,6 @@ def check_event_ids(inputs: AuditInputs) -> list[Finding]:
                          "meta_server_pct": feedback[name][1] if name in feedback else None},
                 evidence=evidence,
             ))
-        dups = sum(r.duplicate_event_ids for r in now)
-        usual_dup = sum(r.duplicate_event_ids for r in past) / past_n if past_n else 0.0
-        if n >= MIN_SHARE_EVENTS and dups >= t.min_baseline_events:
-            share = dups / n
-            if share > max(0.05, 3 * usual_dup):
-                out.append(make_finding(
-                    inputs, check="parity", code="parity.duplicate_event_ids", event_name=name,
-                    severity="critical" if share >= 0.3 else "warning",
-                    summary=f"{share:.0%} of server {name} events repeat an event_id already sent.",
-                    metrics={"observed": round(share, 3), "baseline": round(usual_dup, 4),
-                             "threshold": 0.05, "duplicates": dups, "events": n},
-                    evidence=[f"{span_label(hours)}: {dups} of {n} {name} events reuse an earlier event_id",
-                              f"previous 7 days: {usual_dup:.1%} of events were repeats"],
-                ))
     return out
 
 

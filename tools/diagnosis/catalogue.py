@@ -111,12 +111,16 @@ CATALOGUE: dict[str, RootCauseInfo] = {
              "parity.orders_unmatched"),
         ),
         RootCauseInfo(
-            "duplicate_events", "Server events sent more than once",
-            "The same server events are sent repeatedly with the same event_id (retry loop, double "
-            "webhook): counts far above normal.",
-            ("server counts far above baseline", "repeated event_ids"), ("manual",),
-            "Find the double send (webhook registered twice, retry without idempotency) and stop it.",
-            ("parity.duplicate_event_ids",), ("volume.spike", "parity.browser_below_server"),
+            "duplicate_events", "Orders counted more than once",
+            "The same orders reach Meta as several server Purchases under different event_ids (a "
+            "webhook registered twice, a second integration sending them too): Meta deduplicates only "
+            "by event_id, so conversions are over-counted.",
+            ("Purchases repeating an order under another event_id", "more Purchases than orders"),
+            ("manual",),
+            "Find the second sender (webhook registered twice, plugin plus custom code) and stop it, or "
+            "give every copy of an order the same event_id.",
+            ("duplicates.double_counted",),
+            ("volume.spike", "parity.browser_below_server", "duplicates.repeated_event_ids"),
         ),
         RootCauseInfo(
             "event_renamed", "An event was renamed",

@@ -155,7 +155,10 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
     # (fallback_cause).
     dups = pool.take(lambda f: f.code == "duplicates.double_counted" and f.severity != "info")
     if dups:
-        names = _events(dups)
+        # A sender doubling Purchases usually doubles its other events too (they carry no order id):
+        # an event whose server count spiked with them is part of it.
+        names = _events(dups) | {f.event_name for f in pool.left
+                                 if f.code == "volume.spike" and _source(f) in ("server", "both")}
         drafts.append(Draft("duplicate_events", dups + pool.take(
             lambda f: f.event_name in names and (
                 (f.code == "volume.spike" and _source(f) in ("server", "both"))
