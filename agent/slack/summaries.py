@@ -63,7 +63,7 @@ def post_summary_row(session: Session, notifier: SlackNotifier, row: OutboxMessa
         # The day's parent could not be posted (e.g. a deleted channel): keep the summary anyway.
         return notifier.post_blocks(row.channel, blocks, text)
     posted = notifier.post_blocks(parent.channel, blocks, text, thread_ts=parent.message_ts)
-    if row.kind == "summary":
+    if row.kind == "summary" and parent.payload["summary"]["window_end"] != summary.window_end:
         _show_latest_hour(notifier, parent, summary, links)
     return posted
 

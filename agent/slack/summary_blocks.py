@@ -82,7 +82,7 @@ def day_heading(day_start: datetime, day_end: datetime, timezone: str) -> str:
 def day_parent_blocks(summary: Summary, *, day_start: datetime, day_end: datetime, timezone: str,
                       links: Mapping[str, str] | None = None) -> list[Block]:
     """The day's parent message: the day, then the latest hour (edited in place every hour)."""
-    latest = summary_blocks(summary, links=links, heading=f"Latest hour: {window_label(summary)}")
+    latest = summary_blocks(summary, links=links, heading="Latest hour")
     return [
         {"type": "header", "text": {"type": "plain_text",
                                     "text": _clip(day_heading(day_start, day_end, timezone), HEADER_LIMIT)}},

@@ -120,8 +120,8 @@ def pixel_line(session: Session, *, pixel: PixelConfig, start: datetime, end: da
                       no_data=not series, all_not_judged=all_not_judged)
     note = None
     if mark == "audit_failed":
-        note = "the audit of this hour failed; it is retried" if len(failed) + len(errored) == 1 else \
-            f"{len(failed) + len(errored)} audits failed"
+        failures = len(failed) + len(errored)
+        note = "the audit of this hour failed" if failures == 1 else f"{failures} audits failed"
     elif mark == "not_judged":
         note = ("not audited" if not judged else "no events yet" if not series
                 else "too few events to judge")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agent.summary.collect import build_summary
@@ -91,7 +91,8 @@ def is_digest_hour(window_end: datetime, timezone: str, digest_hour: int = DIGES
 
 def settled_pixels(session: Session, pixel_ids: Sequence[str], hours: Sequence[datetime]
                    ) -> set[tuple[str, datetime]]:
-    """(pixel, hour end) pairs with an audit or a failed scheduled audit."""
+    """(pixel, hour end) pairs with an audit or a failed scheduled audit, or that the scheduler went
+    past: it audits a pixel's hours in order, so an hour older than one it claimed will not come."""
     if not pixel_ids or not hours:
         return set()
     low, high = as_utc(min(hours)), as_utc(max(hours))
@@ -101,7 +102,17 @@ def settled_pixels(session: Session, pixel_ids: Sequence[str], hours: Sequence[d
     failed = session.execute(select(AuditClaim.pixel_id, AuditClaim.window_end).where(
         AuditClaim.pixel_id.in_(list(pixel_ids)), AuditClaim.status == "failed",  # type: ignore[attr-defined]
         AuditClaim.window_end >= low, AuditClaim.window_end <= high)).all()
-    return {(pixel_id, as_utc(end)) for pixel_id, end in [*done, *failed]}
+    settled = {(pixel_id, as_utc(end)) for pixel_id, end in [*done, *failed]}
+    # Hours inside the span the scheduler watched the pixel but skipped (a catch-up that started
+    # after them for a pixel that never succeeded): not audited, and never will be.
+    spans = session.execute(select(AuditClaim.pixel_id, func.min(AuditClaim.window_end),
+                                   func.max(AuditClaim.window_end))
+                            .where(AuditClaim.pixel_id.in_(list(pixel_ids)))  # type: ignore[attr-defined]
+                            .group_by(AuditClaim.pixel_id)).all()
+    for pixel_id, first, last in spans:
+        settled.update((pixel_id, as_utc(hour)) for hour in hours
+                       if as_utc(first) <= as_utc(hour) < as_utc(last))
+    return settled
 
 
 def summary_key(audience: Audience, window_end: datetime) -> str:
@@ -140,11 +151,12 @@ def enqueue_hour(session: Session, *, audience: Audience, window_end: datetime) 
         summary = build_summary(session, pixels=hourly, start=window_end - HOUR, end=window_end, timezone=tz)
         if parent is not None:
             start, end = day_bounds(day, tz)
-            # The parent first: the sender posts rows in order, and every reply needs its thread.
+            # Queued as of the day's start: the sender posts rows oldest first, and every reply of
+            # the day (even of an hour queued later by a catch-up) needs this thread to exist.
             queued += enqueue(session, dedupe_key=parent, channel=audience.target, kind="summary_day",
                               payload={"day": day.isoformat(), "timezone": tz, "day_start": to_iso(start),
                                        "day_end": to_iso(end), "summary": summary.to_json()},
-                              at=window_end)
+                              at=start)
         queued += enqueue(session, dedupe_key=summary_key(audience, window_end), channel=audience.target,
                           kind="summary" if slack else "email_summary",
                           payload={"summary": summary.to_json(), "parent_key": parent}, at=window_end)
