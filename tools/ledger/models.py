@@ -46,6 +46,8 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("pixel_id", "content_hash", name="uq_events_pixel_content"),
         Index("ix_events_pixel_name_event_id", "pixel_id", "event_name", "event_id"),
+        # Ingest's duplicate look-up asks by (pixel_id, event_id IN ...), whatever the event name.
+        Index("ix_events_pixel_event_id", "pixel_id", "event_id"),
         Index("ix_events_pixel_order_ref", "pixel_id", "order_ref"),
         Index("ix_events_pixel_purchase_key", "pixel_id", "purchase_key"),
         Index("ix_events_pixel_event_time", "pixel_id", "event_time"),
@@ -239,5 +241,34 @@ class IncidentRow(SQLModel, table=True):
     body: dict[str, Any] = Field(default_factory=dict, sa_type=JsonType)
 
 
+class RelayKey(SQLModel, table=True):
+    """A key the relay accepts for one pixel in place of its Meta token; only its SHA-256 is kept."""
+
+    __tablename__ = "relay_keys"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=RowId)
+    pixel_id: str = Field(max_length=64, index=True)
+    key_hash: str = Field(max_length=64, unique=True)
+    label: str = Field(default="", max_length=200)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class RelayRefusal(SQLModel, table=True):
+    """Requests the relay refused (bad token, unconfigured pixel, rate limit) per pixel, hour of arrival,
+    sender address (a server's IP, never a customer's) and reason. Their events are never stored."""
+
+    __tablename__ = "relay_refusals"
+
+    pixel_id: str = Field(primary_key=True, max_length=64)
+    hour: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    source: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(primary_key=True, max_length=32)
+    requests: int = 0
+    events: int = 0
+    last_at: datetime = Field(sa_type=UtcDateTime)
+
+
 ALL_TABLES = ("pixels", "events", "deliveries", "delivery_events", "orders", "meta_snapshots",
-              "event_hours", "delivery_hours", "order_hours", "audits", "findings", "incidents")
+              "event_hours", "delivery_hours", "order_hours", "audits", "findings", "incidents", "relay_keys",
+              "relay_refusals")
