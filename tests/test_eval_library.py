@@ -1,12 +1,18 @@
-"""The grown scenario library: generated records are on disk exactly as the generator writes them,
-cover every root cause with several variants, and bring the healthy scenarios to 20 or more."""
+"""The scenario library: generated records are on disk exactly as the generator writes them, every
+failure family has seeded variants with a detection target, nothing is kept out because it is missed,
+and the healthy world runs on real demand, inside NAB's anomaly windows, with demand events."""
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import evals.evaluate.library as library
+from evals.evaluate.families import FAMILIES, SIZES_PER_DAY, scale_for_events_per_day
 from evals.evaluate.library import build_library, file_name, render, write_library
+from tools.synth.realdemand import anomaly_windows
 from tools.synth.scenario import default_scenario_dir, load_scenarios
 
 
@@ -29,3 +35,64 @@ def test_library_has_variants_of_every_cause_two_cause_cases_and_twenty_healthy(
     assert any(len(s.expect.root_causes) >= 2 for s in scenarios)
     assert sum(s.expect.healthy for s in scenarios) >= 20
     assert len({s.pixel_id for s in scenarios}) == len(scenarios)  # one pixel per scenario
+
+
+def test_nothing_is_kept_out_for_being_missed() -> None:
+    assert not hasattr(library, "NOT_YET_CAUGHT")
+    ids = {s.id for s in load_scenarios()}
+    assert {"clock_skew_five_hours.v1", "dedup_broken_browser.v1", "event_renamed_server_purchase.v1",
+            "match_keys_lost_phone.v1", "event_renamed_checkout.v1"} <= ids
+
+
+def test_every_family_has_seeded_variants_with_a_target_and_varied_onsets() -> None:
+    scenarios = [s for s in build_library() if s.family in {f.name for f in FAMILIES}]
+    by_family: dict[str, list] = {}
+    for s in scenarios:
+        by_family.setdefault(s.family, []).append(s)
+    assert set(by_family) == {f.name for f in FAMILIES}
+    for family in FAMILIES:
+        members = by_family[family.name]
+        assert len(members) == family.count >= 4
+        assert all(s.detect_within_hours for s in members)
+        if family.target_hours is not None:
+            assert {s.detect_within_hours for s in members} == {family.target_hours}
+    onsets = [min(i.onset for i in s.injections) for s in scenarios]
+    assert any(o.hour < 6 for o in onsets) and any(o.weekday() >= 5 for o in onsets)  # nights, weekends
+    assert len({(o.hour, o.weekday()) for o in onsets}) > 60
+    assert len({s.timezone for s in scenarios}) >= 5
+    # Partial losses span 30-90%; low-volume losses; renamed Purchase; skew both ways.
+    partial = [i.magnitude for s in by_family["pixel_down_partial"] + by_family["server_down_partial"]
+               for i in s.injections]
+    assert min(partial) >= 0.3 and max(partial) <= 0.9 and max(partial) - min(partial) > 0.3
+    assert {i.params["to"] for s in by_family["purchase_renamed"] for i in s.injections} <= {
+        "purchase", "Purchased", "checkout_complete"}
+    assert {i.params["direction"] for s in by_family["clock_skew"] for i in s.injections} == {"ahead", "behind"}
+    assert {s.detect_within_hours for s in by_family["lead_low_volume_lost"]} == {48}
+
+
+def test_preexisting_failures_start_days_before_the_first_audit_and_past_gaps_hours_before() -> None:
+    for s in build_library():
+        if s.family == "preexisting_failure":
+            gap = s.first_audit_at - min(i.onset for i in s.injections)
+            assert 1 <= gap.days <= 7
+        if s.family == "past_unsent_gap":
+            (injection,) = s.injections
+            hours = (s.first_audit_at - injection.onset).total_seconds() / 3600
+            assert 2 <= hours <= 6 and injection.end <= s.first_audit_at
+
+
+def test_healthy_world_runs_on_real_demand_inside_nab_windows_and_through_demand_events() -> None:
+    healthy = [s for s in build_library() if s.expect.healthy]
+    real = [s for s in healthy if s.family == "healthy_real_demand"]
+    inside = 0
+    for s in real:
+        config = s.shop_config()
+        assert config.demand_series and config.full_user_data
+        local = s.audit_at.astimezone(ZoneInfo(s.timezone)).replace(tzinfo=None)
+        series_time = local - config.demand_shift_weeks * (datetime(2000, 1, 8) - datetime(2000, 1, 1))
+        inside += any(a <= series_time <= b for a, b in anomaly_windows(config.demand_series))
+    assert inside >= 8
+    scales = sorted(float(s.shop["scale"]) for s in real)
+    assert scales[0] <= scale_for_events_per_day(SIZES_PER_DAY[0]) and scales[-1] >= scale_for_events_per_day(50000)
+    kinds = {e["kind"] for s in healthy for e in s.shop.get("demand_events", [])}
+    assert kinds == {"storm", "outage", "viral", "holiday", "sale"}

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 from agent.cli import build_app
 
 TOP_LEVEL = {"root_cause_accuracy", "detection_rate", "median_hours_to_detect", "false_alarms_per_pixel_week",
-             "unsafe_actions", "tokens_per_audit", "fix_correctness", "scenarios"}
+             "unsafe_actions", "tokens_per_audit", "fix_correctness", "scenarios", "confusion", "families",
+             "missed", "false_incidents_per_pixel_week", "false_incidents_per_pixel_week_real_demand",
+             "within_target_rate", "extra_incident_rate"}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,10 @@ def test_eval_json_carries_the_overall_metrics_and_one_row_per_scenario(eval_run
     assert rows["healthy_batch_sender.v1"]["audited_hours"] == 2
     assert report["detection_rate"] == 1.0 and report["median_hours_to_detect"] == 1
     assert report["tokens_per_audit"] == 0  # the offline reasoner spends no tokens
+    assert report["confusion"] == {"missed_batch": {"missed_batch": 1}}
+    family = report["families"]["classic_missed_batch"]
+    assert family["scenarios"] == family["detected"] == family["within_target"] == 1
+    assert family["median_hours_to_detect"] == family["worst_hours_to_detect"] == 1
 
 
 def test_eval_never_acts_without_a_person(eval_run: tuple[int, dict, Path]) -> None:
@@ -57,3 +63,21 @@ def test_eval_exits_1_below_a_floor(eval_run: tuple[int, dict, Path]) -> None:
 def test_eval_rejects_an_unknown_scenario_id() -> None:
     result = CliRunner().invoke(build_app(), ["eval", "--only", "no_such.v1"])
     assert result.exit_code == 2
+
+
+def _listed(*args: str) -> list[tuple[str, str]]:
+    result = CliRunner().invoke(build_app(), ["eval", "--list", *args])
+    assert result.exit_code == 0, result.output
+    return [tuple(line.split("\t")) for line in result.stdout.splitlines()]  # type: ignore[misc]
+
+
+def test_eval_runs_named_subsets_families_and_seeded_samples() -> None:
+    ci = _listed("--subset", "ci")
+    families = {family for _, family in ci}
+    assert 15 <= len(ci) <= 30 and len(families) == len(ci) - 4  # one per failure family, 6 healthy shops
+    assert {"healthy_real_demand", "healthy_demand_events", "past_unsent_gap", "preexisting_failure"} <= families
+    clock = _listed("--family", "clock_skew")
+    assert len(clock) == 6 and {f for _, f in clock} == {"clock_skew"}
+    sample = _listed("--sample", "1", "--seed", "5")
+    assert len(sample) == len({f for _, f in sample}) == len({f for _, f in _listed()})
+    assert sample == _listed("--sample", "1", "--seed", "5") != _listed("--sample", "1", "--seed", "6")

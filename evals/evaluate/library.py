@@ -1,10 +1,22 @@
-"""The grown scenario library: variants of every root cause (events, magnitudes, start hours, partial
-and total failures, two causes at once) and healthy shops with normal but tricky variation.
+"""The scenario library: failure families with seeded parameter draws, a realistic healthy world, and
+the older hand-specified variants.
 
 The records are generated, not hand-edited: ``python -m evals.evaluate.library [--out DIR]`` writes
 them (default ``evals/scenarios``) and a second run writes the same bytes. Each record's traffic seed
 and pixel id derive from its id, so a record is reproducible on its own too. The 26 hand-written
 ``*_v1.json`` records are left as they are.
+
+Nothing is kept out because the audit misses it: a variant that fails stays in the library and counts
+as a miss in ``capi-agent eval``.
+
+* ``FAMILIES``: each failure family draws ``count`` variants from a seeded ``random.Random`` (onset at
+  any hour of the week, nights and weekends included; magnitudes, events, shops, time zones, senders)
+  and carries a detection target in hours (``detect_within_hours``), measured from the onset, or from
+  the first audited hour when the failure began before the audits.
+* ``HEALTHY_FAMILIES``: shops driven by real demand series (NAB, ``tools/synth/data/real_traffic``)
+  audited inside NAB's labelled anomaly windows, and demand events (storms, outages, viral spikes,
+  holidays, sales), shops from 20 to 50,000 events a day, several time zones, the DST change of the
+  baseline weeks; all expected healthy.
 """
 
 from __future__ import annotations
@@ -16,12 +28,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tools.diagnosis.catalogue import cause_info
+from evals.evaluate.families import family_records, healthy_records
 from tools.synth.scenario import Scenario, default_scenario_dir
 
 # Fifteen days of history before the audited day: enough for the volume check's weekday levels (14
 # days) while keeping the library quick to generate and ingest.
 HISTORY_DAYS = 15
+
+# The hand-specified variants below: warned within 6 hours of the onset (what the first eval audited).
+CLASSIC_TARGET_HOURS = 6.0
+FAMILY_PIXEL_BASE = 1100001000
+HEALTHY_PIXEL_BASE = 1100005000
 
 # id -> (description, injections, audit_at, expected causes, findings_any, shop overrides)
 Spec = tuple[str, list[dict[str, Any]], str, list[str], list[str], dict[str, Any]]
@@ -119,43 +136,31 @@ PROBLEMS: dict[str, Spec] = {
         ["browser_pixel_down", "hashing_error"], [], {}),
 }
 
-# Variants the current checks cannot catch yet (kept out of the library so that every record in it
-# passes tests/test_scenarios_e2e.py); the reason is what the audit showed instead.
-NOT_YET_CAUGHT: dict[str, tuple[str, Spec]] = {
+# Variants an earlier version kept out of the library because the checks missed them; they count.
+PROBLEMS.update({
     "clock_skew_five_hours.v1": (
-        "events moved 5 h ahead leave the audited hour empty: diagnosed server_events_down "
-        "(parity.server_below_browser, volume.zero); no latency.future_time",
-        (
         "A server in the wrong time zone stamps events five hours ahead",
         [_inj("clock_skew", "2026-11-12T10:00:00Z", magnitude=5.0)], "2026-11-12T14:00:00Z",
-        ["clock_skew"], ["latency.future_time"], {})),
+        ["clock_skew"], ["latency.future_time"], {}),
     "dedup_broken_browser.v1": (
-        "only info findings (EMQ); no check looks at the pixel side's event_id",
-        (
         "A tag-manager edit stops passing eventID from the pixel",
         [_inj("dedup_broken", "2026-11-12T09:00:00Z", side="browser")], "2026-11-12T17:00:00Z",
-        ["dedup_broken"], ["parity.dedup_key_missing"], {})),
+        ["dedup_broken"], ["parity.dedup_key_missing"], {}),
     "event_renamed_server_purchase.v1": (
-        "diagnosed server_events_down (parity.server_below_browser, volume.zero); "
-        "no volume.new_event for the server-only new name",
-        (
         "A backend release sends 'purchase' instead of 'Purchase' on the server side",
         [_inj("event_renamed", "2026-11-12T09:00:00Z", **{"from": "Purchase", "to": "purchase",
                                                           "side": "server"})],
-        "2026-11-12T17:00:00Z", ["event_renamed"], [], {})),
+        "2026-11-12T17:00:00Z", ["event_renamed"], [], {}),
     "match_keys_lost_phone.v1": (
-        "no warning in any audit: no emq.key_coverage_drop for one low-volume event's key",
-        (
         "A checkout redesign stops collecting the phone number for Purchase",
         [_inj("match_keys_lost", "2026-11-12T08:00:00Z", events=["Purchase"], key="ph")], "2026-11-12T20:00:00Z",
-        ["match_keys_lost"], [], {})),
+        ["match_keys_lost"], [], {}),
     "event_renamed_checkout.v1": (
-        "volume.new_event is raised but no incident (InitiateCheckout: too few events for the rename rule)",
-        ("A theme update renames InitiateCheckout to 'initiate_checkout' on both sides",
-         [_inj("event_renamed", "2026-11-12T10:00:00Z", **{"from": "InitiateCheckout", "to": "initiate_checkout",
-                                                           "side": "both"})],
-         "2026-11-12T18:00:00Z", ["event_renamed"], [], {})),
-}
+        "A theme update renames InitiateCheckout to 'initiate_checkout' on both sides",
+        [_inj("event_renamed", "2026-11-12T10:00:00Z", **{"from": "InitiateCheckout", "to": "initiate_checkout",
+                                                          "side": "both"})],
+        "2026-11-12T18:00:00Z", ["event_renamed"], [], {}),
+})
 
 
 # id -> (description, audit_at, shop overrides[, timezone[, start, days]])
@@ -209,13 +214,9 @@ def _period(audit_at: str) -> tuple[str, int]:
     return start.strftime("%Y-%m-%dT%H:%M:%SZ"), HISTORY_DAYS + 1
 
 
-def _tell_tales(causes: list[str]) -> list[str]:
-    """The findings that reveal these causes in the catalogue (what an audit must show)."""
-    return sorted({code for cause in causes for code in cause_info(cause).tell_tales})
-
-
 def build_library() -> list[Scenario]:
-    """Every generated record, validated, in a stable order."""
+    """Every generated record, validated, in a stable order: the hand-specified variants, the failure
+    families' draws, the realistic healthy world."""
     out: list[Scenario] = []
     for index, (sid, (description, injections, audit_at, causes, findings, shop)) in enumerate(PROBLEMS.items()):
         start, days = _period(audit_at)
@@ -223,7 +224,8 @@ def build_library() -> list[Scenario]:
             "id": sid, "description": description, "seed": _seed(sid), "pixel_id": _pixel(index),
             "timezone": "Europe/Paris", "start": start, "days": days,
             "shop": {"scale": 1.0, "sales_spikes": [], **shop}, "injections": injections, "audit_at": audit_at,
-            "expect": {"root_causes": causes, "findings_any": findings or _tell_tales(causes),
+            "family": f"classic_{causes[0]}", "detect_within_hours": CLASSIC_TARGET_HOURS,
+            "expect": {"root_causes": causes, "findings_any": findings,
                        "healthy": False}}))
     for offset, (sid, spec) in enumerate(HEALTHY.items(), start=len(PROBLEMS)):
         description, audit_at, shop, *rest = spec
@@ -232,9 +234,38 @@ def build_library() -> list[Scenario]:
         out.append(Scenario.model_validate({
             "id": sid, "description": description, "seed": _seed(sid), "pixel_id": _pixel(offset),
             "timezone": timezone, "start": start, "days": days, "shop": {"scale": 1.0, "sales_spikes": [], **shop},
-            "injections": [], "audit_at": audit_at,
+            "injections": [], "audit_at": audit_at, "family": "healthy_classic",
             "expect": {"root_causes": ["none"], "findings_any": [], "healthy": True}}))
+    out.extend(Scenario.model_validate(record) for record in family_records(FAMILY_PIXEL_BASE))
+    out.extend(Scenario.model_validate(record) for record in healthy_records(HEALTHY_PIXEL_BASE))
     return out
+
+
+# CI's eval: one seeded draw per failure family, except the families whose variants need up to 73
+# hourly audits (Lead at 0.3/h, 6-48 h ramps: they run in the full eval), plus real-demand and
+# demand-event healthy shops (not the 20,000- and 50,000-a-day ones) and one classic healthy shop.
+CI_SEED = 2026
+CI_SKIPPED_FAMILIES = ("lead_low_volume_lost", "gradual_server_loss", "gradual_pixel_loss")
+CI_HEALTHY = {"healthy_real_demand": 3, "healthy_demand_events": 2, "healthy_classic": 1}
+_CI_TOO_BIG = ("healthy_real_size_20000.v1", "healthy_real_size_50000.v1")
+
+
+def ci_subset(scenarios: list[Scenario]) -> list[Scenario]:
+    """The scenarios CI runs (see ``CI_SKIPPED_FAMILIES``), drawn with ``CI_SEED``, in library order."""
+    import random
+
+    from evals.evaluate.families import FAMILIES
+
+    rng = random.Random(f"capi-eval-ci:{CI_SEED}")
+    wanted = {f.name: 1 for f in FAMILIES if f.name not in CI_SKIPPED_FAMILIES} | CI_HEALTHY
+    chosen: set[str] = set()
+    for family, count in wanted.items():
+        members = sorted(s.id for s in scenarios if s.family_name == family and s.id not in _CI_TOO_BIG)
+        chosen.update(rng.sample(members, min(count, len(members))))
+    return [s for s in scenarios if s.id in chosen]
+
+
+SUBSETS = {"ci": ci_subset}
 
 
 def file_name(scenario: Scenario) -> str:

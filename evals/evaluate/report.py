@@ -61,10 +61,14 @@ def scenario_row(outputs: dict[str, Any]) -> dict[str, Any]:
     else:
         target = reference.get("target_hours")
         within = detection.hours_to_detect is not None and (target is None or detection.hours_to_detect <= target)
-        row.update(detected=detection.detected, hours_to_detect=detection.hours_to_detect,
-                   cause_found=detection.cause_found, hours_to_diagnose=detection.hours_to_diagnose,
+        row.update(detected=detection.detected, hours_to_detect=_round(detection.hours_to_detect),
+                   cause_found=detection.cause_found, hours_to_diagnose=_round(detection.hours_to_diagnose),
                    target_hours=target, within_target=within)
     return row
+
+
+def _round(hours: float | None) -> float | None:
+    return None if hours is None else round(hours, 2)
 
 
 def _label(causes: Sequence[str]) -> str:
@@ -88,6 +92,7 @@ def family_table(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for family in sorted({r["family"] for r in rows if not r["healthy"]}):
         mine = [r for r in rows if not r["healthy"] and r["family"] == family]
         hours = [r["hours_to_detect"] for r in mine if r["hours_to_detect"] is not None]
+        diagnosed = [r["hours_to_diagnose"] for r in mine if r["hours_to_diagnose"] is not None]
         targets = sorted({r["target_hours"] for r in mine if r["target_hours"] is not None})
         undetected = sum(not r["detected"] for r in mine)
         table[family] = {
@@ -96,6 +101,7 @@ def family_table(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "target_hours": (targets[0] if len(targets) == 1 else [targets[0], targets[-1]]) if targets else None,
             "median_hours_to_detect": statistics.median(hours) if hours else None,
             "worst_hours_to_detect": None if undetected or not hours else max(hours),
+            "median_hours_to_diagnose": statistics.median(diagnosed) if diagnosed else None,
             "top1_correct": sum(r["root_cause_correct"] for r in mine),
             "cause_found": sum(r["cause_found"] for r in mine),
             "wrong_incidents": sum(bool(r["wrong_causes"]) for r in mine),

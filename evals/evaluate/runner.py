@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -76,7 +76,7 @@ def reference_for(scenario: Scenario) -> dict[str, Any]:
             "onset": to_iso(min(onsets)) if onsets else None,
             "end": to_iso(max(ends)) if ends and not open_ended else None,
             "audit_at": to_iso(scenario.audit_at), "detect_from": detect_from,
-            "family": scenario.family or scenario.id.split(".")[0],
+            "family": scenario.family_name,
             "target_hours": scenario.detect_within_hours,
             "real_demand": bool(scenario.shop.get("demand_series"))}
 
@@ -173,18 +173,30 @@ def run_eval(scenarios: Sequence[Scenario], options: EvalOptions, *, jobs: int =
              progress: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Every scenario's outputs, in the order given; ``jobs`` > 1 runs scenarios in worker processes
     (each has its own ledger and simulator)."""
-    results: list[dict[str, Any]] = []
-    for outputs in _iter_runs(scenarios, options, jobs):
+    results: dict[int, dict[str, Any]] = {}
+    for index, outputs in _iter_runs(scenarios, options, jobs):
         if progress is not None:
             progress(outputs)
-        results.append(outputs)
-    return results
+        results[index] = outputs
+    return [results[index] for index in sorted(results)]
 
 
-def _iter_runs(scenarios: Sequence[Scenario], options: EvalOptions, jobs: int) -> Iterator[dict[str, Any]]:
+def _iter_runs(scenarios: Sequence[Scenario], options: EvalOptions,
+               jobs: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, outputs) as each scenario finishes; the biggest scenarios start first in parallel runs."""
     if jobs <= 1 or len(scenarios) <= 1:
-        for scenario in scenarios:
-            yield _run_in_tempdir(scenario, options)
+        for index, scenario in enumerate(scenarios):
+            yield index, _run_in_tempdir(scenario, options)
         return
+    order = sorted(range(len(scenarios)), key=lambda i: -_cost(scenarios[i]))
     with ProcessPoolExecutor(max_workers=min(jobs, len(scenarios), os.cpu_count() or 1)) as pool:
-        yield from pool.map(_run_in_tempdir, scenarios, [options] * len(scenarios))
+        futures = {pool.submit(_run_in_tempdir, scenarios[i], options): i for i in order}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _cost(scenario: Scenario) -> float:
+    """A rough run cost (events generated and audits made), to start long runs first."""
+    scale = float(scenario.shop.get("scale", 1.0))
+    audits = (scenario.audit_at - first_audit(scenario)).total_seconds() / 3600 if scenario.injections else 24
+    return scale * scenario.days + audits / 4

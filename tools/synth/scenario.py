@@ -83,6 +83,13 @@ class Scenario(BaseModel):
         return self
 
     @property
+    def family_name(self) -> str:
+        """The family (as set; else ``classic_<first expected cause>`` or ``healthy_classic``)."""
+        if self.family:
+            return self.family
+        return "healthy_classic" if self.expect.healthy else f"classic_{self.expect.root_causes[0]}"
+
+    @property
     def end(self) -> datetime:
         return self.start + timedelta(days=self.days)
 
