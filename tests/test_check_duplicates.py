@@ -48,6 +48,16 @@ def test_a_retry_storm_alone_opens_no_duplicate_events_incident() -> None:
     assert [i.root_cause for i in diagnose(findings, inputs)] == []
 
 
+def test_repeated_event_ids_that_meta_counted_are_duplicate_events() -> None:
+    shop = ShopData()
+    shop.inject_retry_storm(factor=3, onset=shop.window_end - 6 * HOUR)
+    shop.meta_server_override.clear()  # Meta's server counts rose with the copies: it kept them
+    inputs = shop.inputs()
+    incidents = diagnose(run_checks(inputs), inputs)
+    assert [i.root_cause for i in incidents] == ["duplicate_events"]
+    assert "AddToCart" in incidents[0].event_names
+
+
 @pytest.mark.parametrize("by", ["double_order_ids", "double_purchase_keys", ""])
 def test_the_same_orders_under_new_event_ids_are_double_counted(by: str) -> None:
     shop = ShopData()

@@ -119,8 +119,9 @@ CATALOGUE: dict[str, RootCauseInfo] = {
             ("manual",),
             "Find the second sender (webhook registered twice, plugin plus custom code) and stop it, or "
             "give every copy of an order the same event_id.",
-            ("duplicates.double_counted",),
-            ("volume.spike", "parity.browser_below_server", "duplicates.repeated_event_ids"),
+            # Repeated event_ids are claimed only when Meta's server count rose with them (rules.py).
+            ("duplicates.double_counted", "duplicates.repeated_event_ids"),
+            ("volume.spike", "parity.browser_below_server"),
         ),
         RootCauseInfo(
             "event_renamed", "An event was renamed",

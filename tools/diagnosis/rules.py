@@ -150,15 +150,20 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
                     lambda f: f.code in ("latency.p95_high", "latency.freshness_degraded",
                                          "delivery.transport_errors") or _server_side(f))
     drafts += _renames(pool)
-    # The same order counted twice under different event_ids (Meta cannot drop the copies). A sender
-    # repeating event_ids comes along when it hits the same events; alone it is no incident
-    # (fallback_cause).
-    dups = pool.take(lambda f: f.code == "duplicates.double_counted" and f.severity != "info")
+    # Server copies Meta counted: the same order under another event_id (duplicates.double_counted),
+    # or repeated event_ids of events whose server count at Meta rose with them (Meta kept the copies
+    # after all). Alone, repeated event_ids are retries Meta drops: no incident (fallback_cause).
+    browser_down = {f.event_name for f in pool.left
+                    if f.code in ("volume.zero", "volume.drop") and _source(f) in ("browser", "both")}
+    inflated = {f.event_name for f in pool.left if f.event_name not in browser_down and (
+        f.code == "parity.browser_below_server" or (
+            f.code == "volume.spike" and _source(f) in ("server", "both") and f.metrics.get("origin") != "ledger"))}
+    dups = pool.take(lambda f: f.severity != "info" and (f.code == "duplicates.double_counted" or (
+        f.code == "duplicates.repeated_event_ids" and f.event_name in inflated)))
     if dups:
-        # A sender doubling Purchases usually doubles its other events too (they carry no order id):
-        # an event whose server count spiked with them is part of it.
-        names = _events(dups) | {f.event_name for f in pool.left
-                                 if f.code == "volume.spike" and _source(f) in ("server", "both")}
+        # A sender doubling Purchases doubles its other events too (no order id tells them apart):
+        # an event whose server side rose at Meta (and whose browser side did not fall) is part of it.
+        names = _events(dups) | inflated
         drafts.append(Draft("duplicate_events", dups + pool.take(
             lambda f: f.event_name in names and (
                 (f.code == "volume.spike" and _source(f) in ("server", "both"))
