@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from tools.timeutil import DAY, HOUR
@@ -52,6 +53,24 @@ class Expectation:
         )
 
 
+@lru_cache(maxsize=4096)
+def _local_day(tz: ZoneInfo, hour: datetime) -> tuple[int, datetime]:
+    local = hour.astimezone(tz)
+    return local.weekday(), local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@lru_cache(maxsize=64)
+def _local_days(tz: ZoneInfo, start: datetime, end: datetime) -> tuple[tuple[datetime, datetime], ...]:
+    """(hour, local day start) for every hour in [start, end): the same for every series of an audit,
+    so the time-zone arithmetic is done once per audit rather than once per series."""
+    out = []
+    hour = start
+    while hour < end:
+        out.append((hour, _local_day(tz, hour)[1]))
+        hour += HOUR
+    return tuple(out)
+
+
 class HourlyBaseline:
     """Baseline of one hourly series. Hours before ``known_from`` are unknown, not zero.
 
@@ -75,19 +94,15 @@ class HourlyBaseline:
         self._levels = self._weekday_levels()
 
     def _local_day(self, hour: datetime) -> tuple[int, datetime]:
-        local = hour.astimezone(self._tz)
-        return local.weekday(), local.replace(hour=0, minute=0, second=0, microsecond=0)
+        return _local_day(self._tz, hour)
 
     def _weekday_levels(self) -> dict[int, float]:
         """Weekday -> busyness relative to the average day (1.0 when history is too short)."""
         days: dict[datetime, float] = defaultdict(float)
         hours_seen: dict[datetime, int] = defaultdict(int)
-        hour = self._known_from
-        while hour < self._until:
-            _, day = self._local_day(hour)
+        for hour, day in _local_days(self._tz, self._known_from, self._until):
             days[day] += self._series.get(hour, 0)
             hours_seen[day] += 1
-            hour += HOUR
         full = {day: value for day, value in days.items() if hours_seen[day] >= 23}
         if len(full) < MIN_DAYS_FOR_WEEKDAY_LEVELS:
             return {}

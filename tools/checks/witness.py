@@ -88,14 +88,19 @@ def witness_report(inputs: AuditInputs) -> WitnessReport:
     return report
 
 
-def lag_cdf(inputs: AuditInputs, seconds: float) -> float:
-    """Share of server events delivered within ``seconds`` of their event_time (last 7 days)."""
+def lag_histogram(inputs: AuditInputs) -> list[int]:
+    """Server events by event_time -> delivery lag bucket, over the 7 days before the window."""
     since = inputs.window_start - 7 * 24 * HOUR
     buckets = [0] * (len(LAG_BUCKET_EDGES) + 1)
     for row in inputs.event_hours:
         if row.hour >= since and row.lag_buckets:
             for i, count in enumerate(row.lag_buckets):
                 buckets[i] += count
+    return buckets
+
+
+def lag_cdf(buckets: list[int], seconds: float) -> float:
+    """Share of events delivered within ``seconds`` of their event_time (linear inside a bucket)."""
     total = sum(buckets)
     if not total:
         return 1.0
@@ -105,8 +110,7 @@ def lag_cdf(inputs: AuditInputs, seconds: float) -> float:
             below += buckets[i]
             lower = edge
             continue
-        # Linear inside the bucket the time falls in.
-        return (below + buckets[i] * (seconds - lower) / (edge - lower)) / total
+        return (below + buckets[i] * max(0.0, seconds - lower) / (edge - lower)) / total
     return below / total
 
 
@@ -116,11 +120,12 @@ def settled_until(inputs: AuditInputs) -> datetime:
     A sender that flushes once an hour at :37 has sent only part of the last hour when the audit runs
     at :10; judging that hour now would look like a loss, so it is judged by the next audit."""
     at = inputs.audited_at or inputs.window_end
+    buckets = lag_histogram(inputs)
     end = inputs.window_end
     while end > inputs.window_start - 24 * HOUR:
         hour = end - HOUR
         # Events are spread over the hour: average the arrival share at six points of it.
-        share = sum(lag_cdf(inputs, (at - hour - timedelta(minutes=10 * k + 5)).total_seconds())
+        share = sum(lag_cdf(buckets, (at - hour - timedelta(minutes=10 * k + 5)).total_seconds())
                     for k in range(6)) / 6
         if share >= SETTLED_SHARE:
             return end
@@ -196,11 +201,10 @@ def _compute(inputs: AuditInputs) -> WitnessReport:
         found: list[WitnessVerdict | None] = []
         if cross is not None and other_start is not None and sum(cross) > 0:
             found.append(run(name, source, "cross", target, cross, CROSS_MARGIN, max(start, other_start)))
-        same_channel = [sum(vals) for vals in zip(*(v for (n, s), v in series.items()
-                                                     if s == source and n != name), strict=True)] \
-            if any(s == source and n != name for (n, s) in series) else [0.0] * len(hours)
-        pool = [a + (b if cross is not None else 0.0)
-                for a, b in zip(same_channel, cross or [0.0] * len(hours), strict=True)]
+        # The rest of the channel, plus the same event on the other channel.
+        channel = sources[source]
+        pool = [c - t + (x if cross is not None else 0.0)
+                for c, t, x in zip(channel, target, cross or channel, strict=True)]
         if sum(pool) > 0:
             found.append(run(name, source, "pool", target, pool, POOL_MARGIN, start))
         if not any(v is not None and v.judged for v in found):
