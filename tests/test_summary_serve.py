@@ -25,7 +25,8 @@ from tests.agentworld import WorldTemplate, agent_world, database_url, small_sce
 from tests.fakes.slack_api import RESPONSE_URL_METHOD, FakeSlackAPI
 from tests.fakes.slack_requests import bolt_request, command_body
 from tests.fakes.slack_service import InlineExecutor
-from tests.test_serve_world import APPROVER, BOT_TOKEN, CANARY_EMAIL, SECRET, canary_events, slack_settings
+from tests.test_email_delivery import CANARY_PHONE, canary_lines
+from tests.test_serve_world import APPROVER, BOT_TOKEN, CANARY_EMAIL, SECRET, slack_settings
 from tests.test_summary_world import (
     BROKEN,
     CHANNEL_A,
@@ -70,14 +71,15 @@ def shop(template: WorldTemplate, tmp_path: Path, fake: FakeSlackAPI,
          caplog: pytest.LogCaptureFixture) -> Iterator[Shop]:
     caplog.set_level(logging.DEBUG)
     scenario = template.scenario
-    with agent_world(template, tmp_path, extra_events=canary_events(scenario.audit_at, scenario.pixel_id)) \
-            as world:
+    canaries = canary_lines(scenario.audit_at, scenario.pixel_id)  # raw email and phone, hashed at ingest
+    with agent_world(template, tmp_path, extra_events=canaries) as world:
         configure(world, shop_pixels(world))
         with serve_shop(world, fake) as built:
             yield built
+    # Whatever the test did: no customer information and no token in anything Slack or the log saw.
     seen = json.dumps([call.args for call in fake.calls], ensure_ascii=False)
-    assert CANARY_EMAIL not in seen and BOT_TOKEN not in seen
-    assert CANARY_EMAIL not in caplog.text and BOT_TOKEN not in caplog.text
+    for secret in (CANARY_EMAIL, CANARY_PHONE, "6505550199", BOT_TOKEN):
+        assert secret not in seen and secret not in caplog.text
 
 
 def test_each_channel_gets_one_summary_per_hour_threaded_under_a_daily_parent_edited_in_place(
