@@ -166,7 +166,7 @@ def test_incident_and_summary_emails_go_out_once_as_multipart_with_the_chart_inl
     assert box.logins  # the password was used, over AUTH
     subjects = [str(m["Subject"]) for m in box.messages]
     incident = next(m for m in box.messages if "Missed" in str(m["Subject"]) or "New incident" in str(m["Subject"]))
-    summary = next(m for m in box.messages if "hourly summary" in str(m["Subject"]))
+    summary = next(m for m in box.messages if "Hourly summary" in str(m["Subject"]))
     assert len(subjects) == len(set(subjects)) == len(rows)
 
     found = parts(incident)
@@ -236,7 +236,7 @@ def test_the_daily_email_digest_goes_out_at_the_digest_hour(template: WorldTempl
             world.simulator.state.set_now(at)
             services.audit_pixel(pixel, at)
             deliver_email_outbox(services.runtime.session, mailer(port), now=at)
-    digests = [m for m in box.messages if "daily digest" in str(m["Subject"])]
+    digests = [m for m in box.messages if "Daily digest" in str(m["Subject"])]
     assert len(digests) == 1
     assert parts(digests[0])["text"].startswith(
         "capi-agent daily digest, 2026-11-11 09:00 → 2026-11-12 09:00 UTC")

@@ -18,8 +18,9 @@ from agent.summary.model import MARK_LABEL, Summary, counts_line
 from agent.summary.text import render_text, split_folded, tally, title, window_label
 
 STATUS_LABEL = {"new": "New incident", "escalated": "Escalated", "resolved": "Resolved"}
-APPROVAL_NOTE = ("Approve or reject proposed fixes in Slack (the incident's message) or with the "
-                 "capi-agent CLI: this email cannot approve anything.")
+APPROVAL_NOTE = ("Approve or reject proposed fixes in Slack (the incident's message; /capi fixes lists "
+                 "them), or run a replay from a terminal with capi-agent replay: this email cannot approve "
+                 "anything.")
 MARK_COLOUR = {"critical": "#c0392b", "warning": "#d68910", "audit_failed": "#7f8c8d",
                "not_judged": "#7f8c8d", "healthy": "#1e8449"}
 
@@ -48,7 +49,8 @@ def summary_email(summary: Summary, *, to: str, links: Mapping[str, str] | None 
                   late: bool = False) -> EmailMessage:
     """One summary (hourly or daily) for one recipient."""
     links = links or {}
-    subject = f"[capi-agent] {title(summary)} {window_label(summary)}: {tally(summary)}"
+    kind = "Hourly summary" if summary.kind == "hourly" else "Daily digest"
+    subject = f"[capi-agent] {kind} {window_label(summary)}: {tally(summary)}"
     text = render_text(summary, links=links)
     if late:
         text += "\n\n(late: sent after capi-agent or the mail server was unavailable)"
