@@ -146,12 +146,21 @@ class ReplayWorld:
                            sleep=lambda _s: None)
 
     def advance(self, at: datetime) -> None:
-        """Ledger and Meta as they were at ``at``: what was received, attempted and counted by then."""
+        """Ledger and Meta as they were at ``at``: what was received, attempted and counted by then.
+        The first call loads Meta's state at ``at``; later ones add what changed since (the same
+        state, without recounting the whole history every hour)."""
         started = time.perf_counter()
+        since = self.feed.fed_until
         self.feed.advance(at)
         state = self.simulator.state
-        self.sent_to_meta += len(state.received())
-        state.replace_with(SimState.from_dict(self.timeline.meta_state_at(at)))
+        if since is None:
+            self.sent_to_meta += len(state.received())
+            state.replace_with(SimState.from_dict(self.timeline.meta_state_at(at)))
+        else:
+            delta = self.timeline.meta_delta(since, at)
+            state.add_server_hours(self.timeline.pixel_id, delta["server_hours"])
+            state.set_browser_hours(self.timeline.pixel_id, delta["browser_hours"])
+            state.add_tokens(expired=delta["expired"])
         state.set_now(at)
         self.timings["feed_s"] = self.timings.get("feed_s", 0.0) + time.perf_counter() - started
 

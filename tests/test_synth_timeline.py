@@ -76,3 +76,22 @@ def test_an_event_delivered_after_the_audit_hour_is_invisible_to_that_audit(tmp_
         stats = world.simulator.state.stats(scenario.pixel_id, "server", hour, hour + HOUR)
         # ... and does once it was.
         assert sum(counts.get(record.name, 0) for _, counts in stats) >= 1
+
+
+def test_meta_state_fed_hour_by_hour_equals_meta_state_at_that_hour(tmp_path: Path) -> None:
+    from tools.meta.simulator.state import SimState
+
+    scenario = _late_scenario()
+    with replay_world(scenario, tmp_path) as world:
+        for at in [ONSET - 2 * HOUR, ONSET + HOUR + timedelta(minutes=5), ONSET + 4 * HOUR, ONSET + 9 * HOUR]:
+            world.advance(at)
+        fresh = SimState.from_dict(world.timeline.meta_state_at(ONSET + 9 * HOUR))
+        fed = world.simulator.state
+        window = (ONSET - 48 * HOUR, ONSET + 10 * HOUR)
+        for source in ("browser", "server"):
+            assert fed.stats(scenario.pixel_id, source, *window) == fresh.stats(scenario.pixel_id, source, *window)
+        fed_browser, fed_server = fed.snapshot(scenario.pixel_id)
+        fresh_browser, fresh_server = fresh.snapshot(scenario.pixel_id)
+        assert fed_browser == fresh_browser
+        assert {k: (v.count, v.with_event_id, v.match_keys) for k, v in fed_server.items()} == {
+            k: (v.count, v.with_event_id, v.match_keys) for k, v in fresh_server.items()}

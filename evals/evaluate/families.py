@@ -55,7 +55,7 @@ def draw_shop(rng: random.Random, *, scale: float | None = None, batch: bool | N
     """A realistic shop block (ShopConfig fields) and its time zone under ``"_timezone"``."""
     timezone = rng.choice(TIMEZONES)
     if scale is None:
-        scale = scale_for_events_per_day(math.exp(rng.uniform(math.log(400), math.log(8000))))
+        scale = scale_for_events_per_day(math.exp(rng.uniform(math.log(150), math.log(4000))))
     shop: dict[str, Any] = {
         "_timezone": timezone,
         "scale": scale, "sales_spikes": [],

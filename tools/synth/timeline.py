@@ -35,6 +35,7 @@ class Timeline:
     _received: list[datetime] = field(default_factory=list)
     _hit_times: list[datetime] = field(default_factory=list)
     _order_times: list[datetime] = field(default_factory=list)
+    _delivered: list[tuple[datetime, int]] = field(default_factory=list)  # (delivered_at, server index)
 
     def __post_init__(self) -> None:
         self.traffic.server.sort(key=lambda record: record.received_at)
@@ -43,6 +44,8 @@ class Timeline:
         self._received = [record.received_at for record in self.traffic.server]
         self._hit_times = [hit.time for hit in self.traffic.browser]
         self._order_times = [order.created_at for order in self.traffic.orders]
+        self._delivered = sorted((record.delivered_at, i) for i, record in enumerate(self.traffic.server)
+                                 if record.delivered_at is not None)
 
     @property
     def pixel_id(self) -> str:
@@ -94,6 +97,20 @@ class Timeline:
             "pixels": {self.pixel_id: {"browser_hours": browser_hours(self.browser_by(at)),
                                        "server_hours": server_hours(server, at)}},
         }
+
+
+    def meta_delta(self, since: datetime, at: datetime) -> dict[str, Any]:
+        """What changed at Meta in ``(since, at]``, for a simulator already at ``since``:
+        ``server_hours`` to add (events delivered in between), ``browser_hours`` to set (the hours that
+        got hits, with every hit before ``at``), and tokens ``expired`` by ``at``."""
+        since, at = as_utc(since), as_utc(at)
+        low = bisect_right(self._delivered, (since, len(self.traffic.server)))
+        high = bisect_right(self._delivered, (at, len(self.traffic.server)))
+        delivered = [self.traffic.server[i] for _, i in self._delivered[low:high]]
+        hits = self.traffic.browser[bisect_left(self._hit_times, since.replace(minute=0, second=0, microsecond=0)):
+                                    bisect_left(self._hit_times, at)]
+        return {"server_hours": server_hours(delivered, at), "browser_hours": browser_hours(hits),
+                "expired": self.tokens_at(at)[1]}
 
 
 def build_timeline(config: ShopConfig, *, start: datetime, end: datetime, seed: int,
