@@ -124,3 +124,33 @@ def test_audit_plan_starts_the_hour_after_onset_and_ends_at_audit_at() -> None:
     short = shortened(scenario, 15)
     assert short.days == 15 and short.audit_at == scenario.audit_at and short.injections == scenario.injections
     assert reference_for(scenario)["onset"] == "2026-11-12T08:00:00Z"
+
+
+def test_report_has_confusion_families_against_targets_false_incidents_and_every_miss() -> None:
+    target = {**PROBLEM, "family": "past_gap", "target_hours": 1.0, "detect_from": "2026-11-12T18:00:00Z"}
+    runs = [
+        _run("gap_01.v1", target, audit("2026-11-12T19:00:00Z", findings=["delivery.not_sent"],
+                                        incidents=[("missed_batch", 0.85)])),
+        _run("gap_02.v1", target, audit("2026-11-12T19:00:00Z"),
+             audit("2026-11-12T20:00:00Z", findings=["volume.drop"], incidents=[("server_events_down", 0.9),
+                                                                                   ("missed_batch", 0.5)])),
+        _run("gap_03.v1", target, audit("2026-11-12T19:00:00Z"), audit("2026-11-12T20:00:00Z")),
+        _run("real.v1", {**HEALTHY, "family": "healthy_real_demand", "real_demand": True},
+             audit("2026-11-12T10:00:00Z"), audit("2026-11-12T11:00:00Z", findings=["volume.spike"],
+                                                  incidents=[("duplicate_events", 0.6)])),
+    ]
+    summary = summarize(runs)
+    assert summary["confusion"] == {"missed_batch": {"missed_batch": 1, "none": 1, "server_events_down": 1}}
+    family = summary["families"]["past_gap"]
+    assert family == {**family, "scenarios": 3, "detected": 2, "undetected": 1, "within_target": 1,
+                      "target_hours": 1.0, "median_hours_to_detect": 1.5, "worst_hours_to_detect": None,
+                      "top1_correct": 1, "wrong_incidents": 1}
+    assert summary["false_incidents_per_pixel_week_real_demand"] == pytest.approx(84.0)
+    assert summary["false_incidents_per_pixel_week"] == pytest.approx(84.0)
+    missed = {m["id"]: m for m in summary["missed"]}
+    assert set(missed) == {"gap_02.v1", "gap_03.v1", "real.v1"}
+    assert "after 2 h (target 1 h)" in missed["gap_02.v1"]["why"] and "server_events_down" in missed["gap_02.v1"]["why"]
+    assert missed["gap_03.v1"]["why"].startswith("not detected") and missed["real.v1"]["found_root_causes"] == [
+        "duplicate_events"]
+    text = render_text(summary)
+    assert "Confusion" in text and "past_gap" in text and "gap_03.v1" in text and "false_incidents" in text
