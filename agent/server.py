@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agent.email.deliver import deliver_email_outbox
-from agent.notify import after_round, deliver_outbox, enqueue_summaries
+from agent.email.deliver import EMAIL_KINDS, deliver_email_outbox
+from agent.notify import SLACK_KINDS, after_round, deliver_outbox, enqueue_summaries
 from agent.relay.app import RelayDeps, forward_pending_with_runtime, relay_routes
 from agent.runtime import Runtime
 from agent.scheduler import Scheduler
@@ -115,13 +115,16 @@ def health(parts: ServerParts) -> Callable[[Request], Any]:
                 last_audit = session.scalar(select(func.max(Audit.window_end)))
                 queued = session.scalar(select(func.count()).select_from(Event).where(
                     Event.delivery_status == "pending"))
-                outbox = session.scalar(select(func.count()).select_from(OutboxMessage).where(
-                    OutboxMessage.status == "pending"))
+                waiting = dict(session.execute(select(OutboxMessage.kind, func.count()).where(
+                    OutboxMessage.status == "pending").group_by(OutboxMessage.kind)).all())
+                outbox = sum(n for kind, n in waiting.items() if kind in SLACK_KINDS)
+                emails = sum(n for kind, n in waiting.items() if kind in EMAIL_KINDS)
         except Exception:
             log.exception("health check: database unreachable")
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "last_audit_window_end": to_iso(last_audit) if last_audit else None,
                              "relay_pending_events": queued, "slack_outbox_pending": outbox,
+                             "email_outbox_pending": emails,
                              "slack": parts.slack_app is not None,
                              "loops": {loop.name: bool(loop.thread and loop.thread.is_alive())
                                        for loop in parts.loops}})
