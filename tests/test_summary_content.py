@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -159,3 +160,17 @@ def test_audiences_group_pixels_by_channel_and_address_and_respect_off() -> None
               PixelConfig(id="4")]
     found = {(a.target, tuple(p.id for p in a.pixels), tuple(p.id for p in a.hourly)) for a in audiences(pixels)}
     assert found == {("C1", ("1", "2"), ("1",)), ("email:a@x.example", ("1", "2"), ("1",))}
+
+
+def test_a_channel_table_in_pixels_toml_sets_the_summaries_of_its_pixels(tmp_path) -> None:
+    from tools.ledger.pixels import load_pixels_toml
+
+    path = tmp_path / "pixels.toml"
+    path.write_text('[[pixels]]\nid = "1"\nslack_channel = "#shops"\n\n'
+                    '[[pixels]]\nid = "2"\nslack_channel = "#shops"\nsummaries = "hourly"\n\n'
+                    '[[pixels]]\nid = "3"\nslack_channel = "#labs"\n\n'
+                    '[channels."#shops"]\nsummaries = "daily"\n')
+    assert {p.id: p.summaries for p in load_pixels_toml(path)} == {"1": "daily", "2": "hourly", "3": "hourly"}
+    path.write_text('[[pixels]]\nid = "1"\n\n[channels."#shops"]\ntoken = "x"\n')
+    with pytest.raises(ValueError, match="channels"):
+        load_pixels_toml(path)

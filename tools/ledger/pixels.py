@@ -17,6 +17,9 @@ File format (``[[pixels]]`` tables; only ``id`` is required)::
     [pixels.thresholds]                      # any field of tools.checks.types.Thresholds
     emq_floor = 6.5
 
+    [channels."#capi-alerts"]                # defaults for the pixels reporting to a channel
+    summaries = "daily"
+
 Pixels that appear in ingested data but are not configured get the defaults. The access token
 itself is never written to the database: only the name of the variable that holds it.
 """
@@ -41,6 +44,7 @@ from tools.ledger.rollups import dialect_insert
 from tools.timeutil import utcnow
 
 SummaryMode = Literal["hourly", "daily", "off"]
+CHANNEL_KEYS = frozenset({"summaries"})  # what a [channels."#name"] table may set for its pixels
 # Deliberately loose: one @, no spaces or angle brackets (the SMTP server has the last word).
 EMAIL_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
 
@@ -100,6 +104,13 @@ def load_pixels_toml(path: Path | str) -> list[PixelConfig]:
     entries = document.get("pixels", [])
     if not isinstance(entries, list):
         raise ValueError("'pixels' must be an array of tables ([[pixels]])")
+    channels = document.get("channels", {})
+    if not isinstance(channels, dict) or any(not isinstance(v, dict) or set(v) - CHANNEL_KEYS
+                                             for v in channels.values()):
+        raise ValueError(f"'channels' must map a Slack channel to a table of {sorted(CHANNEL_KEYS)}")
+    # A channel's setting is the default of the pixels reporting there; a pixel's own setting wins.
+    entries = [{**channels.get(entry.get("slack_channel"), {}), **entry} if isinstance(entry, dict) else entry
+               for entry in entries]
     configs = [PixelConfig.model_validate(entry) for entry in entries]
     seen: set[str] = set()
     for config in configs:
