@@ -30,6 +30,8 @@ class Runtime:
         return Session(self.engine, expire_on_commit=False)
 
     def pixel_token(self, pixel: PixelConfig) -> str | None:
+        if pixel.relay_unconfigured:  # its events came from callers with their own tokens: never ours
+            return None
         if pixel.access_token is not None:
             return pixel.access_token.get_secret_value()
         if pixel.access_token_env and os.environ.get(pixel.access_token_env):

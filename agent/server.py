@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from agent.email.deliver import EMAIL_KINDS, deliver_email_outbox
 from agent.notify import SLACK_KINDS, after_round, deliver_outbox, enqueue_summaries
-from agent.relay.app import RelayDeps, forward_pending_with_runtime, relay_routes
+from agent.relay.app import forward_pending_with_runtime, relay_deps, relay_routes
 from agent.runtime import Runtime
 from agent.scheduler import Scheduler
 from agent.service import AgentServices
@@ -139,8 +139,7 @@ def build_server_app(parts: ServerParts, *, run_loops: bool = True) -> Starlette
     if parts.slack_app is not None:
         routes += slack_routes(parts.slack_app)
     # The relay reads the app's clock too (validation of event_time, store-and-forward stamps).
-    relay = RelayDeps(session_factory=parts.runtime.session, graph_url=parts.runtime.settings.meta_graph_url,
-                      clock=parts.clock)
+    relay = relay_deps(parts.runtime, clock=parts.clock)  # with who may send and how fast (settings)
     routes += relay_routes(relay)
 
     @contextlib.asynccontextmanager

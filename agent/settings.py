@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
     slack_api_url: str | None = Field(default=None, validation_alias="SLACK_API_URL")
+    relay_accept_unconfigured: bool = Field(
+        default=False, validation_alias="CAPI_RELAY_ACCEPT_UNCONFIGURED",
+        description="Relay events for pixels that are not configured (with the caller's own token)")
+    relay_rate_per_second: float = Field(default=50.0, gt=0, validation_alias="CAPI_RELAY_RATE_PER_SECOND",
+                                         description="Relay requests per second allowed per sender address")
+    relay_burst: int = Field(default=200, ge=1, validation_alias="CAPI_RELAY_BURST",
+                             description="Relay requests a sender address may send at once")
     approvers: str = Field(default="", validation_alias="CAPI_APPROVERS",
                            description="Comma-separated Slack user ids allowed to approve fixes")
     smtp_url: SecretStr | None = Field(

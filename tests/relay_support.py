@@ -12,9 +12,11 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from agent.relay.app import RelayDeps, build_relay_app
+from tests.fixtures.meta import SIM_TOKEN
 from tools.ledger.db import make_engine, migrate
 from tools.ledger.models import ALL_TABLES, Event
 from tools.loopback import ThreadedServer
+from tools.relay.access import RelayAuth
 from tools.timeutil import to_unix, utcnow
 
 PIXEL = "1234567890"
@@ -41,7 +43,9 @@ def session_factory(engine: Engine) -> Callable[[], Session]:
 
 @contextmanager
 def running_relay(engine: Engine, graph_url: str, **deps: Any) -> Iterator[str]:
-    """Serve the relay app (uvicorn, access log off) on a free loopback port; yields its base URL."""
+    """Serve the relay app (uvicorn, access log off) on a free loopback port; yields its base URL.
+    By default ``PIXEL`` is configured with the simulator's token (``auth=`` to change who may send)."""
+    deps.setdefault("auth", RelayAuth.static({PIXEL: SIM_TOKEN}))
     app = build_relay_app(RelayDeps(session_factory=session_factory(engine), graph_url=graph_url, **deps))
     with ThreadedServer(app, lifespan="on", name="relay") as server:
         yield server.url

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from agent.runtime import Runtime
 from agent.server import ServerParts, build_server_app, slack_parts
@@ -58,6 +59,8 @@ def test_serve_over_http_health_relay_slack_route_and_loops_that_audit_and_post(
         world.simulator.state.set_now(clock())
         settings = services.runtime.settings.model_copy(update=slack_settings(
             fake, meta_graph_url=world.simulator.url).model_dump(exclude_unset=True))
+        # The operator's token: the relay accepts the pixel's events only with it (or a relay key).
+        settings = settings.model_copy(update={"meta_access_token": SecretStr(SIM_TOKEN)})
         runtime = Runtime(settings=settings, engine=services.runtime.engine)
         services.runtime = runtime
         slack_app, notifier, socket_handler = slack_parts(runtime, services)

@@ -46,9 +46,11 @@ def _print_result(result: ExecutionResult) -> None:
 def _token(session: Session, pixel_id: str, env_token: str | None) -> str | None:
     from tools.ledger.models import Pixel
 
+    row = session.get(Pixel, pixel_id)
+    if row is not None and (row.settings or {}).get("relay_unconfigured"):
+        return None  # events relayed for a pixel the operator never configured: not with our token
     if env_token:
         return env_token
-    row = session.get(Pixel, pixel_id)
     env_name = (row.settings or {}).get("access_token_env") if row is not None else None
     return os.environ.get(str(env_name)) if env_name else None
 

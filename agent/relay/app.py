@@ -4,7 +4,11 @@ Parsing reads what the Graph API reads (JSON, form or multipart bodies, ``data``
 strings, the token from ``Authorization`` or ``access_token``) within the limits of
 ``tools.relay.limits`` (body size, nesting, strings, event_time): anything else is Meta's 400; the work is
 ``tools.relay.accept_batch``, run in a worker thread (the ledger and the Graph client are synchronous).
-Forwarding uses the caller's token against ``META_GRAPH_URL`` with the version the caller used.
+Who may send: ``tools.relay.access`` (the pixel's configured token, a relay key issued for it, or, when
+the operator opted in, any token for a pixel that is not configured); anything else is Meta's 190,
+counted per sender address in ``relay_refusals`` and never stored. Each sender address has a token
+bucket (``tools.relay.ratelimit``); past it, Meta's rate-limit answer (code 4). Forwarding goes to
+``META_GRAPH_URL`` with the version the caller used and the token ``tools.relay.access`` chose.
 Log lines name the pixel, the event count and the status: never the token, the query string or events.
 Whoever serves these routes must keep uvicorn's access log off (it prints query strings, where the
 SDK puts its token).
@@ -32,10 +36,18 @@ from starlette.routing import Route
 from agent.runtime import Runtime
 from tools.meta.client import GraphClient
 from tools.meta.simulator.params import BadRequest, access_token
-from tools.meta.simulator.responses import graph_error, invalid_parameter, token_missing, unknown_object
+from tools.meta.simulator.responses import (
+    graph_error,
+    invalid_parameter,
+    token_invalid,
+    token_missing,
+    unknown_object,
+)
 from tools.relay.accept import PIXEL_ID_RE, RelayRequest, accept_batch
+from tools.relay.access import KnownPixel, RefusalReason, RelayAuth, record_refusal
 from tools.relay.forward import ForwardReport, forward_pending
 from tools.relay.limits import check_events, decode_events, parse_body, read_body
+from tools.relay.ratelimit import RateLimiter, retry_after_header
 from tools.relay.sending import passthrough
 from tools.timeutil import utcnow
 
@@ -90,14 +102,49 @@ class RelayDeps:
     forward_timeout: float = FORWARD_TIMEOUT
     clock: Callable[[], datetime] = utcnow
     clients: CallerClients | None = field(default=None)
+    # Who may send (default: nobody but holders of a relay key) and how fast each sender may.
+    auth: RelayAuth = field(default_factory=RelayAuth)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
 
     def __post_init__(self) -> None:
         if self.clients is None:
             self.clients = CallerClients(graph_url=self.graph_url, timeout=self.forward_timeout)
 
 
-def relay_deps(runtime: Runtime) -> RelayDeps:
-    return RelayDeps(session_factory=runtime.session, graph_url=runtime.settings.meta_graph_url)
+def relay_auth(runtime: Runtime) -> RelayAuth:
+    """The relay's access rule over the runtime's pixels (configured in TOML or known to the ledger)
+    with the tokens the agent itself uses for them."""
+    def known() -> dict[str, KnownPixel]:
+        return {pixel.id: KnownPixel(token=runtime.pixel_token(pixel), unconfigured=pixel.relay_unconfigured)
+                for pixel in runtime.pixels()}
+
+    return RelayAuth(pixels=known, accept_unconfigured=runtime.settings.relay_accept_unconfigured)
+
+
+def relay_deps(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> RelayDeps:
+    settings = runtime.settings
+    return RelayDeps(session_factory=runtime.session, graph_url=settings.meta_graph_url, clock=clock,
+                     auth=relay_auth(runtime),
+                     limiter=RateLimiter(rate=settings.relay_rate_per_second, burst=settings.relay_burst))
+
+
+def sender_address(request: Request) -> str:
+    """The sender's address (a server's, never a customer's: customers' IPs travel inside events)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def rate_limited(wait: float) -> Response:
+    """Meta's answer when an app is over its rate limit (code 4, transient), plus Retry-After."""
+    return graph_error(400, "(#4) Application request limit reached", code=4, is_transient=True,
+                       headers={"Retry-After": retry_after_header(wait)})
+
+
+def _note_refusal(deps: RelayDeps, *, pixel_id: str, source: str, reason: RefusalReason, events: int,
+                  requests: int = 1) -> None:
+    with deps.session_factory() as session:
+        record_refusal(session, pixel_id=pixel_id, source=source, reason=reason, events=events,
+                       requests=requests, at=deps.clock())
+        session.commit()
 
 
 def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
@@ -107,6 +154,15 @@ def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
     async def post_events(request: Request) -> Response:
         version = request.path_params["api_version"]
         pixel_id = request.path_params["pixel_id"]
+        source = sender_address(request)
+        wait = deps.limiter.take(source)
+        if wait is not None:
+            throttled = deps.limiter.report_due(source)
+            if throttled and PIXEL_ID_RE.match(pixel_id):
+                await run_in_threadpool(_note_refusal, deps, pixel_id=pixel_id, source=source,
+                                        reason="rate_limited", events=0, requests=throttled)
+            logger.info("relay %s pixel %s: rate limited (%s)", version, pixel_id, source)
+            return rate_limited(wait)
         if not VERSION_RE.match(version):
             return graph_error(400, "Unknown path components: /" + version[:20], code=2500)
         if not PIXEL_ID_RE.match(pixel_id):
@@ -120,11 +176,19 @@ def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
             logger.info("relay %s pixel %s: malformed request -> 400", version, pixel_id)
             return invalid_parameter(f"(#100) {exc}")
         token = access_token(request, params)
-        if not token:
-            return token_missing()
+        access = (await run_in_threadpool(deps.auth.decide, deps.session_factory, pixel_id=pixel_id,
+                                          presented=token) if token else None)
+        if access is None or not access.allowed:
+            reason: RefusalReason = access.reason if access is not None and access.reason else "bad_token"
+            await run_in_threadpool(_note_refusal, deps, pixel_id=pixel_id, source=source, reason=reason,
+                                    events=len(events))
+            logger.info("relay %s pixel %s: %d events refused (%s) from %s", version, pixel_id, len(events),
+                        reason, source)
+            return token_missing() if not token else token_invalid()
         assert deps.clients is not None
-        client = deps.clients.get(token, version)
-        relay_request = RelayRequest(pixel_id=pixel_id, events=events, params=passthrough(params))
+        client = deps.clients.get(access.forward_token, version) if access.forward_token else None
+        relay_request = RelayRequest(pixel_id=pixel_id, events=events, params=passthrough(params),
+                                     unconfigured=access.kind == "unconfigured")
         try:
             answer = await run_in_threadpool(accept_batch, deps.session_factory, relay_request, client=client,
                                              now=deps.clock())

@@ -19,7 +19,7 @@ from tools.diagnosis.rules import COUNT_CAUSES, PIXEL_WIDE, diagnose
 from tools.diagnosis.triage import triage
 from tools.diagnosis.types import Incident, TriagedIncident
 from tools.ledger.incidents import open_incidents, save_audit, upsert_incidents
-from tools.ledger.inputs import load_ledger_inputs
+from tools.ledger.inputs import load_ledger_inputs, load_relay_refusals
 from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import load_meta_counts, load_quality_history
 from tools.meta.client import GraphClient
@@ -77,6 +77,7 @@ def gather_inputs(session: Session, *, pixel: PixelConfig, at: datetime,
         meta_read_errors=meta.errors, thresholds=thresholds, timezone=pixel.timezone,
         has_orders=ledger.has_orders, audited_at=at,
         incident_spans=incident_spans(open_incidents(session, pixel.id), window_start),
+        relay_refusals=load_relay_refusals(session, pixel_id=pixel.id, start=window_start, end=window_end),
     )
 
 

@@ -10,6 +10,7 @@ from tools.checks.emq import check_emq
 from tools.checks.hashing import check_hashing
 from tools.checks.latency import check_latency
 from tools.checks.parity import check_parity
+from tools.checks.relay_refusals import check_relay_refusals
 from tools.checks.types import SEVERITY_RANK, AuditInputs, CheckName, Finding
 from tools.checks.volume import check_volume
 
@@ -23,6 +24,7 @@ CHECKS: dict[CheckName, CheckFn] = {
     "hashing": check_hashing,
     "delivery": check_delivery,
     "duplicates": check_duplicates,
+    "relay": check_relay_refusals,
 }
 
 

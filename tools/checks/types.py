@@ -13,11 +13,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-CheckName = Literal["parity", "emq", "latency", "volume", "hashing", "delivery", "duplicates"]
+if TYPE_CHECKING:
+    from tools.checks.relay_refusals import RelayRefusalCount
+
+CheckName = Literal["parity", "emq", "latency", "volume", "hashing", "delivery", "duplicates", "relay"]
 Severity = Literal["info", "warning", "critical"]
 Source = Literal["browser", "server"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -216,6 +219,8 @@ class AuditInputs:
     # Incidents still open for this pixel: their hours are kept out of every reference, so a failure
     # that lasts never becomes the new "usual".
     incident_spans: tuple[IncidentSpan, ...] = ()
+    # Requests the relay refused for this pixel (tools.checks.relay_refusals), by hour of arrival.
+    relay_refusals: tuple[RelayRefusalCount, ...] = ()
 
 
 class Finding(BaseModel):

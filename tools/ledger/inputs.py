@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, exists, select
 from sqlalchemy.orm import Session
@@ -25,6 +25,9 @@ from tools.ledger.snapshots import (
     save_snapshot,
 )
 from tools.timeutil import as_utc
+
+if TYPE_CHECKING:
+    from tools.checks.relay_refusals import RelayRefusalCount
 
 __all__ = [
     "LedgerInputs",
@@ -109,3 +112,16 @@ def load_ledger_inputs(session: Session, *, pixel_id: str, history_start: dateti
                                     value=row.value) for row in orders),
         has_orders=bool(has_orders),
     )
+
+def load_relay_refusals(session: Session, *, pixel_id: str, start: datetime,
+                        end: datetime) -> tuple[RelayRefusalCount, ...]:
+    """Requests the relay refused for the pixel in hours [start, end), by sender and reason."""
+    from tools.checks.relay_refusals import RelayRefusalCount
+    from tools.ledger.models import RelayRefusal
+
+    rows = session.execute(select(RelayRefusal.hour, RelayRefusal.source, RelayRefusal.reason,
+                                  RelayRefusal.requests, RelayRefusal.events).where(
+        RelayRefusal.pixel_id == pixel_id, RelayRefusal.hour >= as_utc(start), RelayRefusal.hour < as_utc(end))
+        .order_by(RelayRefusal.hour, RelayRefusal.source, RelayRefusal.reason))
+    return tuple(RelayRefusalCount(hour=as_utc(row.hour), source=row.source, reason=row.reason,
+                                   requests=row.requests, events=row.events) for row in rows)

@@ -59,6 +59,9 @@ class PixelConfig(BaseModel):
     relay_mode: Literal["observe", "repair"] = "observe"
     default_country: str = Field("US", min_length=2, max_length=2)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    # Set by the relay on a pixel it accepted only because the operator opted in to unconfigured
+    # pixels (tools.relay.access): the operator's token is never used for it. Configuring it clears it.
+    relay_unconfigured: bool = False
     summaries: SummaryMode = "hourly"
     email_to: list[str] = Field(default_factory=list)
     email_summaries: SummaryMode = "daily"
@@ -142,6 +145,14 @@ def ensure_pixels(session: Session, pixel_ids: Iterable[str], *, default_country
             for pixel_id in sorted(set(pixel_ids))]
     if rows:
         session.execute(dialect_insert(session, Pixel.__table__).on_conflict_do_nothing(), rows)
+
+
+def mark_relay_unconfigured(session: Session, pixel_id: str) -> None:
+    """Flag a pixel the relay accepted only through the opt-in for unconfigured pixels (no commit)."""
+    row = session.get(Pixel, pixel_id)
+    if row is not None and not (row.settings or {}).get("relay_unconfigured"):
+        row.settings = {**(row.settings or {}), "relay_unconfigured": True}
+        session.flush()
 
 
 def list_pixels(session: Session) -> list[PixelConfig]:

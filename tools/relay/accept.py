@@ -17,7 +17,9 @@
    caller gets 200 "queued" so that it does not resend. Exception: a request with ``test_event_code``
    is never queued (a later delivery would lose the code and count test traffic as real); the
    events are recorded failed and Meta's error is returned.
-The caller's token is used for this one request and never stored.
+5. No client (a relay key for a pixel with no Meta token configured): the events are recorded
+   ``pending`` and wait for ``forward_pending`` (which sends only with the pixel's configured token).
+The caller's token is used for this one request and never stored. Who may call: ``tools.relay.access``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sqlalchemy.orm import Session
 from tools.fixes.rehash import pixel_default_country, relay_mode
 from tools.ledger.deliveries import record_delivery
 from tools.ledger.models import Event
-from tools.ledger.pixels import ensure_pixels
+from tools.ledger.pixels import ensure_pixels, mark_relay_unconfigured
 from tools.ledger.store import DeliveryOutcome, record_events
 from tools.meta.client import GraphClient
 from tools.meta.errors import MetaApiError
@@ -57,6 +59,8 @@ class RelayRequest:
     pixel_id: str
     events: Sequence[Any]
     params: Mapping[str, str] = field(default_factory=dict)  # pass-through parameters
+    # Accepted only through the opt-in for unconfigured pixels (tools.relay.access): mark the pixel.
+    unconfigured: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ def recordable(event: Any) -> dict[str, Any] | None:
 def _record(session: Session, request: RelayRequest, policy: PixelPolicy, now: datetime) -> list[int]:
     """Record the keepable events; returns their new ledger row ids (repeats within the request once)."""
     ensure_pixels(session, [request.pixel_id], default_country=policy.default_country, now=now)
+    if request.unconfigured:
+        mark_relay_unconfigured(session, request.pixel_id)
     events = [kept for kept in (recordable(event) for event in request.events) if kept is not None]
     if not events:
         return []
@@ -118,7 +124,7 @@ def _outcome_for(exc: MetaApiError, status: Literal["failed", "pending"], at: da
 
 
 def accept_batch(session_factory: Callable[[], Session], request: RelayRequest, *,
-                 client: GraphClient, now: datetime) -> RelayAnswer:
+                 client: GraphClient | None, now: datetime) -> RelayAnswer:
     """Handle one request end to end (see the module docstring); returns what to answer the caller."""
     now = as_utc(now)
     events = list(request.events)
@@ -144,6 +150,17 @@ def accept_batch(session_factory: Callable[[], Session], request: RelayRequest, 
                                     fbtrace_id=answer.error.get("fbtrace_id"), events_received=0))
             session.commit()
         return answer
+    if client is None:  # a relay key for a pixel with no Meta token configured (yet): the events wait
+        if request.params.get("test_event_code"):
+            return bad_request("test events cannot wait for a token: no access token is configured for "
+                               "this pixel")
+        with session_factory() as session:
+            row_ids = _record(session, request, policy, now)
+            if row_ids:
+                session.execute(update(Event).where(Event.id.in_(row_ids)).values(delivery_status="pending"),
+                                execution_options={"synchronize_session": False})
+            session.commit()
+        return queued(len(events))
     with session_factory() as session:
         row_ids = _record(session, request, policy, now)
         # Journal before the request: rows left "sending" by a crash become "uncertain", never resent.
