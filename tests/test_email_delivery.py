@@ -181,6 +181,8 @@ def test_incident_and_summary_emails_go_out_once_as_multipart_with_the_chart_inl
     assert found["text"].startswith("capi-agent hourly summary, 2026-11-12 18:00 → 19:00 UTC")
     assert "[critical] 1100000005" in found["text"] and "waiting for approval: replay fix_" in found["text"]
     assert "<table>" in found["html"] and "critical" in found["html"]
+    [(cid, (png, disposition))] = found["images"].items()  # the pixels' chart, inline
+    assert png.startswith(b"\x89PNG") and disposition == "inline" and f"cid:{cid}" in found["html"]
 
     everything = "\n".join(m.as_string() for m in box.messages) + caplog.text
     for secret in (CANARY_EMAIL, CANARY_PHONE, "6505550199", SMTP_PASSWORD, "sim-token"):

@@ -46,8 +46,8 @@ def _page(body: str) -> str:
 
 
 def summary_email(summary: Summary, *, to: str, links: Mapping[str, str] | None = None,
-                  late: bool = False) -> EmailMessage:
-    """One summary (hourly or daily) for one recipient."""
+                  late: bool = False, chart_png: bytes | None = None) -> EmailMessage:
+    """One summary (hourly or daily) for one recipient, with its pixels' chart when there is one."""
     links = links or {}
     kind = "Hourly summary" if summary.kind == "hourly" else "Daily digest"
     subject = f"[capi-agent] {kind} {window_label(summary)}: {tally(summary)}"
@@ -75,9 +75,12 @@ def summary_email(summary: Summary, *, to: str, links: Mapping[str, str] | None 
         rows.append(f"<tr><td style=\"color:{MARK_COLOUR['healthy']};font-weight:bold\">healthy</td><td>"
                     f"{len(folded)} pixels: {escape(', '.join(p.pixel_id for p in folded))}</td></tr>")
     late_note = "<p><i>Late: sent after capi-agent or the mail server was unavailable.</i></p>" if late else ""
+    cid = make_msgid(domain="capi-agent.local")[1:-1] if chart_png is not None else None
+    chart = (f"<p><img src=\"cid:{cid}\" alt=\"Hourly browser, server and last week's event counts of these "
+             "pixels\" width=\"720\"></p>") if cid else ""
     html = _page(f"<h2>{escape(title(summary))}</h2><p>{escape(window_label(summary))} · "
-                 f"{escape(tally(summary))}</p><table>{''.join(rows)}</table>{late_note}")
-    return _message(to=to, subject=subject, text=text, html=html)
+                 f"{escape(tally(summary))}</p><table>{''.join(rows)}</table>{chart}{late_note}")
+    return _message(to=to, subject=subject, text=text, html=html, chart_png=chart_png, chart_cid=cid)
 
 
 def incident_email(body: Mapping[str, Any], *, to: str, chart_png: bytes | None,

@@ -13,11 +13,12 @@ from sqlalchemy.orm import Session
 
 from agent.email.compose import incident_email, summary_email
 from agent.email.smtp import EmailDeliveryError, Mailer
-from agent.notify import render_chart  # the same chart as the Slack message
+from agent.notify import chart_data, render_chart  # the same chart as the Slack message
 from agent.slack.summaries import incident_links, late_at
 from agent.slack.summary_blocks import thread_link
 from agent.summary.model import Summary
 from tools.ledger.outbox import OutboxMessage, claim_for_delivery, incident_posts, mark_failed, mark_sent, pending
+from tools.timeutil import parse_iso
 
 log = logging.getLogger(__name__)
 EMAIL_KINDS = ("email_incident", "email_summary")
@@ -38,8 +39,25 @@ def compose(session: Session, row: OutboxMessage, *, now: datetime) -> EmailMess
         return incident_email(row.payload["message"], to=to, chart_png=render_chart(row.payload.get("chart", {})),
                               thread_link=link)
     summary = Summary.from_json(row.payload["summary"])
+    chart = render_chart(summary_chart(session, summary))
     return summary_email(summary, to=to, links=incident_links(session, summary),
-                         late=late_at(summary, now) is not None)
+                         late=late_at(summary, now) is not None, chart_png=chart)
+
+
+def summary_chart(session: Session, summary: Summary) -> dict:
+    """The chart data of a summary: its pixels' browser and server counts added up (two days), against
+    the same hours a week earlier."""
+    end = parse_iso(summary.window_end)
+    merged: dict[str, dict[str, float]] = {}
+    for pixel in summary.pixels:
+        data = chart_data(session, pixel_id=pixel.pixel_id, event_names=[], window_end=end)
+        for source, points in data["series"].items():
+            for hour, count in points.items():
+                merged.setdefault(source, {}).setdefault(hour, 0)
+                merged[source][hour] += count
+    noun = "pixel" if len(summary.pixels) == 1 else "pixels"
+    return {"title": f"{len(summary.pixels)} {noun}, all events: browser vs server vs last week",
+            "window_end": summary.window_end, "series": merged}
 
 
 def deliver_email_outbox(session_factory: Callable[[], Session], mailer: Mailer, *, now: datetime,
