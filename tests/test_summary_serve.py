@@ -11,21 +11,25 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from typer.testing import CliRunner
 
 from agent.cli import build_app
+from agent.server import build_server_app
 from agent.slack.app import build_slack_app
 from evals.harness import scenario_world
 from tests.agentworld import WorldTemplate, agent_world, database_url, small_scenario, world_template
 from tests.fakes.slack_api import RESPONSE_URL_METHOD, FakeSlackAPI
 from tests.fakes.slack_requests import bolt_request, command_body
 from tests.fakes.slack_service import InlineExecutor
-from tests.test_email_delivery import CANARY_PHONE, canary_lines
+from tests.test_email_delivery import CANARY_PHONE, Mailbox, canary_lines, free_port, mailer
 from tests.test_serve_world import APPROVER, BOT_TOKEN, CANARY_EMAIL, SECRET, slack_settings
 from tests.test_summary_world import (
     BROKEN,
@@ -45,6 +49,7 @@ from tests.test_summary_world import (
     summary_replies,
 )
 from tools.diagnosis.catalogue import cause_info
+from tools.loopback import ThreadedServer
 
 MISSED_BATCH = cause_info("missed_batch").title
 
@@ -285,3 +290,41 @@ def test_two_replicas_on_postgres_send_one_summary_per_channel_and_hour(
             keys = [row.dedupe_key for row in a.outbox()]
             assert len(keys) == len(set(keys))
             assert {row.status for row in a.outbox()} == {"sent"}
+
+
+def test_the_running_service_posts_and_mails_each_channels_summary_once(
+        template: WorldTemplate, tmp_path: Path, fake: FakeSlackAPI) -> None:
+    """``build_server_app`` with its loops in threads (scheduler, Slack outbox, email outbox)."""
+    box, port = Mailbox(), free_port()
+    smtp = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
+                      auth_require_tls=False)
+    smtp.start()
+    try:
+        with agent_world(template, tmp_path) as world:
+            pixels = [p.model_copy(update={"email_to": ["ops@shop.example"], "email_summaries": "hourly"})
+                      if p.slack_channel == CHANNEL_A else p for p in shop_pixels(world)]
+            configure(world, pixels)
+            with serve_shop(world, fake) as shop:
+                now = hour_before(world.scenario.audit_at).replace(minute=15)
+                shop.clock.now = now
+                world.simulator.state.set_now(now)
+                shop.parts.mailer = mailer(port)
+                shop.parts.scheduler_interval = shop.parts.outbox_interval = 0.2
+                with ThreadedServer(build_server_app(shop.parts, run_loops=True), lifespan="on", name="serve") \
+                        as server, httpx.Client(base_url=server.url, timeout=10) as http:
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline and not (
+                            summary_replies(fake, CHANNEL_A) and summary_replies(fake, CHANNEL_B)
+                            and any("Hourly summary" in str(m["Subject"]) for m in box.messages)):
+                        time.sleep(0.1)
+                    time.sleep(1.0)  # more rounds of every loop: nothing more to send
+                    health = http.get("/healthz").json()
+                assert health["loops"]["email-outbox"] and health["loops"]["scheduler"]
+                for channel in (CHANNEL_A, CHANNEL_B):
+                    assert len(day_parents(fake, channel)) == 1 and len(summary_replies(fake, channel)) == 1
+                assert [m["Subject"] for m in box.messages if "Hourly summary" in str(m["Subject"])] == [
+                    "[capi-agent] Hourly summary 2026-11-12 18:00 → 19:00 UTC (18:00 → 19:00 Europe/London): "
+                    "2 pixels: 2 critical"]
+                assert any("New incident" in str(m["Subject"]) for m in box.messages)
+    finally:
+        smtp.stop()

@@ -41,7 +41,7 @@ class OutboxMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True, sa_type=RowId)
     dedupe_key: str = Field(max_length=300, unique=True)
     channel: str = Field(max_length=200)
-    kind: str = Field(max_length=32)  # incident | summary | digest
+    kind: str = Field(max_length=32)  # incident | summary_day | summary | digest | email_incident | email_summary
     pixel_id: str | None = Field(default=None, max_length=64, index=True)
     incident_id: str | None = Field(default=None, max_length=64)
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JsonType)
