@@ -32,6 +32,7 @@ from tools.ledger.models import Event
 from tools.loopback import ThreadedServer
 from tools.meta.simulator import run_simulator_in_thread
 from tools.meta.simulator.state import DEFAULT_TOKEN
+from tools.relay.access import RelayAuth
 from tools.timeutil import to_unix, utcnow
 
 PIXEL = "1234567890"
@@ -76,7 +77,7 @@ def relay_rate(engine: Engine, requests: int, per_request: int) -> float:
     event_time = to_unix(utcnow() - timedelta(hours=1))
     with run_simulator_in_thread() as sim:
         deps = RelayDeps(session_factory=lambda: Session(engine, expire_on_commit=False), graph_url=sim.url,
-                         forward_timeout=10.0)
+                         forward_timeout=10.0, auth=RelayAuth.static({PIXEL: DEFAULT_TOKEN}))
         server = ThreadedServer(build_relay_app(deps), name="relay").start()
         url = f"{server.url}/v25.0/{PIXEL}/events"
         try:
