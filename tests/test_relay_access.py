@@ -89,8 +89,10 @@ def test_strangers_300_purchases_are_refused_counted_and_never_stored_audited_or
         response = post(relay, [purchase(f"fake-{batch}-{i}") for i in range(100)], token=STRANGER,
                         in_query=batch == 1)
         assert_190(response)
-    assert [e.event_id for e in ledger_events(ledger_engine)] == ["own-1", "own-2"]
-    assert [item["event"]["event_id"] for item in meta_sim.state.received(PIXEL)] == ["own-1", "own-2"]
+        assert post(relay, [make_event(f"own-{batch + 3}")], token=SIM_TOKEN).status_code == 200
+    own = ["own-1", "own-2", "own-3", "own-4", "own-5"]
+    assert [e.event_id for e in ledger_events(ledger_engine)] == own
+    assert [item["event"]["event_id"] for item in meta_sim.state.received(PIXEL)] == own
     assert refusals(ledger_engine) == [(PIXEL, "127.0.0.1", "bad_token", 3, 300)]
     dump = ledger_dump(ledger_engine)
     assert "fake-" not in dump and "9999" not in dump and STRANGER not in dump
@@ -242,3 +244,25 @@ def test_relay_key_cli_prints_the_key_once_and_stores_its_hash(sqlite_url: str) 
     assert "tag server" in listed.output and key not in listed.output
     assert key not in json.dumps(ledger_dump(engine))
     engine.dispose()
+
+
+@pytest.mark.parametrize("ledger_engine", ["sqlite"], indirect=True)
+def test_no_token_gets_metas_104_and_is_counted(relay: str, meta_sim: RunningSimulator,
+                                                ledger_engine: Engine) -> None:
+    response = post(relay, [make_event("n-1")], token=None)
+    assert response.status_code == 400 and response.json()["error"]["code"] == 104
+    assert ledger_events(ledger_engine) == [] and meta_sim.state.received(PIXEL) == []
+    assert refusals(ledger_engine) == [(PIXEL, "127.0.0.1", "bad_token", 1, 1)]
+
+
+def test_rate_limiter_refills_keeps_sources_apart_and_bounds_its_memory() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=2, max_sources=3, clock=lambda: now[0])
+    assert [limiter.take("a") for _ in range(2)] == [None, None]
+    assert limiter.take("a") == pytest.approx(0.5)
+    assert limiter.take("b") is None  # another sender is not affected
+    now[0] += 0.5
+    assert limiter.take("a") is None and limiter.take("a") is not None
+    for source in ("c", "d", "e"):
+        limiter.take(source)
+    assert len(limiter._buckets) == 3 and "a" not in limiter._buckets
