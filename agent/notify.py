@@ -200,6 +200,11 @@ def deliver_outbox(session_factory: Callable[[], Session], notifier: SlackNotifi
                     waiting.add(channel)
                 log.warning("slack message %s not delivered (%s); %s", row_id, error,
                             "will retry" if retryable else "gave up")
+            except Exception as exc:  # a message that cannot be built must not block the others forever
+                session.rollback()
+                mark_failed(session, row_id, error=f"build: {type(exc).__name__}", retryable=False, now=now)
+                report.failed += 1
+                log.error("slack message %s could not be built: %s", row_id, type(exc).__name__, exc_info=exc)
             else:
                 if posted is None:
                     release(session, row_id)

@@ -174,3 +174,31 @@ def test_a_channel_table_in_pixels_toml_sets_the_summaries_of_its_pixels(tmp_pat
     path.write_text('[[pixels]]\nid = "1"\n\n[channels."#shops"]\ntoken = "x"\n')
     with pytest.raises(ValueError, match="channels"):
         load_pixels_toml(path)
+
+
+def test_a_message_that_cannot_be_built_is_failed_and_does_not_block_the_channel(
+        sqlite_url: str, fake) -> None:
+    from agent.notify import deliver_outbox
+    from agent.slack.client import build_web_client
+    from agent.slack.notifier import SlackNotifier
+    from tests.fixtures.slack import SLACK_TEST_TOKEN
+    from tools.ledger.db import make_engine, migrate
+    from tools.ledger.outbox import OutboxMessage, enqueue
+
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    good = Summary(kind="daily", window_start="2026-11-29T09:00:00Z", window_end="2026-11-30T09:00:00Z",
+                   timezone="UTC", pixels=[_line("p1", "healthy")])
+    with Session(engine) as session:
+        enqueue(session, dedupe_key="digest:C1:broken", channel="C1", kind="digest",
+                payload={"summary": {"pixels": "not a list"}, "parent_key": None}, at=H)
+        enqueue(session, dedupe_key="digest:C1:good", channel="C1", kind="digest",
+                payload={"summary": good.to_json(), "parent_key": None}, at=H + timedelta(hours=1))
+        session.commit()
+    notifier = SlackNotifier(build_web_client(token=SLACK_TEST_TOKEN, base_url=fake.url))
+    report = deliver_outbox(lambda: Session(engine, expire_on_commit=False), notifier, now=H + timedelta(hours=1))
+    assert (report.sent, report.failed) == (1, 1)
+    with Session(engine) as session:
+        statuses = {row.dedupe_key: (row.status, row.last_error) for row in session.query(OutboxMessage)}
+    assert statuses == {"digest:C1:broken": ("failed", "build: TypeError"), "digest:C1:good": ("sent", None)}
+    engine.dispose()

@@ -81,6 +81,11 @@ def deliver_email_outbox(session_factory: Callable[[], Session], mailer: Mailer,
                     waiting.add(channel)
                 log.warning("email %s not sent (%s); %s", row_id, exc.error,
                             "will retry" if exc.retryable else "gave up")
+            except Exception as exc:  # an email that cannot be built must not block the others forever
+                session.rollback()
+                mark_failed(session, row_id, error=f"build: {type(exc).__name__}", retryable=False, now=now)
+                report.failed += 1
+                log.error("email %s could not be built: %s", row_id, type(exc).__name__, exc_info=exc)
             else:
                 mark_sent(session, row_id, channel=channel, ts=message_id[:64], at=now)
                 report.sent += 1
