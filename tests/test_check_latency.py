@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import pytest
 
 from tests.checkdata import ShopData
 from tools.checks.latency import check_latency, lag_percentile
+from tools.checks.registry import run_checks
 from tools.checks.types import LAG_BUCKET_EDGES
+from tools.diagnosis.rules import diagnose
 
 
 def test_lag_percentile_interpolates_inside_buckets() -> None:
@@ -59,3 +63,52 @@ def test_a_few_skewed_device_clocks_are_quiet() -> None:
     shop = ShopData()
     shop.ledger[(shop.window_start, "ViewContent")]["future_time"] = 2
     assert check_latency(shop.inputs()) == []
+
+
+# -- arrivals: a wrong clock vs a backlog, from the first hour --------------------------------------
+def _arrivals(shop: ShopData, window_offsets: dict[int, int]) -> tuple:
+    """A week of arrivals on time (offset within 5 minutes), then the window's given histogram."""
+    from tools.checks.types import OFFSET_EDGES, ArrivalHour
+
+    zero = bisect_left(OFFSET_EDGES, 0)
+    rows = []
+    for hour in shop.hours[-7 * 24:-1]:
+        offsets = [0] * (len(OFFSET_EDGES) + 1)
+        offsets[zero] = 40
+        rows.append(ArrivalHour(hour=hour, events=40, offsets=tuple(offsets)))
+    offsets = [0] * (len(OFFSET_EDGES) + 1)
+    for seconds, count in window_offsets.items():
+        offsets[bisect_left(OFFSET_EDGES, seconds)] += count
+    rows.append(ArrivalHour(hour=shop.window_start, events=sum(offsets), offsets=tuple(offsets)))
+    return tuple(rows)
+
+
+@pytest.mark.parametrize(("seconds", "direction"), [(3 * 3600 + 5, "behind"), (-5 * 3600, "ahead")])
+def test_a_constant_offset_is_a_clock_in_its_first_hour(seconds: int, direction: str) -> None:
+    shop = ShopData()
+    finding = next(f for f in check_latency(shop.inputs(arrival_hours=_arrivals(shop, {seconds: 50})))
+                   if f.code == "latency.clock_offset")
+    assert finding.metrics["direction"] == direction and finding.severity == "critical"
+
+
+def test_a_spread_of_late_arrivals_is_a_backlog_not_a_clock() -> None:
+    shop = ShopData()
+    spread = {1800: 12, 2 * 3600: 12, 5 * 3600: 12, 10 * 3600: 12, 20 * 3600: 12}
+    codes = {f.code for f in check_latency(shop.inputs(arrival_hours=_arrivals(shop, spread)))}
+    assert "latency.backlog_arrivals" in codes and "latency.clock_offset" not in codes
+
+
+def test_arrivals_on_time_say_nothing() -> None:
+    shop = ShopData()
+    codes = {f.code for f in check_latency(shop.inputs(arrival_hours=_arrivals(shop, {2: 45, 400: 3})))}
+    assert not codes & {"latency.backlog_arrivals", "latency.clock_offset"}
+
+
+def test_a_clock_behind_explains_the_empty_hour_at_meta() -> None:
+    """Three hours behind: the audited hour looks empty on the server side at Meta, and the lag looks
+    like late delivery; the arrivals say it is one clock."""
+    shop = ShopData()
+    shop.inject_server_down(onset=shop.window_start, events=None)
+    inputs = shop.inputs(arrival_hours=_arrivals(shop, {3 * 3600 + 5: 60}))
+    incidents = diagnose(run_checks(inputs), inputs)
+    assert [i.root_cause for i in incidents] == ["clock_skew"]

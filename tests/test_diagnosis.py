@@ -7,12 +7,22 @@ from dataclasses import replace
 
 import pytest
 
-from tests.checkdata import ShopData
+from tests.checkdata import WINDOW_END, ShopData
 from tools.checks.registry import run_checks
 from tools.diagnosis.catalogue import CATALOGUE
 from tools.diagnosis.rules import diagnose
+from tools.diagnosis.triage import triage
 from tools.diagnosis.types import FIX_KINDS, ROOT_CAUSES, Incident
 from tools.timeutil import HOUR
+
+
+def _skipped_batches(shop: ShopData, hours: int = 2) -> None:
+    """The batch sender skipped the hours before the window, then ran again in the window."""
+    for k in range(hours + 1, 1, -1):
+        hour = shop.window_end - k * HOUR
+        for name in shop.server_events():
+            shop._undelivered(hour, name)
+        shop.unsent_hours.add(hour)
 
 
 def _diagnose(inject: Callable[[ShopData], None], seed: int = 7) -> list[Incident]:
@@ -39,7 +49,7 @@ CASES: dict[str, Callable[[ShopData], None]] = {
     "browser_pixel_down": lambda s: s.inject_browser_down(),
     "server_events_down": lambda s: s.inject_server_down(events=["ViewContent", "AddToCart"]),
     "access_token_invalid": lambda s: s.inject_token_invalid(),
-    "missed_batch": lambda s: s.inject_missed_batch(),
+    "missed_batch": lambda s: _skipped_batches(s),
     "late_delivery": lambda s: s.inject_late_delivery(),
     "dedup_broken": lambda s: s.inject_dedup_broken(),
     "hashing_error": lambda s: s.inject_hashing("raw_pii", "em"),
@@ -78,6 +88,26 @@ def test_missed_batch_replays_never_sent_events() -> None:
     (fix,) = incident.fixes
     assert fix.kind == "replay" and "never_sent" in fix.params["statuses"]
     assert fix.params["since"] == "2026-11-24T12:00:00Z"
+
+
+def test_nothing_sent_this_hour_is_undetermined_and_proposes_nothing() -> None:
+    """Events recorded and nothing reaching Meta this hour: a skipped batch and a backlog look the
+    same until the sender delivers again, so the incident names both and proposes no replay."""
+    (incident,) = _diagnose(lambda s: s.inject_missed_batch())
+    assert incident.root_cause == "undetermined" and incident.severity == "critical"
+    assert incident.candidates == ["missed_batch", "late_delivery"] and incident.next_hour
+    assert all(fix.kind == "manual" for fix in incident.fixes)
+
+
+def test_an_undetermined_incident_gives_way_to_the_cause_the_next_hour_shows() -> None:
+    (undetermined,) = _diagnose(lambda s: s.inject_missed_batch(onset=s.window_end - HOUR))
+    later = ShopData(window_end=WINDOW_END + HOUR)
+    _skipped_batches(later, hours=1)
+    inputs = later.inputs()
+    decided = diagnose(run_checks(inputs), inputs)
+    out = triage(decided, [undetermined])
+    assert [(t.status, t.incident.root_cause) for t in out] == [("new", "missed_batch"),
+                                                                ("superseded", "undetermined")]
 
 
 def test_malformed_fbc_gets_repair_and_replay() -> None:

@@ -15,7 +15,7 @@ from tools.checks.types import LAG_BUCKET_EDGES
 from tools.ledger.deliveries import record_delivery
 from tools.ledger.ingest import ingest_events_jsonl, ingest_orders_jsonl
 from tools.ledger.inputs import load_ledger_inputs
-from tools.ledger.models import Delivery, DeliveryHourRollup, Event, EventHourRollup, OrderHourRollup
+from tools.ledger.models import ArrivalHourRollup, Delivery, DeliveryHourRollup, Event, EventHourRollup, OrderHourRollup
 from tools.ledger.rollups import TOP_K, merge_top, rebuild_rollups
 from tools.ledger.store import DeliveryOutcome, record_events
 from tools.timeutil import as_utc, to_iso
@@ -65,7 +65,7 @@ def _lines() -> list[dict[str, Any]]:
 
 def _rollups(session: Session) -> dict[str, list[tuple[Any, ...]]]:
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup):
+    for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup, ArrivalHourRollup):
         rows = session.scalars(select(model)).all()
         out[model.__tablename__] = sorted(
             tuple(as_utc(v) if isinstance(v, datetime) else v for v in row.model_dump().values())
@@ -106,6 +106,9 @@ def test_incremental_rollups_equal_a_rebuild(ledger_engine: Engine, tmp_path: Pa
         assert _rollups(session) == incremental
         # Every event counted once; the retry left nothing undelivered.
         assert session.scalar(select(func.sum(EventHourRollup.events))) == 63
+        # ... and once by the hour it arrived, with its offset.
+        assert session.scalar(select(func.sum(ArrivalHourRollup.events))) == 63
+        assert sum(sum(r.offsets) for r in session.scalars(select(ArrivalHourRollup))) == 63
         assert session.scalar(select(func.sum(EventHourRollup.undelivered))) == 0
 
 

@@ -31,6 +31,8 @@ IMPACT: dict[str, str] = {
     "event_renamed": "Campaigns and custom conversions that use the old name stop getting signal.",
     "clock_skew": "Events land in the wrong time or are refused, which skews attribution.",
     "rate_limited": "Events arrive late or not at all while Meta limits our requests.",
+    "undetermined": "Meta has none of this hour's server events yet; whether they are lost or only late "
+                    "shows next hour.",
     "none": "",
 }
 
@@ -72,7 +74,7 @@ def narrate(incident: Incident, findings: Sequence[Finding]) -> str:
     if incident.root_cause == "none":
         return "Nothing beyond normal variation in this audit. Nothing to do."
     mine = [f for f in findings if f.id in set(incident.finding_ids)]
-    started = onset(incident, mine)
+    started = incident.started_at or onset(incident, mine)
     since = f" since {started:%Y-%m-%d %H:%M} UTC" if started else ""
     sentences = [f"{info.title} for {_events_text(incident)}{since}."]
     evidence = _evidence(incident, mine)
@@ -80,6 +82,9 @@ def narrate(incident: Incident, findings: Sequence[Finding]) -> str:
         sentences.append("Evidence: " + "; ".join(evidence) + ".")
     if IMPACT.get(incident.root_cause):
         sentences.append(IMPACT[incident.root_cause])
+    if incident.candidates:
+        titles = " or ".join(cause_info(c).title.lower() for c in incident.candidates)
+        sentences.append(f"It is either {titles}. {incident.next_hour or ''}".strip())
     automatic = [fix for fix in incident.fixes if fix.kind != "manual"]
     todo = f"What to do: {info.manual_remedy}"
     if automatic:

@@ -77,6 +77,7 @@ def gather_inputs(session: Session, *, pixel: PixelConfig, at: datetime,
         meta_read_errors=meta.errors, thresholds=thresholds, timezone=pixel.timezone,
         has_orders=ledger.has_orders, audited_at=at,
         incident_spans=incident_spans(open_incidents(session, pixel.id), window_start),
+        arrival_hours=ledger.arrival_hours,
         relay_refusals=load_relay_refusals(session, pixel_id=pixel.id, start=window_start, end=window_end),
     )
 

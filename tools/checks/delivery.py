@@ -178,6 +178,9 @@ def check_not_sent(inputs: AuditInputs) -> list[Finding]:
             names[name] += n
     in_window = any(h in window for h in gaps)
     attempts = sum(r.attempts for r in inputs.delivery_hours if r.hour in window)
+    # Events Meta accepted in the window: a sender that is still delivering something (newer events,
+    # the previous hour's tail) skipped a batch; one that delivered nothing may be a backlog instead.
+    received = sum(r.events_received for r in inputs.delivery_hours if r.hour in window)
     share = unsent / recorded if recorded else 1.0
     where = span_label(window) if gaps == window else f"{len(gaps)} hour(s) since {hour_label(first)}"
     return [make_finding(
@@ -187,7 +190,8 @@ def check_not_sent(inputs: AuditInputs) -> list[Finding]:
         metrics={"observed": unsent, "baseline": None, "threshold": NOT_SENT_SHARE, "undelivered": unsent,
                  "undelivered_share": round(share, 3), "attempts": attempts,
                  "event_names": ",".join(sorted(names)), "since": to_iso(first),
-                 "until": to_iso(gaps[-1] + HOUR), "gap_hours": len(gaps), "in_window": in_window},
+                 "until": to_iso(gaps[-1] + HOUR), "gap_hours": len(gaps), "in_window": int(in_window),
+                 "window_received": received},
         evidence=[f"{span_label([h])}: {hours[h][1]} of {hours[h][0]} events recorded, never sent"
                   for h in gaps[-12:]]
         + ([f"{span_label(window)}: {attempts} delivery attempt(s), none of them for these events"]

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -20,7 +21,8 @@ from tools.checks.series import (
     week_earlier,
     window_hours,
 )
-from tools.checks.types import LAG_BUCKET_EDGES, AuditInputs, EventHour, Finding, make_finding
+from tools.checks.types import LAG_BUCKET_EDGES, OFFSET_EDGES, AuditInputs, EventHour, Finding, make_finding
+from tools.timeutil import HOUR
 
 # A couple of events with a skewed device clock are normal; a server bug dates many.
 MIN_FUTURE_EVENTS = 3
@@ -115,6 +117,90 @@ def check_lag(inputs: AuditInputs) -> list[Finding]:
     return out
 
 
+# The usual arrival offsets: buckets that held at least this share of the last week's arrivals.
+USUAL_BUCKET_SHARE = 0.05
+# An hour's arrivals are "moved" when this share of them falls outside the usual buckets; with the
+# usual share outside below USUAL_OUTSIDE_MAX and at least MIN_ARRIVALS arrivals, the binomial tail of
+# seeing it by chance is below 1e-6 (P(X >= 8 | n = 10, p = 0.1) = 3.7e-7).
+MOVED_SHARE = 0.8
+USUAL_OUTSIDE_MAX = 0.1
+MIN_ARRIVALS = 10
+# Moved arrivals within two adjacent buckets are one constant offset (a clock); wider is a spread.
+CONSTANT_SHARE = 0.8
+
+
+def _offset_label(index: int) -> str:
+    edges = OFFSET_EDGES
+    low = edges[index - 1] if index > 0 else None
+    high = edges[index] if index < len(edges) else None
+
+    def fmt(seconds: int) -> str:
+        return _human(abs(seconds))
+    if low is None:
+        return f"more than {fmt(high or 0)} ahead"
+    if high is None:
+        return f"more than {fmt(low)} behind"
+    if high <= 0:
+        return f"{fmt(high)} to {fmt(low)} ahead"
+    return f"{fmt(max(low, 0))} to {fmt(high)} behind"
+
+
+def check_arrivals(inputs: AuditInputs) -> list[Finding]:
+    """latency.clock_offset / latency.backlog_arrivals from the hour's arrivals (received_at).
+
+    Arrival time is what a clock bug cannot move: a server clock three hours behind (or a wrong time
+    zone) stamps every event with the same offset from its first hour, while a backlog being drained
+    delivers events late by a spread of amounts. Both are judged against the pixel's usual offsets."""
+    window = set(window_hours(inputs))
+    size = len(OFFSET_EDGES) + 1
+    now, usual = [0] * size, [0] * size
+    since = inputs.window_start - 7 * 24 * HOUR
+    for row in inputs.arrival_hours:
+        target = now if row.hour in window else usual if row.hour >= since else None
+        if target is None:
+            continue
+        for i, count in enumerate(row.offsets[:size]):
+            target[i] += count
+    n, n_usual = sum(now), sum(usual)
+    if n < max(MIN_ARRIVALS, inputs.thresholds.min_baseline_events):
+        return []
+    zero = bisect_left(OFFSET_EDGES, 0)
+    normal = ({i for i, c in enumerate(usual) if c >= USUAL_BUCKET_SHARE * n_usual} if n_usual
+              else {zero, zero + 1})
+    if n_usual and sum(c for i, c in enumerate(usual) if i not in normal) > USUAL_OUTSIDE_MAX * n_usual:
+        return []  # this sender's offsets are all over the place normally: nothing to compare with
+    moved = {i: c for i, c in enumerate(now) if i not in normal and c}
+    moved_n = sum(moved.values())
+    if moved_n < MOVED_SHARE * n:
+        return []
+    pair = max(range(size - 1), key=lambda i: now[i] + now[i + 1] if {i, i + 1} & set(moved) else -1)
+    constant = (now[pair] + now[pair + 1]) >= CONSTANT_SHARE * moved_n
+    main = max(moved, key=lambda i: moved[i])
+    label = span_label(window_hours(inputs))
+    histogram = [f"{_offset_label(i)}: {c}" for i, c in sorted(moved.items())]
+    if constant:
+        ahead = main < zero
+        return [make_finding(
+            inputs, check="latency", code="latency.clock_offset", severity="critical",
+            summary=f"{moved_n} of {n} server events that arrived in {label} carry an event_time "
+                    f"{_offset_label(main)} of their arrival: a server clock or time-zone error "
+                    "(events land in the wrong hours at Meta).",
+            metrics={"observed": round(moved_n / n, 3), "threshold": MOVED_SHARE, "baseline": None,
+                     "direction": "ahead" if ahead else "behind", "offset": _offset_label(main),
+                     "arrivals": n},
+            evidence=[f"{label}: arrivals by received_at - event_time: " + ", ".join(histogram),
+                      f"previous 7 days: {n_usual} arrivals, {USUAL_OUTSIDE_MAX:.0%} or fewer outside the "
+                      "usual offsets"],
+        )]
+    return [make_finding(
+        inputs, check="latency", code="latency.backlog_arrivals", severity="warning",
+        summary=f"{moved_n} of {n} server events that arrived in {label} were late by a spread of amounts: "
+                "a queue draining a backlog.",
+        metrics={"observed": round(moved_n / n, 3), "threshold": MOVED_SHARE, "baseline": None, "arrivals": n},
+        evidence=[f"{label}: arrivals by received_at - event_time: " + ", ".join(histogram)],
+    )]
+
+
 def check_freshness(inputs: AuditInputs) -> list[Finding]:
     """latency.freshness_degraded from the dataset-quality data_freshness field."""
     before = week_earlier(inputs)
@@ -142,4 +228,4 @@ def check_freshness(inputs: AuditInputs) -> list[Finding]:
 
 def check_latency(inputs: AuditInputs) -> list[Finding]:
     """All latency findings for the audited window."""
-    return [*check_lag(inputs), *check_freshness(inputs)]
+    return [*check_lag(inputs), *check_arrivals(inputs), *check_freshness(inputs)]

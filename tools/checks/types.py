@@ -27,6 +27,10 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 # Upper edges (seconds, inclusive) of the lag histogram kept per hour; the last bucket is open.
 LAG_BUCKET_EDGES: tuple[int, ...] = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 24 * 3600, 3 * 86400, 7 * 86400)
+# Upper edges (seconds, inclusive) of the signed arrival offset received_at - event_time kept per
+# received hour: negative is an event dated in the future. The last bucket is open.
+OFFSET_EDGES: tuple[int, ...] = (-12 * 3600, -6 * 3600, -3 * 3600, -3600, -300, 300, 3600, 3 * 3600,
+                                 6 * 3600, 12 * 3600, 24 * 3600)
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,16 @@ class DeliveryHour:
     errors: dict[str, int] = field(default_factory=dict)
     # Transport failures (timeouts, connection errors, 5xx without a Graph error body).
     transport_errors: int = 0
+
+
+@dataclass(frozen=True)
+class ArrivalHour:
+    """Server events by the hour they arrived, with the histogram of received_at - event_time
+    (``OFFSET_EDGES``, plus one open bucket)."""
+
+    hour: datetime
+    events: int
+    offsets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -219,6 +233,8 @@ class AuditInputs:
     # Incidents still open for this pixel: their hours are kept out of every reference, so a failure
     # that lasts never becomes the new "usual".
     incident_spans: tuple[IncidentSpan, ...] = ()
+    # Server events by arrival hour (the window and the history before it).
+    arrival_hours: tuple[ArrivalHour, ...] = ()
     # Requests the relay refused for this pixel (tools.checks.relay_refusals), by hour of arrival.
     relay_refusals: tuple[RelayRefusalCount, ...] = ()
 

@@ -32,6 +32,7 @@ from tools.checks.witness import (
     CROSS_MARGIN,
     POOL_MARGIN,
     WitnessReport,
+    WitnessVerdict,
     describe,
     drop_severity,
     witness_report,
@@ -197,28 +198,38 @@ def check_volume(inputs: AuditInputs) -> list[Finding]:
 def _corroborated_drops(inputs: AuditInputs, report: WitnessReport, new_names: list[Finding],
                         findings: list[Finding]) -> list[Finding]:
     """volume.drop for a series whose share fell with moderate evidence (20:1) at the time a new name
-    appeared on the same channel: together they are strong evidence of a rename, which a thin series
-    (Purchase at 2 an hour) could not show alone within a few hours."""
-    reported = {(f.event_name, f.metrics.get("source")) for f in findings} | {
-        (f.event_name, "both") for f in findings}
+    appeared: together they are strong evidence of a rename, which a thin series (Purchase at 2 an
+    hour) could not show alone within a few hours. Only when no series already shows a clear drop (that
+    one is the rename), on every channel the new name appeared on, and the most convincing one."""
+    if any((f.severity != "info" and f.code in ("volume.zero", "volume.drop")) or "_below_" in f.code
+           for f in findings):
+        return []
     out: list[Finding] = []
+    by_name: dict[str, list[Finding]] = {}
     for new in new_names:
-        first_seen = parse_iso(str(new.metrics["first_seen"]))
+        by_name.setdefault(str(new.event_name), []).append(new)
+    for name, news in sorted(by_name.items()):
+        sources = {str(n.metrics.get("source")) for n in news}
+        first_seen = min(parse_iso(str(n.metrics["first_seen"])) for n in news)
+        candidates: dict[str, list[WitnessVerdict]] = {}
         for v in report.verdicts:
-            if (v.event_name in (new.event_name, ALL_EVENTS) or v.source != new.metrics.get("source")
-                    or (v.event_name, v.source) in reported or v.alarm
+            if (v.event_name in (name, ALL_EVENTS) or v.source not in sources or v.alarm
                     or v.shift.llr < RENAME_CORROBORATION_LLR
                     or abs((v.onset - first_seen).total_seconds()) > RENAME_WINDOW.total_seconds()):
                 continue
-            reported.add((v.event_name, v.source))
+            candidates.setdefault(v.event_name, []).append(v)
+        complete = {old: vs for old, vs in candidates.items() if {v.source for v in vs} == sources}
+        if not complete:
+            continue
+        old = max(complete, key=lambda n: sum(v.shift.llr for v in complete[n]))
+        for v in complete[old]:
             out.append(make_finding(
                 inputs, check="volume", code="volume.drop", event_name=v.event_name, severity="warning",
                 summary=f"{v.event_name} {v.source} events fell to {v.shift.ratio_of_reference:.0%} of their "
-                        f"usual share since {v.onset:%a %H:00} UTC, when '{new.event_name}' appeared.",
+                        f"usual share since {v.onset:%a %H:00} UTC, when '{name}' appeared.",
                 metrics={**witness_metrics(v, POOL_MARGIN if v.witness == "pool" else CROSS_MARGIN),
-                         "corroborated_by": new.event_name},
-                evidence=[f"{v.event_name} {v.source} " + describe(v),
-                          f"'{new.event_name}' first seen {new.metrics['first_seen']}"],
+                         "corroborated_by": name},
+                evidence=[f"{v.event_name} {v.source} " + describe(v), f"'{name}' first seen {first_seen:%a %H:00}"],
             ))
     return out
 

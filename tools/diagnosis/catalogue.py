@@ -68,7 +68,7 @@ CATALOGUE: dict[str, RootCauseInfo] = {
             ("lag p95 beyond threshold", "data freshness not real time", "events older than 7 days"),
             ("manual", "replay"),
             "Send events as they happen (or every few minutes); drain the queue, then replay pending.",
-            ("latency.p95_high", "latency.too_old"),
+            ("latency.p95_high", "latency.too_old", "latency.backlog_arrivals"),
             ("latency.freshness_degraded", "delivery.transport_errors", "volume.drop", "volume.zero",
              "parity.server_below_browser"),
         ),
@@ -136,7 +136,17 @@ CATALOGUE: dict[str, RootCauseInfo] = {
             "event_time is in the future or shifted by a constant (server clock or time-zone bug).",
             ("future event_time", "constant shift"), ("manual",),
             "Send event_time as a UTC unix timestamp in seconds taken when the event happened.",
-            ("latency.future_time",), (),
+            ("latency.future_time", "latency.clock_offset"),
+            ("latency.p95_high", "parity.server_below_browser", "parity.browser_below_server"),
+        ),
+        RootCauseInfo(
+            "undetermined", "Cause not determined yet",
+            "The evidence of this hour fits more than one cause (events recorded but not sent: a skipped "
+            "batch, or a backlog that will deliver them late); the next hour tells them apart.",
+            ("events recorded, none sent this hour",), ("manual",),
+            "Check that the sending job or queue worker is running; nothing is replayed until it is clear "
+            "whether the events are lost or only late.",
+            (), (),
         ),
         RootCauseInfo(
             "rate_limited", "Meta is rate-limiting our sends",

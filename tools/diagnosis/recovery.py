@@ -26,7 +26,7 @@ VOLUME_CAUSES: dict[str, tuple[Source, ...]] = {
     "event_renamed": ("server", "browser"),
 }
 DELIVERY_CAUSES = frozenset({"access_token_invalid", "rate_limited", "malformed_parameter", "missed_batch",
-                             "late_delivery"})
+                             "undetermined", "late_delivery"})
 
 
 def recovery_judge(inputs: AuditInputs) -> Callable[[Incident], bool]:

@@ -24,12 +24,12 @@ from tools.timeutil import hours_between, parse_iso
 SERVER_DROPS = ("parity.server_below_browser", "volume.zero", "volume.drop", "parity.orders_unmatched")
 # Causes that hit every event of the pixel at once: their fingerprint leaves out the event names,
 # which shift hour to hour with volume, so the incident is recognised as the same one.
-PIXEL_WIDE = frozenset({"access_token_invalid", "missed_batch", "rate_limited", "malformed_parameter",
+PIXEL_WIDE = frozenset({"access_token_invalid", "missed_batch", "undetermined", "rate_limited", "malformed_parameter",
                         "late_delivery", "clock_skew", "hashing_error"})
 # Causes that change the counts of a series: while one is open, its hours serve as no reference.
 COUNT_CAUSES = frozenset({"server_events_down", "browser_pixel_down", "access_token_invalid", "missed_batch",
                           "late_delivery", "rate_limited", "malformed_parameter", "event_renamed",
-                          "duplicate_events", "clock_skew"})
+                          "duplicate_events", "clock_skew", "undetermined"})
 TOO_OLD_SUBCODE = 2804003
 DELIVERY_FAILURES = frozenset({"access_token_invalid", "missed_batch", "rate_limited", "malformed_parameter"})
 
@@ -144,7 +144,13 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
                     lambda f: _server_side(f) or f.code == "delivery.partial_receipt" or (
                         f.code == "emq.key_coverage_drop" and f.metrics.get("key") in malformed_keys))
     # A sender running hours late also leaves the window unsent: that is late_delivery, below.
-    late = any(f.code == "latency.p95_high" for f in pool.left)
+    late = any(f.code in ("latency.p95_high", "latency.backlog_arrivals", "latency.clock_offset")
+               for f in pool.left)
+    # Nothing at all reached Meta this hour and the hour's events wait unsent: a skipped batch and a
+    # backlog look the same until the sender delivers again. Say so and propose nothing.
+    drafts += _rule(pool, "undetermined",
+                    lambda f: f.code == "delivery.not_sent" and not late and f.metrics.get("in_window") == 1
+                    and f.metrics.get("window_received") == 0, _server_side)
     drafts += _rule(pool, "missed_batch", lambda f: f.code == "delivery.not_sent" and not late, _server_side)
     drafts += _rule(pool, "rate_limited", lambda f: f.code == "delivery.rate_limited",
                     lambda f: f.code in ("latency.p95_high", "latency.freshness_degraded",
@@ -168,12 +174,20 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
             lambda f: f.event_name in names and (
                 (f.code == "volume.spike" and _source(f) in ("server", "both"))
                 or f.code in ("parity.browser_below_server", "duplicates.repeated_event_ids")))))
+    # A wrong clock moves every event by the same amount: the lag, the "missing" hour at Meta and the
+    # crowded hours next to it are all its doing. Judged before late delivery, which a clock behind
+    # also looks like by lag alone.
+    if any(f.code in ("latency.clock_offset", "latency.future_time") for f in pool.left):
+        drafts += _rule(pool, "clock_skew", lambda f: f.code in ("latency.clock_offset", "latency.future_time"),
+                        lambda f: f.code in ("latency.p95_high", "latency.freshness_degraded")
+                        or (f.code.startswith("parity.") and "_below_" in f.code)
+                        or f.code in ("volume.zero", "volume.drop", "volume.spike"))
     drafts += _rule(pool, "late_delivery",
-                    lambda f: f.code in ("latency.p95_high", "latency.too_old") or _is_too_old_rejection(f),
+                    lambda f: f.code in ("latency.p95_high", "latency.too_old", "latency.backlog_arrivals")
+                    or _is_too_old_rejection(f),
                     # Events still queued are missing from Meta's server counts of the window.
                     lambda f: f.code in ("latency.freshness_degraded", "delivery.transport_errors",
                                          "delivery.not_sent") or _server_side(f))
-    drafts += _rule(pool, "clock_skew", lambda f: f.code == "latency.future_time", lambda f: False)
     drafts += _rule(pool, "dedup_broken",
                     lambda f: f.code == "parity.dedup_key_missing" and f.severity != "info", lambda f: False)
     keys = pool.take(lambda f: f.code == "emq.key_coverage_drop")
@@ -251,6 +265,7 @@ def _incident(draft: Draft, inputs: AuditInputs) -> Incident:
     fields = sorted({str(x) for f in findings if f.check == "hashing"
                      for x in str(f.metrics.get("fields") or f.metrics.get("field") or "").split(",") if x})
     events_text = f" ({', '.join(names)})" if names else ""
+    undetermined = draft.cause == "undetermined"
     return Incident(
         id="i_" + hashlib.sha256(f"{fingerprint}|{inputs.window_end.isoformat()}".encode()).hexdigest()[:16],
         pixel_id=inputs.pixel_id,
@@ -264,6 +279,10 @@ def _incident(draft: Draft, inputs: AuditInputs) -> Incident:
                             since=_gap_since(findings)),
         fingerprint=fingerprint,
         started_at=_started_at(findings, inputs),
+        candidates=["missed_batch", "late_delivery"] if undetermined else [],
+        next_hour=("If events reach Meta again next hour while these stay unsent, a batch was skipped and a "
+                   "replay will be proposed; if these arrive late, it is a backlog draining and nothing "
+                   "needs replaying.") if undetermined else None,
     )
 
 

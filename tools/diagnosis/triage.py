@@ -42,10 +42,13 @@ def triage(current: Sequence[Incident], open_incidents: Sequence[Incident],
             incident = incident.model_copy(update={"started_at": before.started_at})
         out.append(TriagedIncident(status="escalated" if rose else "ongoing", incident=incident,
                                    previous_severity=before.severity))
+    decided = {t.incident.root_cause for t in out if t.status == "new"}
     for fingerprint, before in previous.items():
         if fingerprint in seen:
             continue
-        if recovered is None or recovered(before):
+        if before.root_cause == "undetermined" and decided & set(before.candidates):
+            out.append(TriagedIncident(status="superseded", incident=before, previous_severity=before.severity))
+        elif recovered is None or recovered(before):
             out.append(TriagedIncident(status="resolved", incident=before, previous_severity=before.severity))
         else:
             out.append(TriagedIncident(status="ongoing", incident=before, previous_severity=before.severity))

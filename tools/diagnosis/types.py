@@ -24,6 +24,9 @@ RootCause = Literal[
     "event_renamed",
     "clock_skew",
     "rate_limited",
+    # The first hour cannot tell the candidates apart (a skipped batch or a backlog): say so, name
+    # them and what the next hour will show, and propose nothing until the data decide.
+    "undetermined",
     "none",
 ]
 ROOT_CAUSES: tuple[str, ...] = get_args(RootCause)
@@ -62,6 +65,9 @@ class Incident(BaseModel):
     narrative: str | None = None
     diagnosed_by: str | None = None
     evidence_key: str | None = None
+    # For ``undetermined``: the causes still possible, and what the next hour will show.
+    candidates: list[str] = Field(default_factory=list)
+    next_hour: str | None = None
 
 
 def incident_fingerprint(pixel_id: str, root_cause: str, event_names: list[str]) -> str:
@@ -69,7 +75,9 @@ def incident_fingerprint(pixel_id: str, root_cause: str, event_names: list[str])
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-TriageStatus = Literal["new", "ongoing", "escalated", "resolved"]
+# ``superseded``: an undetermined incident whose cause the data have since decided (closed without
+# an announcement: the determined incident is announced as new).
+TriageStatus = Literal["new", "ongoing", "escalated", "resolved", "superseded"]
 
 
 class TriagedIncident(BaseModel):

@@ -75,7 +75,7 @@ def upsert_incidents(session: Session, *, pixel_id: str, triaged: Sequence[Triag
         body = incident.model_dump(mode="json")
         is_open = (table.c.pixel_id == pixel_id) & (table.c.fingerprint == incident.fingerprint) & (
             table.c.status == "open")
-        if item.status == "resolved":
+        if item.status in ("resolved", "superseded"):
             session.execute(update(table).where(is_open).values(status="resolved", resolved_at=at,
                                                                 last_seen_at=at))
             continue

@@ -8,15 +8,15 @@ re-exported here so that an audit imports one module.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, exists, select
 from sqlalchemy.orm import Session
 
-from tools.checks.types import LAG_BUCKET_EDGES, DeliveryHour, EventHour, OrderHour
+from tools.checks.types import LAG_BUCKET_EDGES, ArrivalHour, DeliveryHour, EventHour, OrderHour
 from tools.ledger.incidents import open_incidents, save_audit, upsert_incidents
-from tools.ledger.models import DeliveryHourRollup, EventHourRollup, OrderHourRollup
+from tools.ledger.models import ArrivalHourRollup, DeliveryHourRollup, EventHourRollup, OrderHourRollup
 from tools.ledger.snapshots import (
     load_meta_counts,
     load_quality_history,
@@ -45,6 +45,10 @@ __all__ = [
 ]
 
 
+# Arrivals are read for the last week only: the clock check compares an hour with the recent usual.
+ARRIVAL_DAYS = timedelta(days=8)
+
+
 @dataclass(frozen=True)
 class LedgerInputs:
     event_hours: tuple[EventHour, ...]
@@ -52,6 +56,7 @@ class LedgerInputs:
     order_hours: tuple[OrderHour, ...]
     # The shop sends its orders for this pixel (some order was ever recorded before window_end).
     has_orders: bool
+    arrival_hours: tuple[ArrivalHour, ...] = ()
 
 
 def _counts(detail: dict[str, Any], name: str) -> dict[str, int]:
@@ -105,13 +110,20 @@ def load_ledger_inputs(session: Session, *, pixel_id: str, history_start: dateti
         .order_by(OrderHourRollup.hour))
     has_orders = session.scalar(select(exists().where(OrderHourRollup.pixel_id == pixel_id,
                                                       OrderHourRollup.hour < end)))
+    arrivals = session.execute(select(ArrivalHourRollup.hour, ArrivalHourRollup.events,
+                                      ArrivalHourRollup.offsets).where(
+        ArrivalHourRollup.pixel_id == pixel_id, ArrivalHourRollup.hour >= max(start, end - ARRIVAL_DAYS),
+        ArrivalHourRollup.hour < end).order_by(ArrivalHourRollup.hour))
     return LedgerInputs(
         event_hours=tuple(event_hour_from_row(row) for row in events),
         delivery_hours=tuple(delivery_hour_from_row(row) for row in deliveries),
         order_hours=tuple(OrderHour(hour=as_utc(row.hour), orders=row.orders, matched=row.matched,
                                     value=row.value) for row in orders),
         has_orders=bool(has_orders),
+        arrival_hours=tuple(ArrivalHour(hour=as_utc(row.hour), events=row.events,
+                                        offsets=tuple(row.offsets or ())) for row in arrivals),
     )
+
 
 def load_relay_refusals(session: Session, *, pixel_id: str, start: datetime,
                         end: datetime) -> tuple[RelayRefusalCount, ...]:

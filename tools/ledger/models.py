@@ -184,6 +184,20 @@ class OrderHourRollup(SQLModel, table=True):
     value: float = 0.0
 
 
+class ArrivalHourRollup(SQLModel, table=True):
+    """Events by the hour they *arrived* (received_at), with the signed offset received_at - event_time
+    as a histogram (``tools.checks.types.OFFSET_EDGES``). Beside the event-time rollups it tells a
+    clock that is wrong (every arrival off by the same amount, from its first hour) from a backlog
+    (arrivals late by a spread of amounts) and from an outage (no arrivals)."""
+
+    __tablename__ = "arrival_hours"
+
+    pixel_id: str = Field(primary_key=True, max_length=64)
+    hour: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    events: int = 0
+    offsets: list[int] = Field(default_factory=list, sa_type=JsonType)
+
+
 class Audit(SQLModel, table=True):
     __tablename__ = "audits"
     __table_args__ = (Index("ix_audits_pixel_window", "pixel_id", "window_end"),)
@@ -270,5 +284,5 @@ class RelayRefusal(SQLModel, table=True):
 
 
 ALL_TABLES = ("pixels", "events", "deliveries", "delivery_events", "orders", "meta_snapshots",
-              "event_hours", "delivery_hours", "order_hours", "audits", "findings", "incidents", "relay_keys",
-              "relay_refusals")
+              "event_hours", "delivery_hours", "order_hours", "arrival_hours", "audits", "findings",
+              "incidents", "relay_keys", "relay_refusals")

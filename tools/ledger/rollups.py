@@ -14,7 +14,7 @@ carriers / (TOP_K + 1): enough to see one hash dominate a field.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +23,9 @@ from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from tools.checks.types import LAG_BUCKET_EDGES
+from tools.checks.types import LAG_BUCKET_EDGES, OFFSET_EDGES
 from tools.ledger.models import (
+    ArrivalHourRollup,
     Delivery,
     DeliveryHourRollup,
     Event,
@@ -106,6 +107,7 @@ class RollupDeltas:
     event_hours: dict[tuple[str, datetime, str], EventHourDelta] = field(default_factory=dict)
     delivery_hours: dict[tuple[str, datetime], dict[str, Any]] = field(default_factory=dict)
     order_hours: dict[tuple[str, datetime], dict[str, float]] = field(default_factory=dict)
+    arrival_hours: dict[tuple[str, datetime], list[int]] = field(default_factory=dict)
 
     def event_hour(self, pixel_id: str, event_time: datetime, event_name: str) -> EventHourDelta:
         key = (pixel_id, floor_hour(event_time), event_name)
@@ -127,6 +129,11 @@ class RollupDeltas:
         if first_attempt is not None:
             first_attempt = _utc(first_attempt)
         counters["events"] += 1
+        arrival_key = (row["pixel_id"], received_at.replace(minute=0, second=0, microsecond=0))
+        arrival = self.arrival_hours.get(arrival_key)
+        if arrival is None:
+            arrival = self.arrival_hours[arrival_key] = [0] * (len(OFFSET_EDGES) + 1)
+        arrival[bisect_left(OFFSET_EDGES, (received_at - event_time).total_seconds())] += 1
         counters["with_event_id"] += row.get("event_id") is not None
         counters["duplicate_event_ids"] += duplicate
         if double is not None:
@@ -272,6 +279,17 @@ def apply_deltas(session: Session, deltas: RollupDeltas) -> None:
     order_rows = [{"pixel_id": p, "hour": h, **d} for (p, h), d in deltas.order_hours.items()]
     _upsert(session, OrderHourRollup, ("pixel_id", "hour"), ("orders", "matched", "value"),
             order_rows, None)
+    arrival_rows = [{"pixel_id": p, "hour": h, "events": sum(o), "offsets": o}
+                    for (p, h), o in deltas.arrival_hours.items()]
+    _upsert(session, ArrivalHourRollup, ("pixel_id", "hour"), ("events",), arrival_rows, "offsets",
+            merge_offsets)
+
+
+def merge_offsets(left: Sequence[int] | None, right: Sequence[int] | None) -> list[int]:
+    """Add two offset histograms bucket by bucket (either may be empty)."""
+    size = len(OFFSET_EDGES) + 1
+    a, b = list(left or [0] * size), list(right or [0] * size)
+    return [x + y for x, y in zip(a + [0] * (size - len(a)), b + [0] * (size - len(b)), strict=True)]
 
 
 def event_rollup_columns() -> tuple[Any, ...]:
@@ -350,7 +368,7 @@ def rebuild_rollups(session: Session, pixel_id: str | None = None) -> None:
 
     For repair, and as the oracle of the incremental path: both must give the same rows.
     """
-    for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup):
+    for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup, ArrivalHourRollup):
         stmt = delete(model)
         session.execute(stmt if pixel_id is None else stmt.where(model.pixel_id == pixel_id))
     deltas = RollupDeltas()
