@@ -5,7 +5,7 @@ and the healthy world runs on real demand, inside NAB's anomaly windows, with de
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -54,8 +54,8 @@ def test_every_family_has_seeded_variants_with_a_target_and_varied_onsets() -> N
         members = by_family[family.name]
         assert len(members) == family.count >= 4
         assert all(s.detect_within_hours for s in members)
-        if family.target_hours is not None:
-            assert {s.detect_within_hours for s in members} == {family.target_hours}
+        if family.target_hours is not None:  # the family's target, longer only where evidence needs it
+            assert min(s.detect_within_hours for s in members) == family.target_hours
     onsets = [min(i.onset for i in s.injections) for s in scenarios]
     assert any(o.hour < 6 for o in onsets) and any(o.weekday() >= 5 for o in onsets)  # nights, weekends
     assert len({(o.hour, o.weekday()) for o in onsets}) > 60
@@ -68,6 +68,20 @@ def test_every_family_has_seeded_variants_with_a_target_and_varied_onsets() -> N
         "purchase", "Purchased", "checkout_complete"}
     assert {i.params["direction"] for s in by_family["clock_skew"] for i in s.injections} == {"ahead", "behind"}
     assert {s.detect_within_hours for s in by_family["lead_low_volume_lost"]} == {48}
+
+
+def test_a_target_leaves_time_for_seven_expected_affected_events() -> None:
+    from evals.evaluate.families import EVIDENCE_EVENTS, expected_affected
+
+    for s in build_library():
+        if s.family in {f.name for f in FAMILIES} and s.family not in ("preexisting_failure", "past_unsent_gap"):
+            config = s.shop_config()
+            until = min(i.onset for i in s.injections) + timedelta(hours=s.detect_within_hours)
+            assert s.detect_within_hours >= 96 or any(
+                expected_affected(config, i, i.onset, until) >= EVIDENCE_EVENTS * 0.99 for i in s.injections), s.id
+        if s.family == "past_unsent_gap":
+            (gap,) = s.injections
+            assert expected_affected(s.shop_config(), gap, gap.onset, gap.end) >= EVIDENCE_EVENTS
 
 
 def test_preexisting_failures_start_days_before_the_first_audit_and_past_gaps_hours_before() -> None:

@@ -14,7 +14,9 @@ Detection targets (``detect_within_hours``) are what a person running a shop wou
 checks manage today: a total loss within 3 hours, a partial one within 6, a Purchase stream of 2-3 an
 hour within 6 audit hours, a Lead stream of 0.3 an hour within 48 (at 0.3/h, 48 hours without a Lead
 has probability e^-14), a failure older than the first audit at that audit, a gradual loss by the end
-of its ramp.
+of its ramp. A variant's target is never shorter than the time its affected events need to number 7
+expected events (``evidence_hours``: a silence that long has probability e^-7 < 0.001), so a small
+shop's night-time failure is given the hours the evidence needs, and no more.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tools.synth.injection import Injection
 from tools.synth.realdemand import SERIES, anomaly_windows, shift_weeks_for
-from tools.synth.shop import EVENT_PROFILES, MEAN_DAILY_SHAPE
+from tools.synth.shop import EVENT_PROFILES, MEAN_DAILY_SHAPE, ShopConfig, ad_blocker_share, traffic_factor
 from tools.timeutil import UTC
 
 HISTORY_DAYS = 15
@@ -317,6 +320,71 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
+# Evidence: a stream that should have brought 7 events and brought none has probability e^-7 < 0.001
+# (Poisson). A variant's target is its family's, or the hours its affected events need to reach that
+# many expected events at the shop's demand from the onset, whichever is longer (a tiny shop's rename
+# cannot be seen before a renamed event arrives).
+EVIDENCE_EVENTS = 7.0
+MAX_TARGET_HOURS = 96
+
+
+def _key_share(config: ShopConfig, profile: Any, keys: list[str]) -> float:
+    shares = {"em": profile.em, "ph": profile.ph, "external_id": profile.external_id, "fbc": config.fbc_share,
+              "fbp": config.fbp_share}
+    return max(shares.get(key, 1.0) for key in keys)
+
+
+def affected_rate(config: ShopConfig, injection: Injection, hour: datetime) -> float:
+    """Expected events an hour that the injection changes (at the shop's demand, no noise)."""
+    names = injection.events
+    if injection.cause == "event_renamed":
+        names = [injection.params.get("from") or "AddToCart"]
+    browser_side = injection.cause == "browser_pixel_down" or (
+        injection.cause == "dedup_broken" and injection.params.get("side") == "browser")
+    share = injection.share_at(hour + timedelta(minutes=30)) if injection.cause in _SHARE_CAUSES else 1.0
+    rate = 0.0
+    for profile in EVENT_PROFILES:
+        if names is not None and profile.name not in names:
+            continue
+        seen = (1 - ad_blocker_share(config, hour)) if browser_side else profile.server_share
+        if injection.cause == "match_keys_lost":
+            seen *= _key_share(config, profile, injection.params.get("keys") or [injection.params.get("key", "fbc")])
+        elif injection.cause == "hashing_error" and injection.params.get("mode", "raw") in ("raw", "uppercase"):
+            seen *= profile.em
+        rate += profile.peak_per_hour * seen
+    return traffic_factor(config, hour) * rate * share
+
+
+_SHARE_CAUSES = frozenset({"browser_pixel_down", "server_events_down", "missed_batch", "dedup_broken",
+                           "hashing_error", "match_keys_lost", "malformed_parameter", "event_renamed"})
+
+
+def expected_affected(config: ShopConfig, injection: Injection, since: datetime, until: datetime | None) -> float:
+    """Expected affected events between two times (hour by hour, the first and last hour pro rata)."""
+    total, hour = 0.0, since.replace(minute=0, second=0, microsecond=0)
+    until = until or since + timedelta(hours=MAX_TARGET_HOURS)
+    while hour < until:
+        lo, hi = max(hour, since), min(hour + timedelta(hours=1), until)
+        if injection.active(lo):
+            total += affected_rate(config, injection, hour) * (hi - lo).total_seconds() / 3600
+        hour += timedelta(hours=1)
+    return total
+
+
+def evidence_hours(config: ShopConfig, injection: Injection, clock_from: datetime) -> int:
+    """Whole hours from ``clock_from`` until the affected events since the onset reach EVIDENCE_EVENTS."""
+    total = expected_affected(config, injection, injection.onset, clock_from) if injection.onset < clock_from else 0
+    hour = clock_from
+    for hours in range(1, MAX_TARGET_HOURS + 1):
+        step = hour + timedelta(hours=1)
+        if injection.active(hour):
+            total += expected_affected(config, injection, hour, step)
+        if total >= EVIDENCE_EVENTS:
+            return hours
+        hour = step
+    return MAX_TARGET_HOURS
+
+
 def _seed(scenario_id: str) -> int:
     return int(hashlib.sha256(scenario_id.encode()).hexdigest()[:6], 16)
 
@@ -339,12 +407,21 @@ def family_records(pixel_base: int) -> list[dict[str, Any]]:
             timezone = shop.pop("_timezone")
             onsets = [datetime.fromisoformat(i["onset"]) for i in drawn["injections"]]
             first = drawn.get("first_audit_at") or (min(onsets).replace(minute=0, second=0) + timedelta(hours=1))
-            target = drawn.get("target", family.target_hours)
+            shop["demand_shift_weeks"] = series_shift(rng, shop["demand_series"], first.astimezone(ZoneInfo(timezone)))
+            config = ShopConfig(**shop, timezone=timezone)
+            injections = [Injection.model_validate(i) for i in drawn["injections"]]
+            if any(i.cause == "missed_batch" for i in injections):
+                # A gap must hold evidence: at least EVIDENCE_EVENTS expected events (else scale the shop up).
+                held = expected_affected(config, injections[0], injections[0].onset, injections[0].end)
+                if held < EVIDENCE_EVENTS:
+                    shop["scale"] = round(shop["scale"] * EVIDENCE_EVENTS * 1.2 / max(held, 0.05), 5)
+                    config = ShopConfig(**shop, timezone=timezone)
+            base = drawn.get("target", family.target_hours)
+            clock_from = max(min(onsets), first - timedelta(hours=1))
+            target = float(max(base, min(evidence_hours(config, i, clock_from) for i in injections)))
             hours = drawn.get("audit_hours") or math.ceil(target * 1.5) + 1
             audit_at = first + timedelta(hours=hours - 1)
             start = _start_for(min([*onsets, first]))
-            local = audit_at.astimezone(ZoneInfo(timezone))
-            shop["demand_shift_weeks"] = series_shift(rng, shop["demand_series"], local)
             causes = drawn.get("causes") or list(family.causes)
             out.append({
                 "id": sid, "description": f"{family.description}: {drawn['what']}", "seed": _seed(sid),

@@ -11,7 +11,10 @@ rate_limited.
 ``params`` per cause: dedup_broken ``side`` server|browser|both; hashing_error ``mode``
 raw|placeholder|uppercase|must_not_hash and ``fields``; match_keys_lost ``keys``; event_renamed
 ``from``, ``to``, ``side`` both|server; rate_limited ``code`` 4|17|613|80004; access_token_invalid
-``reads_expired`` (the agent's read token expired too). missed_batch without ``end`` lasts one hour.
+``reads_expired`` (the agent's read token expired too); duplicate_events ``new_event_id`` (each copy
+under an event_id of its own: the same order sent twice); clock_skew ``direction`` ahead|behind.
+missed_batch without ``end`` lasts one hour. ``ramp_hours`` makes an onset gradual: the affected
+share grows linearly from 0 to the magnitude over that many hours (causes that drop or alter a share).
 """
 
 from __future__ import annotations
