@@ -5,6 +5,7 @@ folded, the day a summary's thread belongs to, and text and blocks that cannot p
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +24,16 @@ from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import save_meta_counts
 from tools.schedule.claims import claim, finish
 
-H = datetime(2026, 11, 30, 15, tzinfo=UTC)  # a Monday, 15:00-16:00 UTC
+H = datetime(2026, 11, 30, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def template_world_services(tmp_path_factory: pytest.TempPathFactory, tmp_path) -> Iterator:
+    from tests.agentworld import agent_services, agent_world, small_scenario, world_template
+
+    template = world_template(small_scenario(), tmp_path_factory)
+    with agent_world(template, tmp_path) as world, agent_services(world) as services:
+        yield services, world  # a Monday, 15:00-16:00 UTC
 WEEK = timedelta(days=7)
 
 
@@ -202,3 +212,17 @@ def test_a_message_that_cannot_be_built_is_failed_and_does_not_block_the_channel
         statuses = {row.dedupe_key: (row.status, row.last_error) for row in session.query(OutboxMessage)}
     assert statuses == {"digest:C1:broken": ("failed", "build: TypeError"), "digest:C1:good": ("sent", None)}
     engine.dispose()
+
+
+def test_the_audit_keeps_its_not_judged_series_for_the_summary(template_world_services) -> None:
+    services, world = template_world_services
+    from sqlalchemy import select
+
+    from tools.ledger.models import Audit
+
+    state = services.audit_pixel(world.pixel, world.scenario.audit_at)
+    with services.runtime.session() as session:
+        stored = session.scalars(select(Audit).where(Audit.id == state["audit_id"])).one()
+    assert stored.result["not_judged"] == state["report"]["pixels"][0]["not_judged"]
+    assert stored.result["not_judged"], "the small scenario has series too thin to judge"
+    assert not_judged_of(stored.result, world.pixel.id) == stored.result["not_judged"]

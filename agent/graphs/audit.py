@@ -202,7 +202,9 @@ def report(state: AuditState, runtime: Runtime[AuditContext]) -> dict[str, Any]:
     with ctx.session_factory() as session:
         audit_id = store_audit(session, audit, result={
             "diagnosis_sources": state.get("diagnosis_sources", {}), "proposals": state.get("proposals", []),
-            "narratives": state.get("narratives", {}), "tokens_used": audit.tokens_used})
+            "narratives": state.get("narratives", {}), "tokens_used": audit.tokens_used,
+            # Kept with the audit: summaries read it to tell "not judged" from "healthy".
+            "not_judged": body["pixels"][0].get("not_judged", [])})
         session.commit()
     return {"audit_id": audit_id, "report": body}
 
