@@ -27,6 +27,7 @@ from tools.checks.witness import (
     WitnessVerdict,
     describe,
     drop_severity,
+    orders_verdict,
     witness_report,
 )
 from tools.timeutil import to_iso
@@ -84,33 +85,23 @@ def _parity_finding(inputs: AuditInputs, v: WitnessVerdict) -> Finding:
 
 
 def check_orders(inputs: AuditInputs) -> list[Finding]:
-    """parity.orders_unmatched: the shop's orders without a matching server Purchase."""
-    if not inputs.has_orders or not inputs.order_hours:
+    """parity.orders_unmatched: the share of the shop's orders matched by a server Purchase fell
+    (``witness.orders_verdict``); a shop that always matched 70 % is not newly broken at 70 %."""
+    v = orders_verdict(inputs)
+    if v is None or not v.alarm:
         return []
-    t = inputs.thresholds
-    orders = {row.hour: row for row in inputs.order_hours}
-    count = {h: float(r.orders) for h, r in orders.items()}
-    matched = {h: float(r.matched) for h, r in orders.items()}
-    hours = pool_until(inputs, lambda hs: total(count, hs) >= MIN_SHARE_EVENTS)
-    n, m = total(count, hours), total(matched, hours)
-    if n < t.min_baseline_events:
-        return []
-    past = history_hours(inputs, 7)
-    past_n, past_m = total(count, past), total(matched, past)
-    usual = past_m / past_n if past_n else None
-    share = m / n
-    # A shop that always matched 70 % is not newly broken at 70 %: the share must also fall
-    # clearly below its own usual level.
-    if share >= t.order_match_min or (usual is not None and share >= usual - 0.15):
-        return []
+    shift = v.shift
+    orders = shift.target_after + shift.partner_after
+    share = shift.target_after / orders if orders else 0.0
+    usual = shift.reference_ratio / (1 + shift.reference_ratio)
     return [make_finding(
         inputs, check="parity", code="parity.orders_unmatched", event_name="Purchase",
         severity="critical" if share < 0.3 else "warning",
-        summary=f"Only {m:.0f} of {n:.0f} shop orders reached Meta as a server Purchase ({share:.0%}).",
-        metrics={"observed": round(share, 3), "baseline": round(usual, 3) if usual is not None else None,
-                 "threshold": t.order_match_min, "orders": int(n), "matched": int(m), "hours": len(hours)},
-        evidence=[f"{span_label(hours)}: {n:.0f} orders, {m:.0f} matched a server Purchase",
-                  f"previous 7 days: {past_n:.0f} orders, {past_m:.0f} matched"],
+        summary=f"Only {shift.target_after:.0f} of {orders:.0f} shop orders since {v.onset:%a %H:00} UTC reached "
+                f"Meta as a server Purchase ({share:.0%}, usually {usual:.0%}).",
+        metrics={**witness_metrics(v, CROSS_MARGIN), "observed": round(share, 3), "baseline": round(usual, 3),
+                 "orders": int(orders), "matched": int(shift.target_after)},
+        evidence=[f"orders matched by a server Purchase {describe(v)}"],
     )]
 
 

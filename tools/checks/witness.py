@@ -220,6 +220,32 @@ def _compute(inputs: AuditInputs) -> WitnessReport:
     return WitnessReport(tuple(verdicts), tuple(not_judged), until)
 
 
+def orders_verdict(inputs: AuditInputs) -> WitnessVerdict | None:
+    """The shop's orders as the witness of its server Purchases: the share of orders that a server
+    Purchase matched, tested like any other share (reference before the onset, margin 0.8)."""
+    if not inputs.has_orders or not inputs.order_hours:
+        return None
+    until = witness_report(inputs).settled_until
+    hours = hours_between(inputs.history_start, until)
+    if not hours:
+        return None
+    position = {h: i for i, h in enumerate(hours)}
+    matched, unmatched = [0.0] * len(hours), [0.0] * len(hours)
+    for row in inputs.order_hours:
+        i = position.get(row.hour)
+        if i is not None:
+            matched[i] += row.matched
+            unmatched[i] += max(0, row.orders - row.matched)
+    start = _first_nonzero([m + u for m, u in zip(matched, unmatched, strict=True)])
+    if start is None:
+        return None
+    excluded = _excluded(inputs, hours)
+    skip = excluded.get(ALL_EVENTS, set()) | excluded.get("Purchase", set())
+    shift = share_shift(matched, unmatched, [i not in skip for i in range(len(hours))],
+                        lookback=LOOKBACK_HOURS, margin=CROSS_MARGIN, known_from=start)
+    return WitnessVerdict("Purchase", "server", "orders", "ledger", shift, tuple(hours)) if shift else None
+
+
 def drop_severity(verdict: WitnessVerdict) -> str:
     """Critical when the series is nearly gone (below a fifth of its usual share)."""
     return "critical" if verdict.shift.ratio_of_reference < 0.2 else "warning"
