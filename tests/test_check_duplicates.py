@@ -11,7 +11,7 @@ import pytest
 from tests.checkdata import EventProfile, ShopData
 from tools.checks.duplicates import check_duplicates
 from tools.checks.registry import run_checks
-from tools.checks.types import Finding
+from tools.checks.types import Finding, IncidentSpan
 from tools.diagnosis.rules import diagnose
 from tools.timeutil import HOUR
 
@@ -130,3 +130,14 @@ def test_a_small_shop_does_not_flap_on_a_stray_collision_or_repeat(seed: int) ->
     for back in range(72):
         end = shop.window_end - back * HOUR
         assert _loud(check_duplicates(replace(inputs, window_start=end - HOUR, window_end=end))) == set()
+
+
+def test_doubles_with_an_open_incident_never_become_the_usual() -> None:
+    shop = ShopData()
+    onset = shop.window_end - 9 * 24 * HOUR
+    shop.inject_duplicates(events=["Purchase"], factor=2, by="double_order_ids", onset=onset)
+    inputs = replace(shop.inputs(), has_orders=False)
+    assert _loud(check_duplicates(inputs)) == set()  # nine days of it before we looked: standing
+    spans = (IncidentSpan(root_cause="duplicate_events", since=onset, event_names=("Purchase",)),)
+    assert _loud(check_duplicates(replace(inputs, incident_spans=spans))) == {
+        ("duplicates.double_counted", "Purchase")}

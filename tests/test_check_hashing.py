@@ -10,7 +10,7 @@ from tests.checkdata import EventProfile, ShopData
 from tools.checks.hashing import check_hashing
 from tools.checks.registry import run_checks
 from tools.checks.stats import beta_binomial_tail, binomial_tail, judge_share
-from tools.checks.types import Finding
+from tools.checks.types import Finding, IncidentSpan
 from tools.diagnosis.rules import diagnose
 from tools.timeutil import DAY, HOUR
 
@@ -190,3 +190,15 @@ def test_share_statistics() -> None:
     # A large standing share must rise by a quarter of itself, not by noise.
     assert not judge_share(330, 1000, 3000, 10000, floor=0.02).news
     assert judge_share(450, 1000, 3000, 10000, floor=0.02).news
+
+
+def test_a_problem_with_an_open_incident_never_becomes_the_usual() -> None:
+    shop = ShopData()
+    onset = shop.window_end - 10 * DAY
+    shop.inject_hashing("raw_pii", "em", share=1.0, onset=onset)
+    assert _loud(check_hashing(shop.inputs())) == []  # ten days of it, unknown to us: standing
+    open_incident = IncidentSpan(root_cause="hashing_error", since=onset)
+    loud = _loud(check_hashing(shop.inputs(incident_spans=(open_incident,))))
+    assert any(f.code == "hashing.raw_pii" and f.event_name == "ViewContent" for f in loud)
+    other = IncidentSpan(root_cause="access_token_invalid", since=onset)
+    assert _loud(check_hashing(shop.inputs(incident_spans=(other,)))) == []

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from tools.checks.series import MIN_SHARE_EVENTS, ledger_by_event, pool_until, span_label, window_hours
-from tools.checks.stats import ShareVerdict, judge_share, usual_counts
+from tools.checks.stats import ShareVerdict, judge_share, open_since, usual_counts
 from tools.checks.types import AuditInputs, EventHour, Finding, make_finding
 from tools.timeutil import DAY, HOUR
 
@@ -40,12 +40,14 @@ DOUBLE_FLOOR = 0.02
 ORDERS_EXCESS_MIN = 0.25
 
 
-def _history_days(inputs: AuditInputs, rows: dict[datetime, EventHour],
+def _history_days(inputs: AuditInputs, name: str, rows: dict[datetime, EventHour],
                   start: datetime) -> list[list[EventHour]]:
-    """Rows of the 7 days before ``start``, one list per day (most recent first)."""
+    """Rows of the 7 days before ``start``, one list per day (most recent first), without the hours
+    of an open duplicate_events incident (stats.open_since)."""
+    end = min(start, open_since(inputs, ("duplicate_events",), name) or start)
     days: list[list[EventHour]] = [[] for _ in range(HISTORY_DAYS)]
     for hour, row in rows.items():
-        if max(start - HISTORY_DAYS * DAY, inputs.history_start) <= hour < start:
+        if max(start - HISTORY_DAYS * DAY, inputs.history_start) <= hour < end:
             days[(start - hour - HOUR) // DAY].append(row)
     return days
 
@@ -81,7 +83,7 @@ def check_repeated_event_ids(inputs: AuditInputs) -> list[Finding]:
         events = {h: r.events for h, r in rows.items()}
         hours = pool_until(inputs, lambda hs, e=events: sum(e.get(h, 0) for h in hs) >= MIN_SHARE_EVENTS)
         now = [rows[h] for h in hours if h in rows]
-        verdict, k, n = _judge(now, _history_days(inputs, rows, hours[0]), _repeats, REPEAT_FLOOR)
+        verdict, k, n = _judge(now, _history_days(inputs, name, rows, hours[0]), _repeats, REPEAT_FLOOR)
         if not verdict.above_floor:
             continue
         summary = (f"{verdict.share:.0%} of server {name} events ({k} of {n}) repeat an event_id already "
@@ -123,9 +125,10 @@ def _orders_excess(inputs: AuditInputs, rows: dict[datetime, EventHour]) -> dict
     if o < inputs.thresholds.min_baseline_events:
         return None  # no orders recorded lately (a feed not sent yet): nothing to compare
     start = hours[0]
+    end = min(start, open_since(inputs, ("duplicate_events",), PURCHASE) or start)
     days: list[list[datetime]] = [[] for _ in range(HISTORY_DAYS)]
     for hour in set(orders) | set(rows):
-        if max(start - HISTORY_DAYS * DAY, inputs.history_start) <= hour < start:
+        if max(start - HISTORY_DAYS * DAY, inputs.history_start) <= hour < end:
             days[(start - hour - HOUR) // DAY].append(hour)
     per_day = [(max(0, purchases(d) - sum(orders.get(h, 0) for h in d)), purchases(d)) for d in days]
     k_hist, n_hist = usual_counts(per_day)
@@ -144,7 +147,7 @@ def check_double_counted(inputs: AuditInputs) -> list[Finding]:
     events = {h: r.events for h, r in rows.items()}
     hours = pool_until(inputs, lambda hs: sum(events.get(h, 0) for h in hs) >= MIN_SHARE_EVENTS)
     now = [rows[h] for h in hours if h in rows]
-    verdict, k, n = _judge(now, _history_days(inputs, rows, hours[0]), _doubles, DOUBLE_FLOOR)
+    verdict, k, n = _judge(now, _history_days(inputs, PURCHASE, rows, hours[0]), _doubles, DOUBLE_FLOOR)
     by_order = sum(r.double_order_ids for r in now)
     by_key = sum(r.double_purchase_keys for r in now)
     excess = _orders_excess(inputs, rows)

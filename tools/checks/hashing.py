@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from tools.checks.series import MIN_SHARE_EVENTS, ledger_by_event, pool_until, span_label, window_hours
-from tools.checks.stats import ShareVerdict, judge_share, usual_counts
+from tools.checks.stats import ShareVerdict, judge_share, open_since, usual_counts
 from tools.checks.types import AuditInputs, EventHour, Finding, Severity, make_finding
 from tools.timeutil import DAY, HOUR
 
@@ -50,6 +50,8 @@ NAME_DOMINANCE = 0.8
 # values, one repeat is already 40 %); smaller hours are left out of the dominant-value rule.
 MIN_VALUES_FOR_DOMINANCE = 20
 HISTORY_DAYS = 7
+# Open incidents of these causes keep their hours out of the history (see stats.open_since).
+CAUSES = ("hashing_error", "malformed_parameter")
 
 # (bad, carrying) per field, in the window and per day of history.
 Counts = dict[str, tuple[int, int]]
@@ -60,14 +62,15 @@ CountFn = Callable[[list[EventHour], tuple[str, ...] | None], Counts]
 class _EventSeries:
     """One event's rows: the judged hours (window, pooled when rare) and 7 days before them."""
 
-    def __init__(self, inputs: AuditInputs, rows: dict[datetime, EventHour]) -> None:
+    def __init__(self, inputs: AuditInputs, name: str, rows: dict[datetime, EventHour]) -> None:
         events = {h: float(r.events) for h, r in rows.items()}
         self.hours = pool_until(inputs, lambda hs: sum(events.get(h, 0) for h in hs) >= MIN_SHARE_EVENTS)
         self.now = [rows[h] for h in self.hours if h in rows]
         start = self.hours[0]
+        end = min(start, open_since(inputs, CAUSES, name) or start)
         self.days: list[list[EventHour]] = [[] for _ in range(HISTORY_DAYS)]
         for hour, row in rows.items():
-            if hour < start and hour >= max(start - HISTORY_DAYS * DAY, inputs.history_start):
+            if hour < end and hour >= max(start - HISTORY_DAYS * DAY, inputs.history_start):
                 self.days[(start - hour - HOUR) // DAY].append(row)
 
     def judge(self, count: CountFn, floor: float) -> dict[str, ShareVerdict]:
@@ -172,7 +175,7 @@ def check_hashing(inputs: AuditInputs) -> list[Finding]:
     for name, rows in sorted(ledger_by_event(inputs).items()):
         if not any(h in rows and rows[h].events for h in window):
             continue  # nothing of this event in the audited hours: nothing to judge
-        series = _EventSeries(inputs, rows)
+        series = _EventSeries(inputs, name, rows)
         checks: list[tuple[str, Severity, CountFn, str]] = [
             (code, severity, _bad_counts(attr), what) for attr, code, severity, what in COUNTERS]
         checks += [(f"hashing.{field}_malformed", "warning", _bad_counts("malformed", (field,)),

@@ -17,7 +17,11 @@ before it is reported as news; see ``judge_share``.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
+
+from tools.checks.types import AuditInputs
 
 # One-sided level of the beta-binomial test. A pixel runs 168 audits a week and a check judges a
 # handful of shares in each (a few events x a few fields with a standing bad share); at 1e-4 that is
@@ -136,3 +140,12 @@ def usual_counts(days: list[tuple[int, int]]) -> tuple[int, int]:
     if median < bad / total:
         bad = round(median * total)
     return bad, total
+
+
+def open_since(inputs: AuditInputs, causes: Collection[str], event_name: str) -> datetime | None:
+    """Start of the earliest open incident of one of ``causes`` touching ``event_name`` (a span with
+    no event names touches every event), or None. Its hours are no reference: a problem that is
+    still an open incident never becomes the pixel's "usual" level, however long it lasts."""
+    starts = [span.since for span in inputs.incident_spans
+              if span.root_cause in causes and (not span.event_names or event_name in span.event_names)]
+    return min(starts) if starts else None
