@@ -106,3 +106,52 @@ def test_the_relay_path_counts_a_double_against_what_is_stored(ledger_engine: En
         inputs = load_ledger_inputs(session, pixel_id=PIXEL, history_start=H, window_end=H + timedelta(hours=1))
     (hour,) = inputs.event_hours
     assert (hour.double_order_ids, hour.double_purchase_keys, hour.duplicate_event_ids) == (1, 1, 0)
+
+
+def _shop(engine: Engine, *, copies_from: datetime | None, new_ids: bool) -> None:
+    """Four days of ~12 Purchases an hour, each with its order id; from ``copies_from`` every Purchase
+    is sent twice: with its own event_id again (a retry) or with a new one (a second webhook)."""
+    with Session(engine) as session:
+        hour = H - 4 * 24 * timedelta(hours=1)
+        n = 0
+        while hour < H:
+            events = []
+            for i in range(12):
+                n += 1
+                event = {"event_name": "Purchase", "event_time": to_unix(hour + timedelta(minutes=5 * i)),
+                         "event_id": f"p-{n}", "user_data": {"em": sha(f"buyer{n}@example.com")},
+                         "custom_data": {"order_id": f"o-{n}", "value": 10 + n % 7, "currency": "EUR"}}
+                events.append(event)
+                if copies_from is not None and hour >= copies_from:
+                    events.append({**event, "event_id": f"q-{n}" if new_ids else f"p-{n}",
+                                   "event_time": event["event_time"] + 20})
+            record_events(session, pixel_id=PIXEL, events=events, received_at=hour + timedelta(minutes=61))
+            hour += timedelta(hours=1)
+        session.commit()
+
+
+def _audit(engine: Engine) -> list[tuple[str, str]]:
+    from tools.checks.duplicates import check_duplicates
+    from tools.checks.types import AuditInputs
+
+    start = H - timedelta(weeks=4)
+    with Session(engine) as session:
+        ledger = load_ledger_inputs(session, pixel_id=PIXEL, history_start=start, window_end=H)
+    inputs = AuditInputs(pixel_id=PIXEL, window_start=H - timedelta(hours=1), window_end=H, history_start=start,
+                         event_hours=ledger.event_hours, delivery_hours=ledger.delivery_hours)
+    return sorted((f.code, f.severity) for f in check_duplicates(inputs))
+
+
+def test_a_second_webhook_is_double_counted_and_a_retry_is_a_repeat(tmp_path: Path) -> None:
+    from tools.ledger.db import make_engine, migrate
+
+    for case, (copies_from, new_ids, expected) in enumerate((
+        (None, False, []),
+        (H - timedelta(hours=1), True, [("duplicates.double_counted", "critical")]),
+        (H - timedelta(hours=1), False, [("duplicates.repeated_event_ids", "warning")]),
+    )):
+        engine = make_engine(f"sqlite:///{tmp_path / f'ledger{case}.db'}")
+        migrate(engine)
+        _shop(engine, copies_from=copies_from, new_ids=new_ids)
+        assert _audit(engine) == expected, (copies_from, new_ids)
+        engine.dispose()
