@@ -227,7 +227,7 @@ def test_an_incident_closes_when_its_series_is_back() -> None:
 
 
 # -- renames at any volume ---------------------------------------------------------------------------
-def _rename_server_only(shop: ShopData, old: str, new: str, onset) -> None:  # noqa: ANN001
+def _rename_server_only(shop: ShopData, old: str, new: str, onset) -> None:
     for hour in shop.since(onset):
         row = shop.ledger.pop((hour, old))
         shop.ledger[(hour, new)] = row
