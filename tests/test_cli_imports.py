@@ -47,8 +47,8 @@ def heavy_in(modules: set[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["normalize", "ph", "(650)555-1212"],
-                                  ["normalize", "em", "someone@example.com", "--json"]],
-                         ids=["help", "normalize-ph", "normalize-em-json"])
+                                  ["normalize", "em", "someone@example.com", "--json"], ["relay-key", "--help"]],
+                         ids=["help", "normalize-ph", "normalize-em-json", "relay-key-help"])
 def test_cli_start_imports_nothing_heavy(args: list[str]) -> None:
     code, modules = loaded_after(args)
     assert code in (0, None)
