@@ -266,3 +266,30 @@ def test_rate_limiter_refills_keeps_sources_apart_and_bounds_its_memory() -> Non
     for source in ("c", "d", "e"):
         limiter.take(source)
     assert len(limiter._buckets) == 3 and "a" not in limiter._buckets
+
+
+@pytest.mark.parametrize("ledger_engine", ["sqlite"], indirect=True)
+def test_relay_key_gets_the_appsecret_proof_of_the_pixels_token(
+        ledger_engine: Engine, meta_sim: RunningSimulator) -> None:
+    meta_sim.state.app_secret = "app-secret-1"
+    with Session(ledger_engine) as session:
+        key, _ = issue_key(session, pixel_id=PIXEL, now=utcnow())
+        session.commit()
+    with running_relay(ledger_engine, meta_sim.url, app_secret="app-secret-1") as url:
+        response = httpx.post(f"{url}/v25.0/{PIXEL}/events", timeout=20, json={
+            "data": [make_event("p-1")], "access_token": key, "appsecret_proof": "made-with-the-key"})
+    assert response.status_code == 200, response.text
+    assert [item["event"]["event_id"] for item in meta_sim.state.received(PIXEL)] == ["p-1"]
+
+
+@pytest.mark.parametrize("ledger_engine", ["sqlite"], indirect=True)
+def test_an_internal_failure_answers_metas_transient_error(ledger_engine: Engine, meta_sim: RunningSimulator) -> None:
+    def broken() -> dict:
+        raise OSError("database unreachable")
+
+    with running_relay(ledger_engine, meta_sim.url, auth=RelayAuth(pixels=broken)) as url:
+        response = post(url, [make_event("i-1")], token=SIM_TOKEN)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert (error["code"], error["is_transient"], error["type"]) == (2, True, "OAuthException")
+    assert ledger_events(ledger_engine) == []

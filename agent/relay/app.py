@@ -17,6 +17,7 @@ SDK puts its token).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 import threading
@@ -105,6 +106,8 @@ class RelayDeps:
     # Who may send (default: nobody but holders of a relay key) and how fast each sender may.
     auth: RelayAuth = field(default_factory=RelayAuth)
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    # META_APP_SECRET: the appsecret_proof of the pixel's token when a relay key stands in for it.
+    app_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.clients is None:
@@ -125,7 +128,8 @@ def relay_deps(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> R
     settings = runtime.settings
     return RelayDeps(session_factory=runtime.session, graph_url=settings.meta_graph_url, clock=clock,
                      auth=relay_auth(runtime),
-                     limiter=RateLimiter(rate=settings.relay_rate_per_second, burst=settings.relay_burst))
+                     limiter=RateLimiter(rate=settings.relay_rate_per_second, burst=settings.relay_burst),
+                     app_secret=settings.meta_app_secret.get_secret_value() if settings.meta_app_secret else None)
 
 
 def sender_address(request: Request) -> str:
@@ -152,6 +156,14 @@ def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
     deps = source if isinstance(source, RelayDeps) else relay_deps(source)
 
     async def post_events(request: Request) -> Response:
+        try:
+            return await handle(request)
+        except Exception as exc:  # the ledger is down, a bug: Meta's transient answer, so the caller retries
+            logger.error("relay: internal error %s", type(exc).__name__)
+            return graph_error(500, "An unexpected error has occurred. Please retry your request later.",
+                               code=2, is_transient=True)
+
+    async def handle(request: Request) -> Response:
         version = request.path_params["api_version"]
         pixel_id = request.path_params["pixel_id"]
         source = sender_address(request)
@@ -187,16 +199,16 @@ def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
             return token_missing() if not token else token_invalid()
         assert deps.clients is not None
         client = deps.clients.get(access.forward_token, version) if access.forward_token else None
-        relay_request = RelayRequest(pixel_id=pixel_id, events=events, params=passthrough(params),
+        extra = passthrough(params)
+        if access.kind == "relay_key":  # the caller's proof was made with its key, not the pixel's token
+            extra.pop("appsecret_proof", None)
+            if deps.app_secret and access.forward_token:
+                extra["appsecret_proof"] = hmac.new(deps.app_secret.encode(), access.forward_token.encode(),
+                                                    hashlib.sha256).hexdigest()
+        relay_request = RelayRequest(pixel_id=pixel_id, events=events, params=extra,
                                      unconfigured=access.kind == "unconfigured")
-        try:
-            answer = await run_in_threadpool(accept_batch, deps.session_factory, relay_request, client=client,
-                                             now=deps.clock())
-        except Exception as exc:  # the ledger is down, a bug: Meta's transient answer, so the caller retries
-            logger.error("relay %s pixel %s: %d events -> internal error %s", version, pixel_id, len(events),
-                         type(exc).__name__)
-            return graph_error(500, "An unexpected error has occurred. Please retry your request later.",
-                               code=2, is_transient=True)
+        answer = await run_in_threadpool(accept_batch, deps.session_factory, relay_request, client=client,
+                                         now=deps.clock())
         logger.info("relay %s pixel %s: %d events -> %s", version, pixel_id, len(events), answer.status)
         return JSONResponse(answer.body, status_code=answer.status)
 
