@@ -154,3 +154,14 @@ def test_report_has_confusion_families_against_targets_false_incidents_and_every
         "duplicate_events"]
     text = render_text(summary)
     assert "Confusion" in text and "past_gap" in text and "gap_03.v1" in text and "false_incidents" in text
+
+
+def test_an_undetermined_incident_alarms_but_does_not_decide_the_cause() -> None:
+    out = outputs(audit("2026-11-12T19:00:00Z", findings=["delivery.not_sent"], incidents=[("undetermined", 0.5)]),
+                  audit("2026-11-12T20:00:00Z", incidents=[("missed_batch", 0.85)]))
+    cause = score_root_cause(outputs=out, reference=PROBLEM)
+    assert cause.correct and cause.wrong_causes == ()
+    assert score_detection(outputs=out, reference=PROBLEM).hours_to_detect == 1.0
+    never = outputs(audit("2026-11-12T19:00:00Z", incidents=[("undetermined", 0.5)]))
+    assert score_root_cause(outputs=never, reference=PROBLEM).top1 == "undetermined"
+    assert not score_root_cause(outputs=never, reference=HEALTHY).correct

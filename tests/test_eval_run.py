@@ -26,7 +26,8 @@ def eval_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, Path]
     out = folder / "report.json"
     result = CliRunner().invoke(build_app(), [
         "eval", "--only", "missed_batch.v1,healthy_batch_sender.v1", "--days", "4", "--healthy-hours", "2",
-        "--max-hours", "2", "--offline", "--format", "json", "--floors", str(floors), "--out", str(out)])
+        "--max-hours", "2", "--offline", "--format", "json", "--floors", str(floors), "--out", str(out),
+        "--runs-out", str(folder / "runs.json")])
     return result.exit_code, json.loads(result.stdout), out
 
 
@@ -58,6 +59,16 @@ def test_eval_exits_1_below_a_floor(eval_run: tuple[int, dict, Path]) -> None:
     exit_code, report, _ = eval_run
     assert exit_code == 1
     assert [f.split(" ")[0] for f in report["floor_failures"]] == ["root_cause_accuracy"]
+
+
+def test_saved_runs_score_again_without_running(eval_run: tuple[int, dict, Path]) -> None:
+    _, report, out = eval_run
+    result = CliRunner().invoke(build_app(), ["eval", "--from-runs", str(out.parent / "runs.json"), "--format",
+                                              "json"])
+    assert result.exit_code == 0
+    again = json.loads(result.stdout)
+    assert {k: v for k, v in again.items() if k not in ("options", "floor_failures")} == {
+        k: v for k, v in report.items() if k not in ("options", "floor_failures")}
 
 
 def test_eval_rejects_an_unknown_scenario_id() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from evals.harness import run_scenario
 from tools.diagnosis.types import ROOT_CAUSES
+from tools.synth.inject import INJECTABLE_CAUSES
 from tools.synth.scenario import Scenario, load_scenarios
 
 SCENARIOS = load_scenarios()
@@ -26,7 +27,7 @@ E2E = [s for s in SCENARIOS if s.id in E2E_IDS]
 
 def test_library_covers_every_root_cause_and_healthy_variation() -> None:
     causes = {cause for s in SCENARIOS for cause in s.expect.root_causes}
-    assert set(ROOT_CAUSES) - {"none"} <= causes
+    assert set(INJECTABLE_CAUSES) <= causes
     assert sum(s.expect.healthy for s in SCENARIOS) >= 5
     assert {s.id for s in E2E} == set(E2E_IDS)
 

@@ -43,7 +43,7 @@ def test_library_covers_the_catalogue() -> None:
     injected = {inj.cause for scenario in SCENARIOS for inj in scenario.injections}
     assert injected == set(INJECTABLE_CAUSES)
     expected = {cause for scenario in SCENARIOS for cause in scenario.expect.root_causes}
-    assert expected == set(ROOT_CAUSES)
+    assert expected == {*INJECTABLE_CAUSES, "none"} and expected <= set(ROOT_CAUSES)
     assert len(HEALTHY) >= 6
 
 
@@ -56,7 +56,7 @@ def test_scenario_record_is_consistent(scenario_id: str) -> None:
     if scenario.expect.healthy:
         assert scenario.injections == [] and scenario.expect.findings_any == []
     else:
-        assert scenario.expect.findings_any
+        assert scenario.expect.findings_any or scenario_id in GENERATED  # generated: judged on top-1 alone
         for inj in scenario.injections:
             # At least one full audited hour lies after the onset.
             assert audit_window(scenario.audit_at)[0] >= floor_hour(inj.onset)
@@ -100,7 +100,8 @@ def test_healthy_scenario_delivers_everything(scenario_id: str, tmp_path: Path) 
         for line in out.lines
         if line["delivery"]["status"] == "delivered"
     )
-    assert out.meta_count("browser", start, end) > 0 and out.meta_count("server", start, end) > 0
+    if scenario.family_name == "healthy_classic":  # outages and 20-a-day shops have empty hours by nature
+        assert out.meta_count("browser", start, end) > 0 and out.meta_count("server", start, end) > 0
     assert out.state["tokens"]["expired"] == []
     if scenario_id == "healthy_low_volume_lead.v1":
         assert (

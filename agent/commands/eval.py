@@ -104,12 +104,20 @@ def eval_command(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="scenarios run in parallel processes"),
     offline: bool = typer.Option(False, "--offline", help="use the offline reasoner even if an LLM is set"),
     out: Path | None = typer.Option(None, "--out", dir_okay=False, help="also write the JSON report here"),
+    runs_out: Path | None = typer.Option(None, "--runs-out", dir_okay=False,
+                                         help="also write every scenario's raw audit outputs (for --from-runs)"),
+    from_runs: Path | None = typer.Option(None, "--from-runs", exists=True, dir_okay=False,
+                                          help="score raw outputs saved by --runs-out instead of running"),
 ) -> None:
     """Run scenarios hour by hour through the audit graph and report detection, root-cause accuracy,
     false alarms, fix correctness, unsafe actions and tokens per audit."""
-    from evals.evaluate.report import floor_failures, render_text, summarize
+    from evals.evaluate.report import summarize
     from evals.evaluate.runner import EvalOptions, run_eval
 
+    if from_runs is not None:
+        runs = json.loads(from_runs.read_text(encoding="utf-8"))
+        _report(summarize(runs["outputs"]), {**runs.get("options", {}), "rescored_from": str(from_runs)},
+                runs.get("seconds"), floors, out, output)
     try:
         chosen = select_scenarios(scenarios, only, limit, family, sample, seed, subset)
     except (KeyError, ValueError) as exc:
@@ -129,11 +137,24 @@ def eval_command(
         print(f"  {outputs['scenario_id']}: {len(outputs['audits'])} audit(s) "
               f"({time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
 
-    summary = summarize(run_eval(chosen, options, jobs=jobs, progress=progress))
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    summary["options"] = {"days": days, "max_hours": max_hours, "healthy_hours": healthy_hours,
-                          "families": sorted(_split(family)), "sample": sample, "seed": seed,
-                          "only": sorted(_split(only)), "subset": subset, "jobs": jobs}
+    outputs = run_eval(chosen, options, jobs=jobs, progress=progress)
+    seconds = round(time.perf_counter() - started, 1)
+    chosen_options = {"days": days, "max_hours": max_hours, "healthy_hours": healthy_hours,
+                      "families": sorted(_split(family)), "sample": sample, "seed": seed,
+                      "only": sorted(_split(only)), "subset": subset, "jobs": jobs}
+    if runs_out is not None:
+        runs_out.write_text(json.dumps({"options": chosen_options, "seconds": seconds, "outputs": outputs}),
+                            encoding="utf-8")
+    _report(summarize(outputs), chosen_options, seconds, floors, out, output)
+
+
+def _report(summary: dict[str, Any], options: dict[str, Any], seconds: float | None, floors: Path | None,
+            out: Path | None, output: OutputFormat) -> None:
+    """Print (and write) the report; exit 1 when a floor breaks."""
+    from evals.evaluate.report import floor_failures, render_text
+
+    summary["seconds"] = seconds
+    summary["options"] = options
     failures = floor_failures(summary, json.loads(floors.read_text(encoding="utf-8"))) if floors else []
     summary["floor_failures"] = failures
     if out is not None:

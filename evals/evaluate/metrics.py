@@ -25,6 +25,7 @@ from tools.diagnosis.catalogue import CATALOGUE
 from tools.timeutil import META_MAX_EVENT_AGE, floor_hour, parse_iso
 
 HOURS_PER_WEEK = 168
+UNDETERMINED = "undetermined"  # the diagnosis' "not yet": an alarm without a cause
 # A fix window may reach this far outside the injected window (the hour containing the onset).
 WINDOW_SLACK = timedelta(hours=1)
 
@@ -116,16 +117,18 @@ def score_detection(*, outputs: dict[str, Any], reference: dict[str, Any]) -> De
 
 
 def score_root_cause(*, outputs: dict[str, Any], reference: dict[str, Any]) -> RootCause:
-    """Top-1: the highest-confidence incident of the first audit that raised any incident (else the
-    last audit) has one of the expected causes. A healthy scenario is right when no audit raised an
-    incident. ``wrong_causes``: every unexpected cause an incident carried in any audit (a problem
-    scenario's extra, wrong incidents; all of a healthy scenario's)."""
+    """Top-1: the highest-confidence incident of the first audit that named a cause (else the last
+    audit) has one of the expected causes. An ``undetermined`` incident ("cannot tell yet, the next
+    hour will") is an alarm, not a diagnosis: it does not decide, and is not a wrong cause; if nothing
+    else ever came, top-1 is ``undetermined`` (wrong). A healthy scenario is right when no audit raised
+    any incident. ``wrong_causes``: every other unexpected cause an incident carried in any audit (a
+    problem scenario's extra, wrong incidents; all of a healthy scenario's)."""
     audits = outputs["audits"]
-    deciding = next((a for a in audits if a["incidents"]), audits[-1] if audits else None)
+    deciding = next((a for a in audits if _causes(a) - {UNDETERMINED}), audits[-1] if audits else None)
     incidents = deciding["incidents"] if deciding else []
-    top = max(incidents, key=lambda i: i["confidence"], default=None)
+    top = max(incidents, key=lambda i: (i["root_cause"] != UNDETERMINED, i["confidence"]), default=None)
     expected = set(reference["root_causes"]) - {"none"}
-    wrong = tuple(sorted({cause for a in audits for cause in _causes(a)} - expected))
+    wrong = tuple(sorted({cause for a in audits for cause in _causes(a)} - expected - {UNDETERMINED}))
     if reference["healthy"]:
         return RootCause(top1=top["root_cause"] if top else "none", correct=top is None, wrong_causes=wrong)
     top1 = top["root_cause"] if top else None

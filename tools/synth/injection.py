@@ -16,7 +16,10 @@ from tools.synth.shop import ShopConfig
 from tools.synth.traffic import new_fbtrace_id
 from tools.timeutil import HOUR, parse_iso
 
-INJECTABLE_CAUSES: tuple[str, ...] = tuple(cause for cause in ROOT_CAUSES if cause != "none")
+# Causes a scenario can inject: every catalogue cause but "none" and the diagnosis' own verdicts that are
+# not causes ("undetermined": the data cannot tell yet).
+NOT_INJECTABLE = frozenset({"none", "undetermined"})
+INJECTABLE_CAUSES: tuple[str, ...] = tuple(cause for cause in ROOT_CAUSES if cause not in NOT_INJECTABLE)
 
 
 class Injection(BaseModel):
