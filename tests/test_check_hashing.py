@@ -78,8 +78,6 @@ def test_a_standing_share_is_info_and_a_worse_one_is_news() -> None:
     assert finding.metrics["fields"] == "em" and finding.metrics["standing"] == 0
 
 
-@pytest.mark.xfail(reason="the hashing rule in tools/diagnosis/rules.py still claims info findings "
-                          "(needs `and f.severity != 'info'`, owned by the diagnosis lead)", strict=False)
 def test_a_standing_share_makes_no_incident() -> None:
     shop = ShopData()
     shop.inject_hashing("placeholder", "em", share=0.05, onset=shop.hours[0])

@@ -42,7 +42,7 @@ from tools.timeutil import DAY, HOUR, parse_iso
 # A name needs at least a day of the pixel's history behind it before it can be called "new", and
 # stays "new" for a day after its first event (a rename is seen while it is still fresh).
 NEW_EVENT_MIN_HISTORY = DAY
-NEW_EVENT_FRESH_FOR = 3 * DAY
+NEW_EVENT_FRESH_FOR = 7 * DAY  # the witness look-back: a rename days before the first audit
 # A new name needs this many events since it first appeared (any rate: a renamed Lead is thin).
 NEW_EVENT_MIN_EVENTS = 3
 # A share drop with this much evidence (about 20:1), starting within RENAME_WINDOW of a new name's
@@ -151,6 +151,22 @@ def _rest_ratio(spike: SeriesVerdict, verdicts: list[SeriesVerdict]) -> float | 
     return sum(v.window_observed for v in others) / expected
 
 
+def _share_rise(spike: SeriesVerdict, ctx: SeriesSet) -> float | None:
+    """How much the spiking series' share of its witnesses (the same channel's other events and the
+    same event on the other channel) rose over the judged hours, against the 7 days before them."""
+    other: Source = "browser" if spike.source == "server" else "server"
+    target = ctx.series.get((spike.event_name, spike.source), {})
+    partners = [s for (n, src), s in ctx.series.items()
+                if (src == spike.source and n != spike.event_name) or (n, src) == (spike.event_name, other)]
+    before = [spike.hours[0] - k * HOUR for k in range(1, 7 * 24 + 1)]
+    t_now, t_ref = total(target, spike.hours), total(target, before)
+    p_now = sum(total(s, spike.hours) for s in partners)
+    p_ref = sum(total(s, before) for s in partners)
+    if not (t_ref and p_now and p_ref):
+        return None
+    return (t_now / p_now) / (t_ref / p_ref)
+
+
 def check_volume(inputs: AuditInputs) -> list[Finding]:
     """volume.drop / volume.zero / volume.spike per event and source, and volume.new_event."""
     t = inputs.thresholds
@@ -176,7 +192,11 @@ def check_volume(inputs: AuditInputs) -> list[Finding]:
             ))
         elif v.ratio >= t.volume_spike_ratio and v.z >= t.volume_z:
             rest = _rest_ratio(v, verdicts)
-            sales_peak = rest is not None and rest >= max(1.5, t.volume_spike_ratio / 2)
+            rise = _share_rise(v, ctx)
+            # Demand lifts the event's witnesses too (the rest of the traffic, the other channel): its
+            # share of them barely moves. A looping or duplicated sender lifts one series alone.
+            sales_peak = (rest is not None and rest >= max(1.5, t.volume_spike_ratio / 2)) or (
+                rise is not None and rise < max(1.5, t.volume_spike_ratio / 2))
             findings.append(make_finding(
                 inputs, check="volume", code="volume.spike", event_name=v.event_name,
                 severity="info" if sales_peak else "warning",
@@ -184,7 +204,8 @@ def check_volume(inputs: AuditInputs) -> list[Finding]:
                         f"({v.ratio:.1f}x the usual {v.expected:.0f})"
                         + (", with the rest of the traffic: looks like a sales peak." if sales_peak else "."),
                 metrics={**_metrics(v, t.volume_spike_ratio),
-                         "rest_of_traffic_ratio": round(rest, 2) if rest is not None else None},
+                         "rest_of_traffic_ratio": round(rest, 2) if rest is not None else None,
+                         "share_rise": round(rise, 2) if rise is not None else None},
                 evidence=_evidence(v),
             ))
     findings.extend(_witnessed_drops(inputs, witnesses))

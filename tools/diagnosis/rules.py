@@ -76,7 +76,8 @@ def _rule(pool: Pool, cause: str, tell: Callable[[Finding], bool],
     return [Draft(cause, tells + pool.take(support))]
 
 
-RENAME_DROPS = ("volume.zero", "volume.drop", "parity.server_below_browser", "parity.browser_below_server")
+RENAME_DROPS = ("volume.zero", "volume.drop", "parity.server_below_browser", "parity.browser_below_server",
+                "parity.orders_unmatched")
 # A new name and a vanished one are the same events renamed when their rates agree within this factor
 # (or their names are the same once case and punctuation are ignored) and they changed within this
 # many hours of each other.
@@ -195,7 +196,7 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
         names = _events(keys)
         drafts.append(Draft("match_keys_lost", keys + pool.take(
             lambda f: f.code.startswith("emq.") and f.event_name in names)))
-    hashing = pool.take(lambda f: f.code.startswith("hashing."))
+    hashing = pool.take(lambda f: f.code.startswith("hashing.") and f.severity != "info")
     if hashing:
         names = _events(hashing)
         drafts.append(Draft("hashing_error", hashing + pool.take(
