@@ -72,3 +72,29 @@ def test_meta_unreachable_skips_browser_server_comparison() -> None:
     shop.inject_browser_down()
     shop.inject_meta_unreachable()
     assert _codes(check_parity(shop.inputs()), loud_only=False) == set()
+
+
+def _browser_event_id_pct(inputs, pct: float):  # noqa: ANN001, ANN202
+    from dataclasses import replace
+
+    from tools.checks.types import DedupeKeyFeedback
+
+    quality = replace(inputs.quality, events=tuple(
+        replace(q, dedupe_key_feedback=(DedupeKeyFeedback("event_id", pct, 98.0, pct),))
+        for q in inputs.quality.events))
+    return replace(inputs, quality=quality)
+
+
+def test_browser_losing_event_ids_is_dedup_broken() -> None:
+    """Only Meta sees the pixel's eventID: its dedupe feedback falling on the browser side while the
+    server keeps its ids is the browser half of broken deduplication."""
+    inputs = _browser_event_id_pct(ShopData().inputs(), 40.0)
+    findings = [f for f in check_parity(inputs) if f.code == "parity.dedup_key_missing"]
+    assert findings and all(f.severity == "critical" and f.metrics["source"] == "browser" for f in findings)
+    from tools.diagnosis.rules import diagnose
+    assert {i.root_cause for i in diagnose(findings, inputs)} == {"dedup_broken"}
+
+
+def test_browser_event_ids_at_the_usual_level_are_quiet() -> None:
+    inputs = _browser_event_id_pct(ShopData().inputs(), 97.0)
+    assert not [f for f in check_parity(inputs) if f.code == "parity.dedup_key_missing"]

@@ -170,8 +170,45 @@ def check_event_ids(inputs: AuditInputs) -> list[Finding]:
     return out
 
 
+def _event_id_pcts(snapshot: QualitySnapshot | None) -> dict[str, tuple[float | None, float | None]]:
+    """Event -> (browser %, server %) of events carrying an event_id, from Meta's dedupe feedback."""
+    if snapshot is None:
+        return {}
+    return {q.event_name: (fb.browser_pct, fb.server_pct) for q in snapshot.events
+            for fb in q.dedupe_key_feedback if fb.dedupe_key == "event_id"}
+
+
+def check_browser_event_ids(inputs: AuditInputs) -> list[Finding]:
+    """parity.dedup_key_missing (browser): Meta says the pixel's events lost their eventID while the
+    server's carry one, so the pairs cannot deduplicate. Only Meta sees the browser side. Meta's
+    figure covers about 48 hours, so a total loss shows within hours; a share that was already low a
+    week ago is standing (info)."""
+    t = inputs.thresholds
+    floor = 100 * t.event_id_min_coverage
+    before = _event_id_pcts(week_earlier(inputs))
+    out: list[Finding] = []
+    for name, (browser, server) in sorted(_event_id_pcts(inputs.quality).items()):
+        if browser is None or server is None or browser >= floor or server < floor:
+            continue
+        then = before.get(name, (None, None))[0]
+        standing = then is not None and then < floor
+        out.append(make_finding(
+            inputs, check="parity", code="parity.dedup_key_missing", event_name=name,
+            severity="info" if standing else "critical" if browser < 50 else "warning",
+            summary=f"Only {browser:.0f}% of browser {name} events carry an eventID ({server:.0f}% of server "
+                    "ones do), so Meta cannot deduplicate the pairs and counts conversions twice.",
+            metrics={"source": "browser", "observed": round(browser / 100, 3), "threshold": t.event_id_min_coverage,
+                     "baseline": round(then / 100, 3) if then is not None else None,
+                     "meta_server_pct": server, "standing": int(standing)},
+            evidence=[f"Meta dedupe feedback for {name}: browser events with event_id {browser:.0f}%, server "
+                      f"{server:.0f}%" + (f"; a week ago browser {then:.0f}%" if then is not None else "")],
+        ))
+    return out
+
+
 def check_parity(inputs: AuditInputs) -> list[Finding]:
     """All parity findings for the audited window."""
     return merge_same_problem(
-        [*check_browser_server(inputs), *check_orders(inputs), *check_event_ids(inputs)]
+        [*check_browser_server(inputs), *check_orders(inputs), *check_event_ids(inputs),
+         *check_browser_event_ids(inputs)]
     )

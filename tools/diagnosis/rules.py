@@ -122,7 +122,8 @@ def _renames(pool: Pool) -> list[Draft]:
             pool.left.append(new)  # a genuinely new event: info, left to the fallback
             continue
         old_names = {f.event_name for f in old}
-        parity = pool.take(lambda f, names=old_names: f.code.startswith(("parity.", "volume."))
+        # Match quality of a name that fell silent moves with it: part of the same incident.
+        parity = pool.take(lambda f, names=old_names: f.code.startswith(("parity.", "volume.", "emq."))
                            and f.event_name in names)
         drafts.append(Draft("event_renamed", [new, *old, *parity]))
     return drafts
@@ -201,8 +202,13 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
         names = _events(hashing)
         drafts.append(Draft("hashing_error", hashing + pool.take(
             lambda f: f.code in ("emq.drop", "emq.below_floor") and f.event_name in names)))
-    drafts += _rule(pool, "server_events_down", lambda f: f.code == "parity.server_below_browser",
-                    _server_side)
+    down = _rule(pool, "server_events_down", lambda f: f.code == "parity.server_below_browser", _server_side)
+    for draft in down:
+        # The server side carries the match keys: its loss moves the event's match quality too.
+        names = _events(draft.findings)
+        draft.findings += pool.take(lambda f, names=names: f.code in ("emq.drop", "emq.below_floor",
+                                                                      "emq.below_goal") and f.event_name in names)
+    drafts += down
     drafts += _rule(pool, "browser_pixel_down", lambda f: f.code == "parity.browser_below_server",
                     lambda f: f.code in ("volume.zero", "volume.drop") and _source(f) == "browser")
     return drafts
