@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.checkdata import ShopData
 from tools.checks.emq import check_emq
+from tools.timeutil import HOUR
 
 
 def test_standing_below_goal_is_info_only() -> None:
@@ -51,3 +52,21 @@ def test_no_quality_snapshot_is_fine() -> None:
     shop = ShopData()
     shop.inject_meta_unreachable()
     assert check_emq(shop.inputs()) == []
+
+
+def test_a_key_lost_on_a_thin_event_shows_within_hours() -> None:
+    """fbc on a third of Purchases at a few an hour (fewer at night): no single hour can show its
+    loss, sixteen hours of evidence together do."""
+    from tests.checkdata import PROFILES, EventProfile
+
+    shop = ShopData(profiles={**PROFILES, "Purchase": EventProfile(4.0, 0.8, 1.0, 8.8)})
+    shop.inject_keys_lost(key="fbc", onset=shop.window_end - 16 * HOUR, events=["Purchase"], emq_fall=0.0)
+    finding = next(f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop")
+    assert finding.event_name == "Purchase" and finding.metrics["key"] == "fbc"
+
+
+def test_a_key_that_was_never_there_is_no_change() -> None:
+    shop = ShopData()
+    for (_, _name), row in shop.ledger.items():
+        row["key_counts"]["ph"] = 0
+    assert not [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop"]
