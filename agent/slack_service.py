@@ -18,7 +18,7 @@ from agent.graphs.chat import build_chat_graph, chat_input
 from agent.reasoning.context import ChatContext
 from agent.service import AgentServices
 from agent.slack.service import DecisionOutcome
-from agent.summary.collect import build_summary, latest_hour
+from agent.summary.collect import build_summary, latest_hour, not_judged_of
 from agent.summary.model import Summary
 from tools.audit.runner import cached_inputs, pixel_status
 from tools.fixes.planner import get_proposal, list_proposals, propose_fix
@@ -150,6 +150,11 @@ class SlackAgentService:
                 lines.append(f"pixel {pixel.id}: {status} (last audit {to_iso(audit.window_end)}), "
                              f"{len(incidents)} open incident(s)")
                 lines += [f"  - {i.root_cause} ({i.severity}): {i.summary}" for i in incidents]
+                thin = not_judged_of(audit.result, pixel.id)
+                if thin:
+                    named = ", ".join(f"{n.get('event_name') or 'all events'} ({n.get('source')})" for n in thin[:6])
+                    more = f" and {len(thin) - 6} more" if len(thin) > 6 else ""
+                    lines.append(f"  not judged: {named}{more}: {thin[0].get('reason')}")
         return "\n".join(lines) or "No pixels configured."
 
     def run_audit_text(self, *, pixel_id: str | None) -> str:

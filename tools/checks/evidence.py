@@ -36,6 +36,8 @@ RECOVERY_LLR = 4.6
 # The reference needs this many pool events (target + partner) before its share is trusted.
 MIN_REFERENCE_POOL = 30.0
 MIN_REFERENCE_TARGET = 3.0
+# One-sided 97.5 % bound of the reference share (see ``wilson_lower``).
+REFERENCE_Z = 1.96
 # Reference hours before a candidate onset (4 weeks).
 REFERENCE_HOURS = 28 * 24
 
@@ -55,6 +57,16 @@ def share_drop_llr(k: float, n: float, p_null: float) -> float:
     if n <= 0 or k / n >= p_null:
         return 0.0
     return binomial_loglik(k, n, k / n) - binomial_loglik(k, n, p_null)
+
+
+def wilson_lower(k: float, n: float, z: float = REFERENCE_Z) -> float:
+    """Lower end of the Wilson score interval of a binomial share (k of n)."""
+    if n <= 0:
+        return 0.0
+    p = k / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n))
 
 
 def _prefix(values: Sequence[float]) -> list[float]:
@@ -113,7 +125,11 @@ def share_shift(target: Sequence[float], partner: Sequence[float], usable: Seque
         if ref_t < MIN_REFERENCE_TARGET or ref_p <= 0 or ref_t + ref_p < MIN_REFERENCE_POOL:
             continue
         ratio = ref_t / ref_p
-        p_null = margin * ratio / (1 + margin * ratio)
+        # The reference is itself an estimate: a few hours of it (a short history, an onset near its
+        # start) can be high by chance. Its lower 95 % bound is what a drop must fall below.
+        low = wilson_lower(ref_t, ref_t + ref_p)
+        low_ratio = low / (1 - low) if low < 1 else ratio
+        p_null = margin * low_ratio / (1 + margin * low_ratio)
         after_t = t_all[n_hours] - t_all[onset]
         after_p = p_all[n_hours] - p_all[onset]
         power = max(power, -after_p * math.log1p(-p_null))
