@@ -24,8 +24,11 @@ from tools.checks.series import (
 from tools.checks.types import LAG_BUCKET_EDGES, OFFSET_EDGES, AuditInputs, EventHour, Finding, make_finding
 from tools.timeutil import HOUR
 
-# Lag is news when its p95 is above the limit and above this multiple of the sender's usual p95.
+# Lag is news when its p95 is above the limit and above this multiple of the sender's usual p95,
+# with at least MIN_LATE_EVENTS and LATE_SHARE of the events clearly past it.
 LAG_GROWTH = 2.0
+MIN_LATE_EVENTS = 5
+LATE_SHARE = 0.2
 # A couple of events with a skewed device clock are normal; a server bug dates many.
 MIN_FUTURE_EVENTS = 3
 
@@ -93,7 +96,13 @@ def check_lag(inputs: AuditInputs) -> list[Finding]:
                 metrics={"observed": round(p95), "baseline": round(usual or 0), "threshold": round(limit)},
                 evidence=[f"{span_label(hours)}: p95 lag {_human(p95)}; previous 7 days {_human(usual or 0)}"],
             ))
-        if p95 is not None and attempted >= t.min_baseline_events and p95 > limit:
+        # The histogram's buckets are coarse (1 h to 3 h is one bucket): a p95 interpolated inside the
+        # bucket that holds the limit is noise on a few events. Late events must sit in buckets wholly
+        # above the limit, and be a fifth of the hour's events (p95 above the limit by a clear margin).
+        lower_edges = (0, *LAG_BUCKET_EDGES)
+        late = sum(c for edge, c in zip(lower_edges, buckets, strict=True) if edge >= limit)
+        if (p95 is not None and attempted >= t.min_baseline_events and p95 > limit
+                and late >= max(MIN_LATE_EVENTS, LATE_SHARE * attempted)):
             out.append(make_finding(
                 inputs, check="latency", code="latency.p95_high", event_name=name,
                 severity="critical" if p95 >= 24 * 3600 else "warning",

@@ -30,10 +30,12 @@ from tools.checks.witness import (
     orders_verdict,
     witness_report,
 )
-from tools.timeutil import to_iso
+from tools.timeutil import DAY, HOUR, to_iso
 
 # Both sides need this many events over the last week before their ratio is trusted.
 MIN_RATIO_HISTORY = 50
+# Points the browser's eventID share may fall within a day before it is news.
+BROWSER_ID_FALL = 10.0
 # Meta's dedupe-key coverage may fall this many points before it is news.
 DEDUPE_FEEDBACK_DROP_PCT = 25.0
 
@@ -186,9 +188,18 @@ def check_browser_event_ids(inputs: AuditInputs) -> list[Finding]:
     t = inputs.thresholds
     floor = 100 * t.event_id_min_coverage
     before = _event_id_pcts(week_earlier(inputs))
+    # Meta's share moves slowly (it covers about two days), so a fall within the day is news before
+    # the share crosses the floor: BROWSER_ID_FALL points below a snapshot a few hours to a day old.
+    now_at = inputs.quality.fetched_at if inputs.quality else None
+    recent = [q for q in inputs.quality_history
+              if now_at is not None and 3 * HOUR <= now_at - q.fetched_at <= DAY]
+    earlier = _event_id_pcts(recent[0]) if recent else {}
     out: list[Finding] = []
     for name, (browser, server) in sorted(_event_id_pcts(inputs.quality).items()):
-        if browser is None or server is None or browser >= floor or server < floor:
+        if browser is None or server is None or server < floor:
+            continue
+        falling = earlier.get(name, (None, None))[0]
+        if browser >= floor and not (falling is not None and falling - browser >= BROWSER_ID_FALL):
             continue
         then = before.get(name, (None, None))[0]
         standing = then is not None and then < floor
