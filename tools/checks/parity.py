@@ -193,7 +193,11 @@ def check_browser_event_ids(inputs: AuditInputs) -> list[Finding]:
     now_at = inputs.quality.fetched_at if inputs.quality else None
     recent = [q for q in inputs.quality_history
               if now_at is not None and 3 * HOUR <= now_at - q.fetched_at <= DAY]
-    earlier = _event_id_pcts(recent[0]) if recent else {}
+    earlier: dict[str, tuple[float | None, float | None]] = {}
+    for snapshot in recent:  # the highest share of the day, per event
+        for name, (b, srv) in _event_id_pcts(snapshot).items():
+            if b is not None and (earlier.get(name, (None, None))[0] or -1.0) < b:
+                earlier[name] = (b, srv)
     out: list[Finding] = []
     for name, (browser, server) in sorted(_event_id_pcts(inputs.quality).items()):
         if browser is None or server is None or server < floor:
