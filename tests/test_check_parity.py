@@ -100,7 +100,7 @@ def test_browser_event_ids_at_the_usual_level_are_quiet() -> None:
     assert not [f for f in check_parity(inputs) if f.code == "parity.dedup_key_missing"]
 
 
-def test_a_browser_event_id_share_falling_within_the_day_is_news_before_the_floor() -> None:
+def test_a_browser_event_id_share_falling_within_the_day_is_news() -> None:
     from dataclasses import replace
 
     from tools.timeutil import HOUR
@@ -108,6 +108,6 @@ def test_a_browser_event_id_share_falling_within_the_day_is_news_before_the_floo
     inputs = ShopData().inputs()
     earlier = _browser_event_id_pct(inputs, 100.0).quality
     earlier = replace(earlier, fetched_at=earlier.fetched_at - 5 * HOUR)
-    falling = replace(_browser_event_id_pct(inputs, 91.0), quality_history=(*inputs.quality_history, earlier))
+    falling = replace(_browser_event_id_pct(inputs, 88.0), quality_history=(*inputs.quality_history, earlier))
     findings = [f for f in check_parity(falling) if f.code == "parity.dedup_key_missing"]
     assert findings and findings[0].severity == "warning"
