@@ -108,6 +108,6 @@ def test_a_browser_event_id_share_falling_within_the_day_is_news() -> None:
     inputs = ShopData().inputs()
     earlier = _browser_event_id_pct(inputs, 100.0).quality
     earlier = replace(earlier, fetched_at=earlier.fetched_at - 5 * HOUR)
-    falling = replace(_browser_event_id_pct(inputs, 88.0), quality_history=(*inputs.quality_history, earlier))
+    falling = replace(_browser_event_id_pct(inputs, 94.0), quality_history=(*inputs.quality_history, earlier))
     findings = [f for f in check_parity(falling) if f.code == "parity.dedup_key_missing"]
     assert findings and findings[0].severity == "warning"

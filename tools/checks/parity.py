@@ -34,8 +34,9 @@ from tools.timeutil import DAY, HOUR, to_iso
 
 # Both sides need this many events over the last week before their ratio is trusted.
 MIN_RATIO_HISTORY = 50
-# Points the browser's eventID share may fall within a day before it is news.
-BROWSER_ID_FALL = 10.0
+# Points the browser's eventID share may fall within a day before it is news (a total loss moves
+# Meta's two-day share about 2 points an hour).
+BROWSER_ID_FALL = 5.0
 # Meta's dedupe-key coverage may fall this many points before it is news.
 DEDUPE_FEEDBACK_DROP_PCT = 25.0
 
