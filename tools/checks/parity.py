@@ -102,8 +102,10 @@ def check_orders(inputs: AuditInputs) -> list[Finding]:
         severity="critical" if share < 0.3 else "warning",
         summary=f"Only {shift.target_after:.0f} of {orders:.0f} shop orders since {v.onset:%a %H:00} UTC reached "
                 f"Meta as a server Purchase ({share:.0%}, usually {usual:.0%}).",
+        # Rates in Purchases per hour (what the rename rule compares with a new name's rate).
         metrics={**witness_metrics(v, CROSS_MARGIN), "observed": round(share, 3), "baseline": round(usual, 3),
-                 "orders": int(orders), "matched": int(shift.target_after)},
+                 "orders": int(orders), "matched": int(shift.target_after),
+                 "expected_per_hour": round(usual * orders / max(1, len(v.hours) - shift.onset), 3)},
         evidence=[f"orders matched by a server Purchase {describe(v)}"],
     )]
 
