@@ -200,3 +200,15 @@ def test_a_problem_with_an_open_incident_never_becomes_the_usual() -> None:
     assert any(f.code == "hashing.raw_pii" and f.event_name == "ViewContent" for f in loud)
     other = IncidentSpan(root_cause="access_token_invalid", since=onset)
     assert _loud(check_hashing(shop.inputs(incident_spans=(other,)))) == []
+
+
+def test_raw_emails_on_every_thin_event_are_caught_in_the_first_hour_together() -> None:
+    """A deploy sends raw emails on every event of a small shop at night: no event name alone has
+    enough emails in the hour, the pixel's events together do."""
+    from tests.checkdata import EventProfile
+
+    thin = {f"Custom{i}": EventProfile(1.2, 0.8, 1.0, 8.0) for i in range(8)}
+    shop = ShopData(profiles=thin)
+    shop.inject_hashing(counter="raw_pii", field="em", share=1.0, onset=shop.window_start)
+    findings = [f for f in check_hashing(shop.inputs()) if f.code == "hashing.raw_pii" and f.severity != "info"]
+    assert [f.event_name for f in findings] == [None]

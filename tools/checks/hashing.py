@@ -22,6 +22,7 @@ sends one ``country`` hash on every event, as Meta asks) and are never judged fo
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from tools.checks.series import MIN_SHARE_EVENTS, ledger_by_event, pool_until, span_label, window_hours
@@ -135,7 +136,7 @@ def _leaders(rows: list[EventHour], keys: tuple[str, ...]) -> Counts:
 
 def _finding(inputs: AuditInputs, series: _EventSeries, name: str, code: str, severity: Severity,
              verdicts: dict[str, ShareVerdict], describe: Callable[[str, ShareVerdict], str],
-             threshold: float, counts: Counts) -> Finding | None:
+             threshold: float, counts: Counts, *, event_name: str | bool | None = True) -> Finding | None:
     if not verdicts:
         return None
     news = {f: v for f, v in verdicts.items() if v.news}
@@ -156,7 +157,8 @@ def _finding(inputs: AuditInputs, series: _EventSeries, name: str, code: str, se
         summary += f" This is the pixel's usual level (previous {HISTORY_DAYS} days: {verdict.usual or 0:.0%}): " \
                    "a standing condition, raised again only if it worsens."
     return make_finding(
-        inputs, check="hashing", code=code, event_name=name, severity=severity if news else "info",
+        inputs, check="hashing", code=code, event_name=name if event_name is True else event_name or None,
+        severity=severity if news else "info",
         summary=summary,
         metrics={"field": worst, "fields": ",".join(sorted(judged)), "observed": round(verdict.share, 3),
                  "baseline": None if verdict.usual is None else round(verdict.usual, 4),
@@ -167,30 +169,67 @@ def _finding(inputs: AuditInputs, series: _EventSeries, name: str, code: str, se
     )
 
 
-def check_hashing(inputs: AuditInputs) -> list[Finding]:
-    """hashing.* findings per event over the audited window, judged against the pixel's history."""
+def _pixel_rows(by_event: dict[str, dict[datetime, EventHour]]) -> dict[datetime, EventHour]:
+    """Every event name's rows added up per hour: a deploy that sends raw emails touches them all, and
+    together they show it hours before a thin event alone can."""
+    out: dict[datetime, EventHour] = {}
+    for rows in by_event.values():
+        for hour, row in rows.items():
+            kept = out.get(hour)
+            out[hour] = row if kept is None else replace(
+                kept, events=kept.events + row.events,
+                key_counts=_add(kept.key_counts, row.key_counts),
+                **{attr: _add(getattr(kept, attr), getattr(row, attr)) for attr, *_ in COUNTERS},
+                malformed=_add(kept.malformed, row.malformed))
+    return out
+
+
+def _add(left: dict[str, int], right: dict[str, int]) -> dict[str, int]:
+    merged = dict(left)
+    for key, value in right.items():
+        merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+def _judge_event(inputs: AuditInputs, name: str, rows: dict[datetime, EventHour], *,
+                 event_name: str | bool | None = True) -> tuple[_EventSeries, list[Finding]]:
     t = inputs.thresholds
+    series = _EventSeries(inputs, name, rows)
+    checks: list[tuple[str, Severity, CountFn, str]] = [
+        (code, severity, _bad_counts(attr), what) for attr, code, severity, what in COUNTERS]
+    checks += [(f"hashing.{field}_malformed", "warning", _bad_counts("malformed", (field,)),
+                "are malformed (expected fb.<n>.<ms>.<id>)") for field in FORMAT_FIELDS]
+    out: list[Finding] = []
+    for code, severity, count, what in checks:
+        verdicts = series.judge(count, t.hash_bad_share)
+
+        def describe(field: str, v: ShareVerdict, what: str = what, name: str = name) -> str:
+            return f"{v.share:.0%} of '{field}' values on {name} {what}."
+
+        finding = _finding(inputs, series, name, code, severity, verdicts, describe,
+                           t.hash_bad_share, count(series.now, None), event_name=event_name)
+        if finding:
+            out.append(finding)
+    return series, out
+
+
+def check_hashing(inputs: AuditInputs) -> list[Finding]:
+    """hashing.* findings per event over the audited window, judged against the pixel's history; and
+    for the pixel's events together, where a fault no single thin event can show yet shows."""
     window = window_hours(inputs)
     out: list[Finding] = []
-    for name, rows in sorted(ledger_by_event(inputs).items()):
+    by_event = ledger_by_event(inputs)
+    for name, rows in sorted(by_event.items()):
         if not any(h in rows and rows[h].events for h in window):
             continue  # nothing of this event in the audited hours: nothing to judge
-        series = _EventSeries(inputs, name, rows)
-        checks: list[tuple[str, Severity, CountFn, str]] = [
-            (code, severity, _bad_counts(attr), what) for attr, code, severity, what in COUNTERS]
-        checks += [(f"hashing.{field}_malformed", "warning", _bad_counts("malformed", (field,)),
-                    "are malformed (expected fb.<n>.<ms>.<id>)") for field in FORMAT_FIELDS]
-        for code, severity, count, what in checks:
-            verdicts = series.judge(count, t.hash_bad_share)
-
-            def describe(field: str, v: ShareVerdict, what: str = what, name: str = name) -> str:
-                return f"{v.share:.0%} of '{field}' values on {name} {what}."
-
-            finding = _finding(inputs, series, name, code, severity, verdicts, describe,
-                               t.hash_bad_share, count(series.now, None))
-            if finding:
-                out.append(finding)
+        series, findings = _judge_event(inputs, name, rows)
+        out.extend(findings)
         out.extend(_dominant(inputs, series, name))
+    news = {f.code for f in out if f.severity != "info"}
+    pixel = _pixel_rows(by_event)
+    if any(h in pixel and pixel[h].events for h in window):
+        _, together = _judge_event(inputs, "all events", pixel, event_name=None)
+        out.extend(f for f in together if f.severity != "info" and f.code not in news)
     return out
 
 

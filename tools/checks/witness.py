@@ -35,6 +35,11 @@ LOOKBACK_HOURS = 7 * 24
 # An hour is judged once the sender's usual lag says this share of its events has arrived.
 SETTLED_SHARE = 0.9
 ALL_EVENTS = "*"
+# Causes that change the counts of a series: while one is open, its hours serve as no reference.
+# (Data-quality incidents such as hashing or match keys leave volumes alone.)
+COUNT_CAUSES = frozenset({"server_events_down", "browser_pixel_down", "access_token_invalid", "missed_batch",
+                          "late_delivery", "rate_limited", "malformed_parameter", "event_renamed",
+                          "duplicate_events", "clock_skew", "undetermined"})
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,8 @@ def _excluded(inputs: AuditInputs, hours: list[datetime]) -> dict[str, set[int]]
     index = {h: i for i, h in enumerate(hours)}
     out: dict[str, set[int]] = {}
     for span in inputs.incident_spans:
+        if span.root_cause not in COUNT_CAUSES:
+            continue
         start = max(span.since, hours[0]) if hours else span.since
         idx = {index[h] for h in hours_between(start, hours[-1] + HOUR) if h in index} if hours else set()
         for name in span.event_names or (ALL_EVENTS,):

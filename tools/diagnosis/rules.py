@@ -26,10 +26,6 @@ SERVER_DROPS = ("parity.server_below_browser", "volume.zero", "volume.drop", "pa
 # which shift hour to hour with volume, so the incident is recognised as the same one.
 PIXEL_WIDE = frozenset({"access_token_invalid", "missed_batch", "undetermined", "rate_limited", "malformed_parameter",
                         "late_delivery", "clock_skew", "hashing_error"})
-# Causes that change the counts of a series: while one is open, its hours serve as no reference.
-COUNT_CAUSES = frozenset({"server_events_down", "browser_pixel_down", "access_token_invalid", "missed_batch",
-                          "late_delivery", "rate_limited", "malformed_parameter", "event_renamed",
-                          "duplicate_events", "clock_skew", "undetermined"})
 TOO_OLD_SUBCODE = 2804003
 DELIVERY_FAILURES = frozenset({"access_token_invalid", "missed_batch", "rate_limited", "malformed_parameter"})
 
