@@ -18,6 +18,7 @@ def incident_json(incident: Incident, *, narrative: str | None = None) -> dict[s
         "event_names": list(incident.event_names), "finding_ids": list(incident.finding_ids),
         "summary": incident.summary, "fingerprint": incident.fingerprint,
         "started_at": to_iso(incident.started_at) if incident.started_at else None,
+        "candidates": list(incident.candidates), "next_hour": incident.next_hour,
         "fixes": [fix.model_dump(mode="json") for fix in incident.fixes],
     }
     if narrative is not None:
