@@ -10,6 +10,11 @@ the typed errors of ``tools.meta.errors``. Transient errors, 5xx, timeouts and r
 with exponential backoff (longer for rate limits, ``Retry-After`` honoured); 190 and 100 never are.
 Note: a retried ``send_events`` after a timeout may reach Meta twice; Meta deduplicates server events
 sharing ``event_id`` and event name, which is why callers should always set ``event_id``.
+
+Meta's usage headers (``X-App-Usage``, ``X-Business-Use-Case-Usage``, ``X-Ad-Account-Usage``) are
+parsed on every answer (``last_usage``). For many pixels at once, clients share one pooled HTTP client
+(``pooled_http`` + ``use_http``) and one ``tools.meta.usage.UsageGovernor`` (``use_governor``), which
+slows calls down near the budget and closes it after a throttling error.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tools.checks.types import DedupeKeyFeedback, EventQuality, MetaHourlyCount, QualitySnapshot, Source
 from tools.meta.errors import MetaApiError, MetaUnreachableError, RateLimitedError, error_from_response
 from tools.meta.redact import install_log_redaction, redact, register_secret
+from tools.meta.usage import Usage, UsageGovernor, parse_usage
 from tools.timeutil import as_utc, floor_hour, from_unix, parse_iso, to_unix, utcnow
 
 MAX_EVENTS_PER_REQUEST = 1000
@@ -89,11 +95,40 @@ class GraphClient:
                        if app_secret else None)
         self._max_retries = max(0, max_retries)
         self._sleep = sleep
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-        )
+        self._timeout = timeout
+        self._transport = transport
+        self._auth = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+        # Made on first use, so a client that only ever reads a shared pool (``use_http``) costs nothing.
+        self._own_http: httpx.Client | None = None
+        self._shared_http: httpx.Client | None = None
+        self._governor: UsageGovernor | None = None
+        self._budget_key: str | None = None
+        self.last_usage: Usage | None = None  # the usage headers of the latest answer, if Meta sent any
+
+    @property
+    def _http(self) -> httpx.Client:
+        if self._shared_http is not None:
+            return self._shared_http
+        if self._own_http is None:
+            self._own_http = httpx.Client(timeout=httpx.Timeout(self._timeout), transport=self._transport)
+        return self._own_http
+
+    def use_http(self, http: httpx.Client) -> GraphClient:
+        """Send through ``http`` (a pooled client shared by many GraphClients; see ``pooled_http``),
+        which this client never closes. Ignored when the client was given its own transport."""
+        if self._transport is None:
+            self._shared_http = http
+        return self
+
+    def use_governor(self, governor: UsageGovernor | None, key: str | None = None) -> GraphClient:
+        """Consult ``governor`` before every request and report Meta's usage headers to it.
+
+        ``key`` names the budget this token draws on (default: a fingerprint of the token). With a
+        governor, a rate-limited call is not retried here: the governor closes the budget and the
+        caller defers the read (or waits, if access comes back soon)."""
+        self._governor = governor
+        self._budget_key = key or hashlib.sha256(self._token.encode()).hexdigest()[:12]
+        return self
 
     # ------------------------------------------------------------------ Conversions API
 
@@ -178,7 +213,8 @@ class GraphClient:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        self._http.close()
+        if self._own_http is not None:
+            self._own_http.close()
 
     def __enter__(self) -> GraphClient:
         return self
@@ -214,10 +250,12 @@ class GraphClient:
         query = dict(params or {})
         if self._proof:
             query["appsecret_proof"] = self._proof
+        governed = self._governor is not None
         retrying = Retrying(
             stop=stop_after_attempt(self._max_retries + 1),
             wait=_backoff,
-            retry=retry_if_exception(lambda exc: isinstance(exc, MetaApiError) and exc.retryable),
+            retry=retry_if_exception(lambda exc: isinstance(exc, MetaApiError) and exc.retryable
+                                     and not (governed and isinstance(exc, RateLimitedError))),
             sleep=self._sleep,
             reraise=True,
         )
@@ -236,28 +274,43 @@ class GraphClient:
         self, method: str, url: str, query: Mapping[str, str], json_body: Mapping[str, Any] | None
     ) -> dict[str, Any]:
         content = None
-        headers = {}
+        headers = dict(self._auth)
         if json_body is not None:
             content = json.dumps(json_body, separators=(",", ":"), default=str).encode()
             headers["Content-Type"] = "application/json"
+        governor, key = self._governor, self._budget_key
+        if governor is not None:
+            governor.acquire(key)  # may wait (slow down, back off) or raise BudgetExhausted
         try:
             response = self._http.request(method, url, params=query or None, content=content,
-                                          headers=headers)
+                                          headers=headers, timeout=httpx.Timeout(self._timeout))
         except httpx.TimeoutException as exc:
             raise MetaUnreachableError(self._scrub(f"timed out: {type(exc).__name__}")) from None
         except httpx.TransportError as exc:
             reason = f"connection failed: {type(exc).__name__}: {exc}"
             raise MetaUnreachableError(self._scrub(reason)) from None
+        finally:
+            if governor is not None:
+                governor.release(key)
+        usage = parse_usage(response.headers)
+        if usage is not None:
+            self.last_usage = usage
+        if governor is not None:
+            governor.observe(usage, key)
         try:
             body: Any = response.json()
         except ValueError:
             body = None
         if response.status_code >= 400 or (isinstance(body, dict) and "error" in body):
-            error = error_from_response(response.status_code, body,
-                                        retry_after=_retry_after(response.headers.get("Retry-After")))
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            if retry_after is None and usage is not None and usage.regain_seconds > 0:
+                retry_after = min(usage.regain_seconds, MAX_RETRY_AFTER)
+            error = error_from_response(response.status_code, body, retry_after=retry_after)
             error.message = self._scrub(error.message)
             error.user_msg = self._scrub(error.user_msg) if error.user_msg else error.user_msg
             error.args = (error.describe(),)
+            if governor is not None and isinstance(error, RateLimitedError):
+                governor.throttled(error, key, usage)
             raise error
         if not isinstance(body, dict):
             raise MetaApiError("Graph API answered without a JSON object", http_status=response.status_code)
@@ -265,6 +318,14 @@ class GraphClient:
 
     def _scrub(self, text: str) -> str:
         return redact(text.replace(self._token, "***"))
+
+
+def pooled_http(*, max_connections: int = 32, timeout: float = 10.0) -> httpx.Client:
+    """One pooled HTTP client for many ``GraphClient``s (``use_http``): keep-alive connections are
+    reused across pixels instead of one connection set per pixel. Carries no token (each request
+    sends its own); the caller closes it."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.Client(timeout=httpx.Timeout(timeout), limits=limits)
 
 
 def parse_event_quality(item: Mapping[str, Any]) -> EventQuality:

@@ -9,11 +9,14 @@
 - ``GET /{ver}/dataset_quality?dataset_id=..&fields=web{...}``: the model in ``quality.py``.
 
 Faults armed through ``/_sim/faults`` are served before anything else, as a real outage would be.
+Every Graph API call is held back the configured latency and answered with Meta's usage headers;
+with a call budget, calls beyond it are throttled (code 80004): see ``usage``.
 Request lines are logged at INFO with tokens redacted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import logging
@@ -32,6 +35,7 @@ from tools.meta.simulator import control
 from tools.meta.simulator.params import BadRequest, access_token, decode_data, parse_time_param, read_params
 from tools.meta.simulator.quality import web_quality
 from tools.meta.simulator.responses import (
+    RATE_LIMITS,
     bad_appsecret_proof,
     batch_rejected,
     fault_response,
@@ -66,6 +70,7 @@ def build_simulator_app(state: SimState | None = None) -> Starlette:
         Route("/{version}/{pixel_id}/stats", get_stats, methods=["GET"]),
     ])
     app.state.sim = sim_state
+    app.add_middleware(_Usage)
     app.add_middleware(_RequestLog)
     return app
 
@@ -224,6 +229,45 @@ def _next_url(request: Request, after: str) -> str:
     query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("after", "access_token")]
     query.append(("after", after))
     return str(request.url.replace(query=urlencode(query)))
+
+
+class _Usage:
+    """Latency, usage headers and throttling for Graph API paths (``/_sim/`` is left alone)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path or path.startswith("/_sim/"):
+            await self.app(scope, receive, send)
+            return
+        state: SimState = scope["app"].state.sim
+        parts = path.strip("/").split("/")
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        pixel_id = query.get("dataset_id") if parts[-1:] == ["dataset_quality"] else (
+            parts[1] if len(parts) >= 3 else None)
+        delay = state.usage.delay_seconds(pixel_id)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        scheme, _, credential = headers.get("authorization", "").partition(" ")
+        token = credential.strip() if scheme.lower() in ("bearer", "oauth") else query.get("access_token")
+        allowed, usage_headers = state.usage.admit(token)
+        if not allowed:
+            message, _ = RATE_LIMITS[80004]
+            refusal = graph_error(400, message, code=80004, subcode=2446079, is_transient=True,
+                                  headers=usage_headers)
+            await refusal(scope, receive, send)
+            return
+        extra = [(name.lower().encode(), value.encode()) for name, value in usage_headers.items()]
+
+        async def send_with_usage(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_usage)
 
 
 class _RequestLog:

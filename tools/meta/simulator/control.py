@@ -10,6 +10,8 @@
 - ``GET|POST|DELETE /_sim/faults``  POST ``{"mode", "count", "endpoint", "code", "subcode", "retry_after",
   "delay_seconds"}``: the next ``count`` matching requests fail that way; DELETE disarms all
 - ``GET /_sim/received?pixel_id=``  events received (oldest first)
+- ``GET|POST /_sim/usage``          POST ``{"latency_ms", "pixel_latency_ms": {pixel: ms}, "call_budget",
+  "window_seconds", "reset"}`` (only the keys given change): latency and rate limits (``usage``)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def routes() -> list[Route]:
         Route("/_sim/tokens", tokens, methods=["POST"]),
         Route("/_sim/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sim/received", received, methods=["GET"]),
+        Route("/_sim/usage", usage, methods=["GET", "POST"]),
     ]
 
 
@@ -150,3 +153,13 @@ def fault_from_dict(body: dict[str, Any]) -> Fault:
 async def received(request: Request) -> Response:
     pixel_id = request.query_params.get("pixel_id")
     return JSONResponse({"data": _sim(request).received(pixel_id)})
+
+
+async def usage(request: Request) -> Response:
+    state = _sim(request)
+    if request.method == "POST":
+        try:
+            state.usage.configure(await _json(request))
+        except (_BadBody, ValueError, TypeError, AttributeError) as exc:
+            return _bad(f"invalid usage settings: {exc}")
+    return JSONResponse(state.usage.summary())

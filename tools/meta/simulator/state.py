@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from tools.meta.simulator.usage import UsageModel
 from tools.timeutil import as_utc, floor_hour, from_unix, parse_iso, to_iso, utcnow
 
 DEFAULT_TOKEN = "sim-token"
@@ -96,6 +97,7 @@ class SimState:
         self.app_secret = app_secret
         self.pixels: dict[str, PixelState] = {}
         self.faults: list[Fault] = []
+        self.usage = UsageModel()  # latency, usage headers, throttling (kept across state reloads)
 
     # ------------------------------------------------------------------ loading
 
