@@ -1,26 +1,27 @@
 """``capi-agent replay --pixel ID --since ISO --until ISO [--event NAME ...] [--dry-run] [--yes]``:
 resend ledger events that were never delivered (or failed), after showing what would be sent.
 
-The person at the terminal is the approver (recorded as ``cli:$USER`` in the fix trail)."""
+The replay is a fix like any other: it is proposed, approved by the person at the terminal (recorded
+as ``cli:$USER`` in the fix trail) and run through the fix graph (``AgentServices``), exactly as an
+approval in Slack: the same token (the pixel's own token wins over ``META_ACCESS_TOKEN``), the same
+``appsecret_proof`` (``META_APP_SECRET``), the same journal, verification and audit trail."""
 
 from __future__ import annotations
 
 import getpass
-import os
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tools.timeutil import parse_iso, to_iso, utcnow
 
 if TYPE_CHECKING:  # the heavy modules are imported inside the command (the CLI starts instantly)
-    from sqlalchemy.orm import Session
-
-    from tools.fixes.execute import ChunkProgress
-    from tools.fixes.types import ExecutionResult, FixPreview
+    from agent.runtime import Runtime
+    from tools.fixes.types import FixPreview
 
 
-def _print_preview(preview: FixPreview) -> None:
+def print_preview(preview: FixPreview) -> None:
     typer.echo(f"replay for pixel {preview.pixel_id}: events from {to_iso(preview.since)} "
                f"to {to_iso(preview.until)}" + (f" ({', '.join(preview.event_names)})"
                                                  if preview.event_names else ""))
@@ -31,28 +32,29 @@ def _print_preview(preview: FixPreview) -> None:
         typer.echo(f"  skipped: {skip.count} {skip.reason.replace('_', ' ')}")
 
 
-def _print_result(result: ExecutionResult) -> None:
-    typer.echo(f"sent {result.sent}, received by Meta {result.received}, skipped {result.skipped}, "
-               f"failed {result.failed}, uncertain {result.uncertain}, requests {result.requests}")
-    for key, count in sorted(result.errors.items()):
-        typer.echo(f"  error {key}: {count} request(s)")
-    if result.uncertain:
-        typer.echo("  uncertain events were not resent automatically: check Events Manager, then use "
-                   "tools.fixes.execute.release_uncertain to resend them")
-    if not result.finished:
-        typer.echo("  not finished (rate limited or interrupted): run the same command again to resume")
+def print_outcome(state: dict[str, Any], proposal_id: str) -> None:
+    """The fix graph's final state: the result of the run, its verification or why it did not run."""
+    result = state.get("result")
+    if result:
+        typer.echo(f"sent {result['sent']}, received by Meta {result['received']}, skipped {result['skipped']}, "
+                   f"failed {result['failed']}, uncertain {result['uncertain']}, requests {result['requests']}")
+        for key, count in sorted((result.get("errors") or {}).items()):
+            typer.echo(f"  error {key}: {count} request(s)")
+        if result["uncertain"]:
+            typer.echo("  uncertain events were not resent automatically: check Events Manager, then run "
+                       f"capi-agent fixes release-uncertain {proposal_id} --by NAME to resend them")
+        if not result.get("finished", True):
+            typer.echo("  not finished (rate limited or interrupted): run "
+                       f"capi-agent fixes resume {proposal_id} to go on")
+    if state.get("verification"):
+        typer.echo(f"  verification: {state['verification']['summary']}")
+    if state.get("error"):
+        typer.echo(f"  error: {state['error']}")
 
 
-def _token(session: Session, pixel_id: str, env_token: str | None) -> str | None:
-    from tools.ledger.models import Pixel
-
-    row = session.get(Pixel, pixel_id)
-    if row is not None and (row.settings or {}).get("relay_unconfigured"):
-        return None  # events relayed for a pixel the operator never configured: not with our token
-    if env_token:
-        return env_token
-    env_name = (row.settings or {}).get("access_token_env") if row is not None else None
-    return os.environ.get(str(env_name)) if env_name else None
+def local_user() -> str:
+    """How the person at this terminal is named in the fix trail."""
+    return f"cli:{getpass.getuser()}"
 
 
 def replay(
@@ -64,18 +66,18 @@ def replay(
     yes: bool = typer.Option(False, "--yes", help="approve without asking"),
     database_url: str | None = typer.Option(None, "--database-url",
                                             help="SQLAlchemy URL (default: CAPI_DATABASE_URL)"),
+    config: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False,
+                                       help="pixels TOML (default: CAPI_CONFIG)"),
 ) -> None:
     """Resend undelivered or failed events of a window (older than 7 days: skipped and reported)."""
     # Imported here: building the CLI (and every other command) must stay free of the ledger.
-    from sqlalchemy.orm import Session
-
-    from agent.settings import load_settings
-    from tools.fixes.execute import execute_fix
-    from tools.fixes.planner import decide, propose_fix
+    from agent.audit_service import llm_adapter
+    from agent.checkpoint import open_checkpointer
+    from agent.runtime import open_runtime
+    from agent.service import AgentServices
+    from tools.fixes.planner import propose_fix
     from tools.fixes.preview import build_preview
     from tools.fixes.types import ALL_UNDELIVERED
-    from tools.ledger.db import make_engine, migrate, normalize_database_url, session_factory
-    from tools.meta.client import GraphClient
 
     try:
         params = {"since": to_iso(parse_iso(since)), "until": to_iso(parse_iso(until)),
@@ -83,50 +85,63 @@ def replay(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    settings = load_settings()
-    engine = make_engine(normalize_database_url(database_url or settings.database_url))
-    at = utcnow()
-    approver = f"cli:{getpass.getuser()}"
-    try:
-        migrate(engine)
-        with Session(engine) as session:
-            if dry_run:
-                _print_preview(build_preview(session, pixel_id=pixel, kind="replay", params=params, at=at))
-                typer.echo("dry run: nothing sent")
-                return
-            proposal = propose_fix(session, pixel_id=pixel, kind="replay", params=params, at=at,
-                                   created_by=approver)
-            _print_preview(proposal.preview)
+    approver = local_user()
+    with open_runtime(database_url=database_url, config_file=config) as runtime:
+        at = utcnow()
+        if dry_run:
+            with runtime.session() as session:
+                print_preview(build_preview(session, pixel_id=pixel, kind="replay", params=params, at=at))
+            typer.echo("dry run: nothing sent")
+            return
+        try:
+            [pixel_config] = runtime.pixels([pixel])
+        except KeyError as exc:
+            if not _seen_in_ledger(runtime, pixel):
+                typer.echo(f"error: {exc.args[0]}", err=True)
+                raise typer.Exit(2) from None
+            [pixel_config] = runtime.pixels([pixel])
+        if runtime.pixel_token(pixel_config) is None:
+            typer.echo("error: no access token for this pixel (set its access_token_env, or "
+                       "META_ACCESS_TOKEN)", err=True)
+            raise typer.Exit(2)
+        with open_checkpointer(runtime.settings.database_url) as checkpointer:
+            services = AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=llm_adapter(runtime))
+            with runtime.session() as session:
+                proposal = propose_fix(session, pixel_id=pixel, kind="replay", params=params, at=at,
+                                       created_by=approver)
+            print_preview(proposal.preview)
+            # The proposal's fix run, waiting for its approval like one posted to Slack.
+            services.start_fix({"proposal_id": proposal.id, "audit_at": to_iso(at)})
             if proposal.preview.total_events == 0:
-                decide(session, proposal_id=proposal.id, actor=approver, decision="reject", at=utcnow())
+                services.resolve_fix(proposal.id, action="reject", by=approver)
                 typer.echo("nothing to replay")
                 return
             if not (yes or typer.confirm("Send these events to Meta?", default=False)):
-                decide(session, proposal_id=proposal.id, actor=approver, decision="reject", at=utcnow())
+                services.resolve_fix(proposal.id, action="reject", by=approver)
                 typer.echo("not approved: nothing sent")
                 raise typer.Exit(1)
-            decide(session, proposal_id=proposal.id, actor=approver, decision="approve", at=utcnow())
-            token = _token(session, pixel, settings.meta_access_token.get_secret_value()
-                           if settings.meta_access_token else None)
-        if not token:
-            typer.echo("error: no access token (set META_ACCESS_TOKEN or the pixel's access_token_env)",
-                       err=True)
-            raise typer.Exit(2)
-        typer.echo(f"approved by {approver} as {proposal.id}; sending")
-        with GraphClient(base_url=settings.meta_graph_url, api_version=settings.meta_api_version,
-                         access_token=token) as client:
-            result = execute_fix(session_factory(engine), proposal_id=proposal.id, client=client,
-                                 at=utcnow(), actor=approver, on_chunk=_progress)
-        _print_result(result)
-        if not result.finished or result.failed:
+            typer.echo(f"approved by {approver} as {proposal.id}; sending")
+            state = services.resolve_fix(proposal.id, action="approve", by=approver)
+        print_outcome(state, proposal.id)
+        result = state.get("result") or {}
+        if state.get("outcome") != "executed" or result.get("failed"):
             raise typer.Exit(1)
-    finally:
-        engine.dispose()
 
 
-def _progress(progress: ChunkProgress) -> None:
-    typer.echo(f"  request {progress.seq + 1}/{progress.chunks}: {progress.status} "
-               f"({progress.events} events)")
+def _seen_in_ledger(runtime: Runtime, pixel_id: str) -> bool:
+    """Whether the ledger holds events of a pixel it has no row for; if so, give it its row (with
+    default settings, as ingest does), so the fix graph knows it."""
+    from sqlalchemy import select
+
+    from tools.ledger.models import Event
+    from tools.ledger.pixels import ensure_pixels
+
+    with runtime.session() as session:
+        if session.scalar(select(Event.id).where(Event.pixel_id == pixel_id).limit(1)) is None:
+            return False
+        ensure_pixels(session, [pixel_id])
+        session.commit()
+    return True
 
 
 def register(app: typer.Typer) -> None:
