@@ -1,9 +1,9 @@
 """The always-on service: one ASGI app with the relay, Slack and a health endpoint, plus background
-loops for the hourly audits, Slack deliveries and the relay's store-and-forward.
+loops for the hourly audits, Slack deliveries, the relay's store-and-forward and the payload purge.
 
     POST /{version}/{pixel_id}/events   the relay (drop-in for graph.facebook.com)
     POST /slack/events                   Slack HTTP mode (events, buttons, /capi), when configured
-    GET  /healthz                        database reachable, queue sizes, last audit
+    GET  /healthz                        database reachable, queue sizes, last audit, last payload purge
 
 Every background loop runs in its own daemon thread, logs and survives its own failures, and stops
 with the app. Several replicas may run against one Postgres database: audits are claimed per
@@ -29,6 +29,7 @@ from starlette.routing import Route
 from agent.email.deliver import EMAIL_KINDS, deliver_email_outbox
 from agent.notify import SLACK_KINDS, after_round, deliver_outbox, enqueue_summaries
 from agent.relay.app import forward_pending_with_runtime, relay_deps, relay_routes
+from agent.retention import PURGE_INTERVAL_SECONDS, PurgeStatus, purge_round
 from agent.runtime import Runtime
 from agent.scheduler import Scheduler
 from agent.service import AgentServices
@@ -69,6 +70,8 @@ class ServerParts:
     scheduler_interval: float = 60.0
     outbox_interval: float = 15.0
     forward_interval: float = 30.0
+    purge_interval: float = PURGE_INTERVAL_SECONDS
+    purge: PurgeStatus | None = None  # the payload purge's last run (made from the settings when None)
     clock: Callable[[], datetime] = utcnow
     loops: list[Loop] = field(default_factory=list)
 
@@ -97,7 +100,9 @@ def build_loops(parts: ServerParts) -> list[Loop]:
     scheduler = Scheduler(services_factory=parts.services, clock=parts.clock, on_audit=on_audit(parts))
     loops = [Loop("scheduler", parts.scheduler_interval, lambda: scheduled_round(parts, scheduler)),
              Loop("relay-forward", parts.forward_interval,
-                  lambda: forward_pending_with_runtime(parts.runtime, now=parts.clock()))]
+                  lambda: forward_pending_with_runtime(parts.runtime, now=parts.clock())),
+             Loop("payload-purge", parts.purge_interval,
+                  lambda: purge_round(parts.runtime.session, purge_status(parts), now=parts.clock()))]
     if parts.notifier is not None:
         loops.append(Loop("slack-outbox", parts.outbox_interval,
                           lambda: deliver_outbox(parts.runtime.session, parts.notifier, now=parts.clock())))
@@ -105,6 +110,12 @@ def build_loops(parts: ServerParts) -> list[Loop]:
         loops.append(Loop("email-outbox", parts.outbox_interval,
                           lambda: deliver_email_outbox(parts.runtime.session, parts.mailer, now=parts.clock())))
     return loops
+
+
+def purge_status(parts: ServerParts) -> PurgeStatus:
+    if parts.purge is None:
+        parts.purge = PurgeStatus(retention_days=parts.runtime.settings.payload_retention_days)
+    return parts.purge
 
 
 def health(parts: ServerParts) -> Callable[[Request], Any]:
@@ -126,6 +137,7 @@ def health(parts: ServerParts) -> Callable[[Request], Any]:
                              "relay_pending_events": queued, "slack_outbox_pending": outbox,
                              "email_outbox_pending": emails,
                              "slack": parts.slack_app is not None,
+                             "payload_purge": purge_status(parts).as_json(),
                              "loops": {loop.name: bool(loop.thread and loop.thread.is_alive())
                                        for loop in parts.loops}})
     return healthz

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
                                          description="Relay requests per second allowed per sender address")
     relay_burst: int = Field(default=200, ge=1, validation_alias="CAPI_RELAY_BURST",
                              description="Relay requests a sender address may send at once")
+    payload_retention_days: float = Field(
+        default=8.0, gt=0, validation_alias="CAPI_PAYLOAD_RETENTION_DAYS",
+        description="Days the event payloads (kept for replays) are stored; `serve` purges older ones hourly")
     approvers: str = Field(default="", validation_alias="CAPI_APPROVERS",
                            description="Comma-separated Slack user ids allowed to approve fixes")
     smtp_url: SecretStr | None = Field(

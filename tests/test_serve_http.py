@@ -96,7 +96,8 @@ def test_serve_over_http_health_relay_slack_route_and_loops_that_audit_and_post(
             assert health.status_code == 200
             status = health.json()
             assert status["status"] == "ok" and status["slack"] is True
-            assert status["loops"] == {"scheduler": True, "relay-forward": True, "slack-outbox": True}
+            assert status["loops"] == {"scheduler": True, "relay-forward": True, "payload-purge": True,
+                                       "slack-outbox": True}
             assert status["last_audit_window_end"] is not None
 
         assert len(fake.calls_to("chat.postMessage")) == 1, "posted once, however many loop rounds ran"
