@@ -172,6 +172,13 @@ class SlackAgentService:
                          f"({to_iso(p.preview.since)} -> {to_iso(p.preview.until)}), expires {to_iso(p.expires_at)}"
                          for p in waiting)
 
+    def release_uncertain_text(self, *, proposal_id: str, user_id: str) -> str:
+        from agent.fix_ops import release_and_resend, release_text
+
+        if user_id not in self.approvers:  # the Slack layer checks first; this is defence in depth
+            return "Only approvers can release uncertain events."
+        return release_text(release_and_resend(self.services, proposal_id, actor=f"{SLACK_ACTOR}{user_id}"))
+
     def latest_summary(self, *, pixel_id: str | None, channel: str | None) -> Summary | None:
         pixels = self.services.runtime.pixels([pixel_id] if pixel_id else None)
         if pixel_id is None and channel is not None:

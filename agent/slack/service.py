@@ -49,6 +49,11 @@ class AgentService(Protocol):
 
     def fixes_text(self) -> str: ...
 
+    def release_uncertain_text(self, *, proposal_id: str, user_id: str) -> str:
+        """An approver's release of a fix's uncertain events (trail entry under their name), then the
+        fix run resends them; returns what happened."""
+        ...
+
     def latest_summary(self, *, pixel_id: str | None, channel: str | None) -> Summary | None:
         """The summary of the latest audited hour: of ``pixel_id``, else of the pixels reporting to
         ``channel``, else of all pixels; None when nothing was audited yet."""

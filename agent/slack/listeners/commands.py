@@ -1,7 +1,7 @@
-"""``/capi status [pixel] | audit [pixel] | fixes | summary [pixel] | help``.
+"""``/capi status [pixel] | audit [pixel] | fixes | summary [pixel] | release PROPOSAL | help``.
 
 Acknowledged at once; the answer comes through the command's response_url (works in any channel,
-no membership needed): ephemeral for status and fixes, visible to the channel for audit.
+no membership needed): ephemeral for status and fixes, visible to the channel for audit and release.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ HELP_TEXT = (
     "• `/capi audit [pixel]` — run an audit now and post the result here\n"
     "• `/capi fixes` — proposed fixes waiting for a decision\n"
     "• `/capi summary [pixel]` — the latest hourly summary, for one pixel or this channel's pixels\n"
+    "• `/capi release PROPOSAL` — approvers: resend a fix's uncertain events (check Events Manager first)\n"
     "• `/capi help` — this message"
 )
-SUBCOMMANDS = frozenset({"status", "audit", "fixes", "summary", "help"})
+SUBCOMMANDS = frozenset({"status", "audit", "fixes", "summary", "release", "help"})
+NOT_AN_APPROVER_RELEASE_TEXT = ("Only approvers can release uncertain events. Ask someone listed in "
+                                "CAPI_APPROVERS to do it.")
 
 
 def parse_command(text: str | None) -> tuple[str, str | None]:
@@ -43,6 +46,8 @@ def register(app: App, deps: ListenerDeps) -> None:
         elif subcommand == "audit":
             target = f" for pixel `{escape_mrkdwn(pixel_id)}`" if pixel_id else ""
             ack(text=f"Running an audit{target}…")
+        elif subcommand == "release" and not pixel_id:
+            ack(text="Usage: `/capi release PROPOSAL` (the proposal id, fix_...)")
         else:
             ack()
 
@@ -56,6 +61,13 @@ def register(app: App, deps: ListenerDeps) -> None:
             respond(text=escape_mrkdwn(deps.service.fixes_text()), response_type="ephemeral")
         elif subcommand == "audit":
             respond(text=escape_mrkdwn(deps.service.run_audit_text(pixel_id=pixel_id)),
+                    response_type="in_channel", replace_original=False)
+        elif subcommand == "release" and pixel_id:
+            if body.get("user_id") not in deps.approvers:
+                respond(text=NOT_AN_APPROVER_RELEASE_TEXT, response_type="ephemeral")
+                return
+            respond(text=escape_mrkdwn(deps.service.release_uncertain_text(proposal_id=pixel_id,
+                                                                           user_id=str(body["user_id"]))),
                     response_type="in_channel", replace_original=False)
         elif subcommand == "summary":
             summary = deps.service.latest_summary(pixel_id=pixel_id, channel=body.get("channel_id"))
