@@ -2,7 +2,9 @@
 service was down, and sharing the work safely between replicas on one database.
 
 Each round: expire stale fix proposals, plan the due hours of every pixel (``tools.schedule.plan``),
-then audit them oldest first. An hour is audited only by the worker that wins its claim
+read Meta's side of every pixel's next hour at once (``tools.audit.meta_side.prefetch_meta_sides``:
+bounded concurrency, Meta's usage headers honoured, a slow or throttled pixel deferred), then audit
+them oldest first. An hour is audited only by the worker that wins its claim
 (``tools.schedule.claims``), so replicas never audit the same pixel-hour twice. Within a pixel the
 hours go in order, because incident triage compares each hour with the incidents left open by the one
 before: when an hour fails, or another replica is busy with it, that pixel's later hours wait for a
@@ -30,6 +32,7 @@ from agent.audit_service import llm_adapter
 from agent.checkpoint import open_checkpointer
 from agent.runtime import Runtime
 from agent.service import AgentServices
+from tools.audit.meta_side import PREFETCH_READ_TIMEOUT, PREFETCH_WORKERS, MetaPrefetch, prefetch_meta_sides
 from tools.fixes.planner import expire_proposals
 from tools.ledger.pixels import PixelConfig
 from tools.schedule.claims import (
@@ -117,7 +120,9 @@ class Scheduler:
                  pixels: Callable[[], list[PixelConfig]] | None = None, worker_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow, grace: timedelta = DEFAULT_GRACE,
                  max_catch_up: int = DEFAULT_MAX_CATCH_UP, on_audit: OnAudit | None = None,
-                 lease: timedelta = DEFAULT_LEASE, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+                 lease: timedelta = DEFAULT_LEASE, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                 prefetch_workers: int = PREFETCH_WORKERS,
+                 read_timeout: float = PREFETCH_READ_TIMEOUT) -> None:
         self._services_source = services_factory
         self._pixels = pixels
         self.worker_id = worker_id or default_worker_id()
@@ -127,6 +132,9 @@ class Scheduler:
         self.on_audit = on_audit
         self.lease = lease
         self.max_attempts = max_attempts
+        self.prefetch_workers = prefetch_workers  # 0: each audit reads Meta itself, one after another
+        self.read_timeout = read_timeout
+        self.last_prefetch: MetaPrefetch | None = None
         self.skipped: deque[SkippedHours] = deque(maxlen=200)
         self._skips_reported: dict[str, datetime] = {}
         self._given_up: set[tuple[str, datetime]] = set()
@@ -177,16 +185,46 @@ class Scheduler:
                     self._report_skipped(pixel_id, plan.skipped)
                 queue.extend((end, pixel_id) for end in plan.due)
             queue.sort()  # oldest hour first, all pixels caught up together
+            prefetch = self._prefetch(services, by_id, queue)
             waiting: set[str] = set()  # pixels whose next hour failed or is held elsewhere
-            for window_end, pixel_id in queue:
-                if stop is not None and stop.is_set():
-                    break
-                if pixel_id in waiting:
-                    continue
-                record = self._audit_hour(services, by_id[pixel_id], window_end, now, waiting)
-                if record is not None:
-                    records.append(record)
+            try:
+                for window_end, pixel_id in queue:
+                    if stop is not None and stop.is_set():
+                        break
+                    if pixel_id in waiting:
+                        continue
+                    record = self._audit_hour(services, by_id[pixel_id], window_end, now, waiting)
+                    if record is not None:
+                        records.append(record)
+            finally:
+                if prefetch is not None:
+                    prefetch.discard()
         return records
+
+    def _prefetch(self, services: AuditServices, by_id: dict[str, PixelConfig],
+                  queue: list[tuple[datetime, str]]) -> MetaPrefetch | None:
+        """Meta's side of each pixel's first due hour, read for all pixels at once before the audits
+        (which then take it from the snapshots). Needs ``services.client_for``; a failure here only
+        means the audits read Meta themselves."""
+        client_for = getattr(services, "client_for", None)
+        if self.prefetch_workers <= 0 or not callable(client_for) or not queue:
+            return None
+        first: dict[str, datetime] = {}
+        for window_end, pixel_id in queue:
+            first.setdefault(pixel_id, window_end)
+        try:
+            prefetch = prefetch_meta_sides(services.runtime.session,
+                                           [(by_id[pid], end) for pid, end in first.items()],
+                                           client_for=client_for, workers=self.prefetch_workers,
+                                           read_timeout=self.read_timeout)
+        except Exception as exc:
+            logger.warning("reading Meta ahead of the round failed: %s", describe_error(exc))
+            return None
+        if prefetch.deferred:
+            logger.warning("Meta reads of %d pixel(s) deferred to the next audit (throttled or slow): %s",
+                           len(prefetch.deferred), ", ".join(prefetch.deferred[:10]))
+        self.last_prefetch = prefetch
+        return prefetch
 
     def _audit_hour(self, services: AuditServices, pixel: PixelConfig, window_end: datetime,
                     now: datetime, waiting: set[str]) -> RunRecord | None:

@@ -282,3 +282,69 @@ def _retry_get(url: str) -> Any:
         except httpx.TransportError:
             time.sleep(0.05)
     raise AssertionError("the simulator did not come up")
+
+
+# --- latency, usage headers and the call budget (tools/meta/simulator/usage.py) ---------------------
+
+
+def test_graph_answers_carry_metas_usage_headers_and_control_paths_do_not(sim: RunningSimulator):
+    answer = stats(sim, "WEB_ONLY")
+    app = json.loads(answer.headers["x-app-usage"])
+    assert set(app) == {"call_count", "total_cputime", "total_time"}
+    buc = json.loads(answer.headers["x-business-use-case-usage"])
+    [(business, [entry])] = buc.items()
+    assert business.isdigit() and entry["type"] == "ads_management"
+    assert entry["estimated_time_to_regain_access"] == 0
+    assert "x-app-usage" not in httpx.get(f"{sim.url}/_sim/clock").headers
+
+
+def test_call_budget_throttles_each_business_with_metas_80004_until_the_window_passes(sim: RunningSimulator):
+    now = [0.0]
+    sim.state.usage.clock = lambda: now[0]
+    sim.state.add_tokens(valid=["tok-other"])
+    settings = httpx.post(f"{sim.url}/_sim/usage", json={"call_budget": 2, "window_seconds": 600,
+                                                         "reset": True}).json()
+    assert settings["call_budget"] == 2
+    first, second, third = (stats(sim, "WEB_ONLY") for _ in range(3))
+    assert json.loads(first.headers["x-business-use-case-usage"]).popitem()[1][0]["call_count"] == 50
+    assert second.status_code == 200
+    assert third.status_code == 400
+    error = third.json()["error"]
+    assert error["code"] == 80004 and error["is_transient"] is True
+    [entry] = json.loads(third.headers["x-business-use-case-usage"]).popitem()[1]
+    assert entry["call_count"] == 100 and entry["estimated_time_to_regain_access"] == 10  # minutes
+    other = httpx.get(f"{sim.url}/v25.0/{PIXEL}/stats", params={"event_source": "WEB_ONLY"},
+                      headers={"Authorization": "Bearer tok-other"})
+    assert other.status_code == 200  # another business has its own budget
+    now[0] = 601.0
+    assert stats(sim, "WEB_ONLY").status_code == 200  # the window moved on: access is back
+
+
+def test_latency_holds_answers_back_per_call_and_per_pixel(sim: RunningSimulator):
+    settings = httpx.post(f"{sim.url}/_sim/usage", json={"latency_ms": 120,
+                                                         "pixel_latency_ms": {PIXEL: 200}}).json()
+    assert settings["latency_ms"] == 120 and settings["pixel_latency_ms"] == {PIXEL: 200}
+    assert sim.state.usage.delay_seconds(PIXEL) == pytest.approx(0.32)
+    assert sim.state.usage.delay_seconds("other") == pytest.approx(0.12)
+    started = time.perf_counter()
+    httpx.get(f"{sim.url}/v25.0/dataset_quality", params={"dataset_id": PIXEL}, headers=AUTH)
+    assert time.perf_counter() - started >= 0.32
+    assert httpx.post(f"{sim.url}/_sim/usage", json={"latency_ms": "slow"}).status_code == 400
+
+
+def test_module_entry_point_serves_with_latency(tmp_path: Path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.meta.simulator", "--port", "0", "--latency-ms", "150",
+         "--call-budget", "100", "--now", "2026-11-20T12:00:00Z"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split("listening on ")[1].strip()
+        usage = _retry_get(f"{url}/_sim/usage")
+        assert (usage["latency_ms"], usage["call_budget"]) == (150, 100)
+        assert _retry_get(f"{url}/_sim/clock")["now"] == "2026-11-20T12:00:00Z"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

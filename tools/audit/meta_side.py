@@ -5,11 +5,21 @@ seen yet plus the last day (Meta keeps revising recent buckets), and takes older
 snapshots, so the number of Graph API calls per audit stays constant. When a read fails, the
 failure is reported and that side is left out (None) rather than replaced with stale or empty data,
 which would look like an outage to the checks.
+
+A round of many pixels reads Meta first, for all of them at once (``prefetch_meta_sides``: bounded
+concurrency, one pooled HTTP client, a ``UsageGovernor`` on Meta's usage headers, a deadline per
+pixel), stores the snapshots, and leaves each pixel's outcome for its audit: ``read_meta_side`` then
+takes the stored snapshots (or the read's failure, a finding as ever) instead of calling Meta. A pixel
+that is slow or throttled is deferred to the next audit; it never holds up the others.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -17,10 +27,12 @@ from sqlalchemy.orm import Session
 
 from tools.checks.types import MetaHourlyCount, MetaReadError, QualitySnapshot
 from tools.ledger.models import MetaSnapshot
+from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import load_meta_counts, save_meta_counts, save_quality_snapshot
-from tools.meta.client import GraphClient
+from tools.meta.client import MAX_STATS_WINDOW, GraphClient, pooled_http
 from tools.meta.errors import MetaApiError
-from tools.timeutil import DAY, as_utc
+from tools.meta.usage import BudgetExhausted, UsageGovernor
+from tools.timeutil import DAY, as_utc, audit_window
 
 # Meta revises recent hourly buckets as late events arrive; re-read this much every audit.
 REFRESH_SPAN = DAY
@@ -31,6 +43,11 @@ class MetaSide:
     counts: tuple[MetaHourlyCount, ...] | None
     quality: QualitySnapshot | None
     errors: tuple[MetaReadError, ...]
+
+
+def _no_token() -> MetaReadError:
+    return MetaReadError(endpoint="stats", kind="unreachable",
+                         message="no Meta access token configured for this pixel")
 
 
 def read_error(endpoint: str, exc: Exception) -> MetaReadError:
@@ -57,10 +74,13 @@ def read_meta_side(session: Session, client: GraphClient | None, *, pixel_id: st
                    window_end: datetime, at: datetime) -> MetaSide:
     """Read stats (browser and server) and dataset quality, store them as snapshots, and return the
     full history window. ``client`` None means Meta is not configured: an "unreachable" error."""
+    prefetched = _take_prefetched(session, pixel_id, at)
+    if prefetched is not None:  # this round already read Meta for the pixel (or deferred it)
+        counts_kept = (load_meta_counts(session, pixel_id=pixel_id, start=history_start, end=window_end)
+                       if prefetched.stats_ok else None)
+        return MetaSide(counts=counts_kept, quality=prefetched.quality, errors=prefetched.errors)
     if client is None:
-        missing = MetaReadError(endpoint="stats", kind="unreachable",
-                                message="no Meta access token configured for this pixel")
-        return MetaSide(counts=None, quality=None, errors=(missing,))
+        return MetaSide(counts=None, quality=None, errors=(_no_token(),))
     errors: list[MetaReadError] = []
     counts: tuple[MetaHourlyCount, ...] | None = None
     fetch_start = _fetch_start(session, pixel_id=pixel_id, history_start=history_start, window_end=window_end)
@@ -84,3 +104,247 @@ def read_meta_side(session: Session, client: GraphClient | None, *, pixel_id: st
 def quality_history_start(window_end: datetime) -> datetime:
     """Dataset-quality snapshots kept for comparisons: a little over a week back."""
     return window_end - timedelta(days=8)
+
+
+# ---------------------------------------------------------------------------------------- prefetch
+
+PREFETCH_WORKERS = 24
+PREFETCH_READ_TIMEOUT = 20.0  # seconds a pixel's reads may take once started, then it is deferred
+PREFETCH_PAGE_SIZE = 200  # hourly buckets per page: a whole 7-day window in one call
+
+
+@dataclass(frozen=True)
+class PrefetchedRead:
+    """One pixel's Meta side as the round's prefetch left it for the audit."""
+
+    stats_ok: bool
+    quality: QualitySnapshot | None
+    errors: tuple[MetaReadError, ...]
+    deferred: bool = False  # throttled or too slow: read again by the next audit
+    calls: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class MetaPrefetch:
+    """What a prefetch did; ``discard()`` (or leaving the ``with`` block) forgets reads no audit took."""
+
+    reads: dict[str, PrefetchedRead] = field(default_factory=dict)
+    seconds: float = 0.0
+    governor: dict[str, object] = field(default_factory=dict)
+    _keys: list[tuple[str, str, datetime]] = field(default_factory=list, repr=False)
+
+    @property
+    def deferred(self) -> list[str]:
+        return [pixel_id for pixel_id, read in self.reads.items() if read.deferred]
+
+    def discard(self) -> None:
+        with _LOCK:
+            for key in self._keys:
+                _PREFETCHED.pop(key, None)
+        self._keys.clear()
+
+    def __enter__(self) -> MetaPrefetch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+
+# (database, pixel, audit time) -> the read; taken (once) by that audit's read_meta_side.
+_PREFETCHED: dict[tuple[str, str, datetime], PrefetchedRead] = {}
+_LOCK = threading.Lock()
+
+
+def _db_key(session: Session) -> str:
+    bind = session.get_bind()
+    return str(getattr(bind, "url", id(bind)))
+
+
+def _take_prefetched(session: Session, pixel_id: str, at: datetime) -> PrefetchedRead | None:
+    if not _PREFETCHED:
+        return None
+    with _LOCK:
+        return _PREFETCHED.pop((_db_key(session), pixel_id, as_utc(at)), None)
+
+
+@dataclass
+class _PixelRead:
+    pixel: PixelConfig
+    at: datetime
+    fetch_start: datetime
+    window_end: datetime
+    parts: int = 0
+    counts: list[MetaHourlyCount] = field(default_factory=list)
+    stats_error: MetaReadError | None = None
+    quality: QualitySnapshot | None = None
+    quality_error: MetaReadError | None = None
+    deferred: bool = False
+    started: float | None = None
+    finished: float | None = None
+    done: bool = False
+
+
+def _coverage(session: Session, pixel_ids: list[str]) -> dict[str, tuple[datetime, datetime]]:
+    """Per pixel, the span its stats snapshots cover (one grouped query for the whole round)."""
+    rows = session.execute(select(MetaSnapshot.pixel_id, func.min(MetaSnapshot.window_start),
+                                  func.max(MetaSnapshot.window_end))
+                           .where(MetaSnapshot.kind == "stats", MetaSnapshot.pixel_id.in_(pixel_ids))
+                           .group_by(MetaSnapshot.pixel_id))
+    return {pid: (as_utc(lo), as_utc(hi)) for pid, lo, hi in rows if lo is not None and hi is not None}
+
+
+def _fetch_start_from(cover: tuple[datetime, datetime] | None, history_start: datetime,
+                      window_end: datetime) -> datetime:
+    if cover is None or cover[0] > history_start:
+        return history_start
+    return max(history_start, min(cover[1], window_end) - REFRESH_SPAN)
+
+
+def prefetch_meta_sides(
+    session_factory: Callable[[], Session], targets: Sequence[tuple[PixelConfig, datetime]], *,
+    client_for: Callable[[PixelConfig], GraphClient | None], workers: int = PREFETCH_WORKERS,
+    read_timeout: float = PREFETCH_READ_TIMEOUT, governor: UsageGovernor | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> MetaPrefetch:
+    """Read Meta's side of every (pixel, audit time) at once, store the snapshots, and leave each
+    outcome for that pixel's audit (``read_meta_side``) in this process.
+
+    At most ``workers`` Graph API calls are in flight (fewer when the governor sees usage near Meta's
+    limit); every part of a pixel's read (each source, each 7-day window, dataset quality) is its own
+    call. A pixel whose reads started more than ``read_timeout`` seconds ago, or whose budget Meta
+    throttled for longer than the governor waits, is deferred: its audit reports the failed read
+    (as any failed read) and the next audit reads again. Snapshots are written by the calling thread
+    only, so SQLite sees one writer."""
+    began = clock()
+    prefetch = MetaPrefetch()
+    if not targets:
+        return prefetch
+    governor = governor or UsageGovernor(max_in_flight=workers)
+    with session_factory() as session:
+        cover = _coverage(session, sorted({pixel.id for pixel, _ in targets}))
+        db = _db_key(session)
+    reads: dict[str, _PixelRead] = {}
+    clients: list[GraphClient] = []
+    http = pooled_http(max_connections=workers, timeout=read_timeout)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meta-prefetch")
+    pending: dict[Future, tuple[_PixelRead, str, datetime | None, datetime | None]] = {}
+    lock = threading.Lock()
+
+    def run(read: _PixelRead, client: GraphClient, kind: str, start: datetime | None,
+            end: datetime | None) -> object:
+        with lock:
+            if read.started is None:
+                read.started = clock()
+        if read.deferred:  # another part was throttled: do not spend budget on this pixel now
+            raise BudgetExhausted("read deferred: Meta throttled this pixel's budget", code=4)
+        if kind == "quality":
+            return client.dataset_quality(read.pixel.id, fetched_at=read.at)
+        assert start is not None and end is not None
+        return client.pixel_stats(read.pixel.id, start=start, end=end, source=kind,  # type: ignore[arg-type]
+                                  page_size=PREFETCH_PAGE_SIZE)
+
+    try:
+        for pixel, at in targets:
+            window_end = audit_window(at)[1]
+            history_start = window_end - timedelta(weeks=pixel.thresholds.baseline_weeks)
+            read = _PixelRead(pixel=pixel, at=as_utc(at), window_end=window_end,
+                              fetch_start=_fetch_start_from(cover.get(pixel.id), history_start, window_end))
+            reads[pixel.id] = read
+            client = client_for(pixel)
+            if client is None:
+                read.stats_error, read.done = _no_token(), True
+                continue
+            clients.append(client.use_http(http).use_governor(governor))
+            parts: list[tuple[str, datetime | None, datetime | None]] = [("quality", None, None)]
+            start = read.fetch_start
+            while start < window_end:
+                stop = min(start + MAX_STATS_WINDOW, window_end)
+                parts += [("browser", start, stop), ("server", start, stop)]
+                start = stop
+            read.parts = len(parts)
+            for kind, lo, hi in parts:
+                pending[executor.submit(run, read, client, kind, lo, hi)] = (read, kind, lo, hi)
+        remaining = {pid: read.parts for pid, read in reads.items()}
+        with session_factory() as session:
+            for read in reads.values():
+                if read.done:
+                    _finish(session, read, prefetch, db)
+            while pending:
+                done, _ = wait(list(pending), timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in done:
+                    read, kind, _lo, _hi = pending.pop(future)
+                    remaining[read.pixel.id] -= 1
+                    if read.done:
+                        continue
+                    _collect(read, kind, future)
+                    if remaining[read.pixel.id] == 0:
+                        read.finished = clock()
+                        _finish(session, read, prefetch, db)
+                now = clock()
+                for read in reads.values():
+                    if not read.done and read.started is not None and now - read.started > read_timeout:
+                        read.deferred = True
+                        late = MetaReadError(endpoint="stats", kind="unreachable", message=(
+                            f"Meta did not answer within {read_timeout:.0f} s; read deferred to the next audit"))
+                        read.stats_error = read.stats_error or late
+                        if read.quality is None:
+                            read.quality_error = read.quality_error or MetaReadError(
+                                endpoint="dataset_quality", kind="unreachable", message=late.message)
+                        read.finished = now
+                        _finish(session, read, prefetch, db)
+                if not any(not read.done for read in reads.values()):
+                    break
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        for client in clients:
+            client.close()
+        if not any(f.running() for f in pending):
+            http.close()  # else left to the garbage collector: a deferred read may still be on it
+    prefetch.seconds = clock() - began
+    prefetch.governor = governor.stats()
+    return prefetch
+
+
+def _collect(read: _PixelRead, kind: str, future: Future) -> None:
+    try:
+        result = future.result()
+    except Exception as exc:
+        error = read_error("dataset_quality" if kind == "quality" else "stats", exc)
+        if error.kind == "rate_limited":
+            read.deferred = True  # the governor closed the budget; the next audit reads again
+        if kind == "quality":
+            read.quality_error = error
+        elif read.stats_error is None:
+            read.stats_error = error
+        return
+    if kind == "quality":
+        read.quality = result  # type: ignore[assignment]
+    elif result:
+        read.counts.extend(result)  # type: ignore[arg-type]
+
+
+def _finish(session: Session, read: _PixelRead, prefetch: MetaPrefetch, db: str) -> None:
+    """Store what was read (the caller's thread: one writer) and leave the outcome for the audit."""
+    read.done = True
+    stats_ok = read.stats_error is None
+    errors = tuple(e for e in (read.stats_error, read.quality_error) if e is not None)
+    try:
+        if stats_ok:
+            save_meta_counts(session, pixel_id=read.pixel.id, counts=sorted(
+                read.counts, key=lambda c: (c.hour, c.event_name, c.source)), fetched_at=read.at,
+                window_start=read.fetch_start, window_end=read.window_end)
+        if read.quality is not None:
+            save_quality_snapshot(session, pixel_id=read.pixel.id, snapshot=read.quality)
+        session.commit()
+    except Exception:
+        session.rollback()
+        return  # nothing left for the audit: it reads Meta itself, as without a prefetch
+    seconds = (read.finished or 0.0) - (read.started or read.finished or 0.0)
+    outcome = PrefetchedRead(stats_ok=stats_ok, quality=read.quality, errors=errors, deferred=read.deferred,
+                             calls=read.parts, seconds=max(0.0, seconds))
+    prefetch.reads[read.pixel.id] = outcome
+    key = (db, read.pixel.id, read.at)
+    with _LOCK:
+        _PREFETCHED[key] = outcome
+    prefetch._keys.append(key)

@@ -179,11 +179,13 @@ class GraphClient:
     # ------------------------------------------------------------------ reads
 
     def pixel_stats(
-        self, pixel_id: str, *, start: datetime, end: datetime, source: Source
+        self, pixel_id: str, *, start: datetime, end: datetime, source: Source, page_size: int | None = None
     ) -> list[MetaHourlyCount]:
         """Hourly per-event counts Meta reports for ``[start, end)`` from one source.
 
         Windows longer than Meta's 7-day limit are split; every page is followed. Sorted by hour, name.
+        ``page_size`` (the Graph API's ``limit``) asks for that many hourly buckets a page (200 holds
+        a whole 7-day window: one call instead of seven at the default 25).
         """
         start, end = as_utc(start), as_utc(end)
         if end <= start:
@@ -192,6 +194,8 @@ class GraphClient:
         for window_start, window_end in _stats_windows(start, end):
             params = {"aggregation": "event", "event_source": EVENT_SOURCE[source],
                       "start_time": str(to_unix(window_start)), "end_time": str(to_unix(window_end))}
+            if page_size:
+                params["limit"] = str(page_size)
             for page in self._pages(self._url(pixel_id, "stats"), params):
                 for bucket in page.get("data") or []:
                     hour = floor_hour(_parse_time(bucket.get("start_time")))
