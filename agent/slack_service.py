@@ -39,6 +39,9 @@ def result_summary(state: dict[str, Any]) -> str | None:
     if state.get("result"):
         r = state["result"]
         parts.append(f"sent {r['sent']}, Meta received {r['received']}, skipped {r['skipped']}, failed {r['failed']}")
+        if r.get("uncertain"):
+            parts.append(f"{r['uncertain']} event(s) uncertain (Meta never answered): check Events Manager, then "
+                         f"/capi release {state.get('proposal_id', 'PROPOSAL')} to resend them")
         if not r.get("finished", True):
             parts.append("paused (rate limit or Meta unavailable): it resumes on the next approval check")
     if state.get("verification"):

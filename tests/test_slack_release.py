@@ -5,6 +5,7 @@ changes. Real Bolt handling, the fake Slack Web API and the Graph API simulator 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,8 @@ def uncertain_after_approval(serve: ServeWorld) -> tuple[str, int]:
     proposal = proposal_of(serve.world, proposal_id)
     assert proposal.result is not None and proposal.result.uncertain == total > 0
     assert received_events(serve.world) == []
+    [update] = serve.fake.calls_to("chat.update")  # the approver learns what to do next
+    assert f"/capi release {proposal_id}" in json.dumps(update.args["blocks"])
     serve.services.client_factory = lambda _pixel: serve.world.client()  # Meta answers again
     return proposal_id, total
 
