@@ -21,9 +21,9 @@ from tools.diagnosis.types import Incident, TriagedIncident
 from tools.ledger.incidents import open_incidents, save_audit, upsert_incidents
 from tools.ledger.inputs import load_ledger_inputs, load_relay_refusals
 from tools.ledger.pixels import PixelConfig
-from tools.ledger.snapshots import load_quality_history
+from tools.ledger.snapshots import load_meta_counts, load_quality_history
 from tools.meta.client import GraphClient
-from tools.timeutil import audit_window
+from tools.timeutil import HOUR, audit_window
 
 PixelStatus = Literal["healthy", "degraded", "critical"]
 ClientFactory = Callable[[PixelConfig], GraphClient | None]
@@ -91,6 +91,24 @@ def incident_spans(incidents: Sequence[Incident], window_start: datetime) -> tup
         names = () if incident.root_cause in PIXEL_WIDE else tuple(incident.event_names)
         spans.append(IncidentSpan(root_cause=incident.root_cause, since=since, event_names=names))
     return tuple(spans)
+
+
+def cached_inputs(session: Session, *, pixel: PixelConfig, at: datetime) -> AuditInputs:
+    """Like ``gather_inputs`` but without asking Meta: its side comes from the stored snapshots.
+    For questions and drill-downs between audits (chat), where a Graph API call per question is waste."""
+    window_start, window_end = audit_window(at)
+    history_start = window_end - timedelta(weeks=pixel.thresholds.baseline_weeks)
+    ledger = load_ledger_inputs(session, pixel_id=pixel.id, history_start=history_start, window_end=window_end)
+    counts = load_meta_counts(session, pixel_id=pixel.id, start=history_start, end=window_end)
+    history = load_quality_history(session, pixel_id=pixel.id, since=quality_history_start(window_end),
+                                   until=window_end + HOUR)
+    return AuditInputs(
+        pixel_id=pixel.id, window_start=window_start, window_end=window_end, history_start=history_start,
+        event_hours=ledger.event_hours, delivery_hours=ledger.delivery_hours, order_hours=ledger.order_hours,
+        meta_counts=counts or None, quality=history[-1] if history else None, quality_history=history[:-1],
+        thresholds=pixel.thresholds, timezone=pixel.timezone, has_orders=ledger.has_orders, audited_at=at,
+        incident_spans=incident_spans(open_incidents(session, pixel.id), window_start),
+        arrival_hours=ledger.arrival_hours)
 
 
 def not_judged(inputs: AuditInputs) -> list[NotJudged]:
