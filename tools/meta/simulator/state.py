@@ -10,7 +10,8 @@ The state file (written by the synthetic traffic generator) looks like::
          "server_hours":  [{"hour": ISO, "event_name": "Purchase", "count": 11, "with_event_id": 11,
                             "match_keys": {"em": 10, "ph": 3, ...}, "lag_seconds_p50": 30}]}}}
 
-Extra keys are ignored. ``now: null`` means real time. With no valid token configured, ``sim-token``
+Extra keys are ignored. ``"pixel_aliases": {"alias": "source"}`` serves many pixels from one's
+aggregates (benchmarks). ``now: null`` means real time. With no valid token configured, ``sim-token``
 is valid. Pixels: a pixel not in the state is created when its first event arrives; reads of an
 unknown pixel answer empty data, or (``strict``) Meta's 100/33 "object does not exist" error.
 
@@ -115,7 +116,14 @@ class SimState:
         for pixel_id, pixel in (data.get("pixels") or {}).items():
             state.set_browser_hours(str(pixel_id), pixel.get("browser_hours") or [])
             state.add_server_hours(str(pixel_id), pixel.get("server_hours") or [])
+        for alias, source in (data.get("pixel_aliases") or {}).items():
+            state.alias_pixel(str(alias), str(source))
         return state
+
+    def alias_pixel(self, alias: str, source: str) -> None:
+        """Serve ``alias`` from ``source``'s aggregates (shared, not copied: benchmarks of many pixels)."""
+        with self._lock:
+            self.pixels[alias] = self.pixels.setdefault(source, PixelState())
 
     @classmethod
     def load(cls, path: str | Path, *, strict: bool = False) -> SimState:
