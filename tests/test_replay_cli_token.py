@@ -75,13 +75,9 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[RecordingSimulator]:
 
 
 @pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Engine]:
-    engine = make_engine(ledger_url)
-    migrate(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+def ledger(ledger_engine: Engine) -> Engine:
+    """The shared migrated ledger (SQLite and Postgres), under this file's name for it."""
+    return ledger_engine
 
 
 def pixels_toml(tmp_path: Path, *, token_env: str | None) -> Path:

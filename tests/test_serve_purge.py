@@ -22,7 +22,6 @@ from agent.service import AgentServices
 from agent.settings import load_settings
 from tests.test_fixes_support import seed
 from tests.test_serve_world import Clock
-from tools.ledger.db import make_engine, migrate
 from tools.ledger.models import Event
 from tools.loopback import ThreadedServer
 from tools.timeutil import to_iso
@@ -31,13 +30,9 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Engine]:
-    engine = make_engine(ledger_url)
-    migrate(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+def ledger(ledger_engine: Engine) -> Engine:
+    """The shared migrated ledger (SQLite and Postgres), under this file's name for it."""
+    return ledger_engine
 
 
 @contextmanager
