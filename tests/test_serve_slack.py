@@ -48,14 +48,9 @@ MISSED_BATCH_TITLE = cause_info("missed_batch").title
 
 @pytest.fixture(scope="module")
 def slack_api() -> Iterator[FakeSlackAPI]:
+    """The shared fake Slack API (``fake`` resets it per test), with the canary bot token."""
     with FakeSlackAPI(bot_token=BOT_TOKEN) as api:
         yield api
-
-
-@pytest.fixture
-def fake(slack_api: FakeSlackAPI) -> FakeSlackAPI:
-    slack_api.reset()
-    return slack_api
 
 
 @pytest.fixture
