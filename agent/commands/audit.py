@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tools.timeutil import parse_iso, utcnow
+from tools.timeutil import utcnow
 
 
 class OutputFormat(StrEnum):
@@ -69,22 +69,12 @@ def audit(
 ) -> None:
     """Run the checks and the diagnosis for the last complete hour before --at, store and print them."""
     from agent.audit_service import run_audit_round  # heavy imports only when the command runs
+    from agent.commands.arguments import chosen_pixels, parse_at
     from agent.runtime import open_runtime
 
-    try:
-        when = parse_iso(at) if at else utcnow()
-    except ValueError:
-        typer.echo(f"error: --at {at!r} is not an ISO-8601 time", err=True)
-        raise typer.Exit(2) from None
+    when = parse_at(at) or utcnow()
     with open_runtime(database_url=database_url, config_file=config) as runtime:
-        try:
-            pixels = runtime.pixels(pixel or None)
-        except KeyError as exc:
-            typer.echo(f"error: {exc.args[0]}", err=True)
-            raise typer.Exit(2) from None
-        if not pixels:
-            typer.echo("error: no pixels known: ingest events or configure pixels (CAPI_CONFIG)", err=True)
-            raise typer.Exit(2)
+        pixels = chosen_pixels(runtime, pixel)
         report = run_audit_round(runtime, pixels=pixels, at=when)
     typer.echo(json.dumps(report, indent=2) if output is OutputFormat.json else render_text(report))
     raise typer.Exit(exit_code(report, fail_on))

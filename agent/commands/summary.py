@@ -31,25 +31,15 @@ def summary(
     """Print the summary of the last complete hour before --at (read from the ledger; audits nothing)."""
     from datetime import timedelta
 
+    from agent.commands.arguments import chosen_pixels, parse_at
     from agent.runtime import open_runtime
     from agent.summary.collect import build_summary, latest_hour
     from agent.summary.text import render_text
-    from tools.timeutil import HOUR, audit_window, parse_iso
+    from tools.timeutil import HOUR, audit_window
 
-    try:
-        when = parse_iso(at) if at else None
-    except ValueError:
-        typer.echo(f"error: --at {at!r} is not an ISO-8601 time", err=True)
-        raise typer.Exit(2) from None
+    when = parse_at(at)
     with open_runtime(database_url=database_url, config_file=config) as runtime:
-        try:
-            pixels = runtime.pixels(pixel or None)
-        except KeyError as exc:
-            typer.echo(f"error: {exc.args[0]}", err=True)
-            raise typer.Exit(2) from None
-        if not pixels:
-            typer.echo("error: no pixels known: ingest events or configure pixels (CAPI_CONFIG)", err=True)
-            raise typer.Exit(2)
+        pixels = chosen_pixels(runtime, pixel)
         with runtime.session() as session:
             end = audit_window(when)[1] if when is not None else latest_hour(
                 session, pixel_ids=[p.id for p in pixels])
