@@ -15,10 +15,11 @@ that is slow or throttled is deferred to the next audit; it never holds up the o
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,7 +31,7 @@ from tools.ledger.models import MetaSnapshot
 from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import load_meta_counts, save_meta_counts, save_quality_snapshot
 from tools.meta.client import MAX_STATS_WINDOW, GraphClient, pooled_http
-from tools.meta.errors import MetaApiError
+from tools.meta.errors import MetaApiError, MetaUnreachableError
 from tools.meta.usage import BudgetExhausted, UsageGovernor
 from tools.timeutil import DAY, as_utc, audit_window
 
@@ -180,6 +181,7 @@ class _PixelRead:
     quality: QualitySnapshot | None = None
     quality_error: MetaReadError | None = None
     deferred: bool = False
+    defer_reason: MetaApiError | None = None
     started: float | None = None
     finished: float | None = None
     done: bool = False
@@ -229,6 +231,7 @@ def prefetch_meta_sides(
     http = pooled_http(max_connections=workers, timeout=read_timeout)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meta-prefetch")
     pending: dict[Future, tuple[_PixelRead, str, datetime | None, datetime | None]] = {}
+    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()  # completions, in the order they happen
     lock = threading.Lock()
 
     def run(read: _PixelRead, client: GraphClient, kind: str, start: datetime | None,
@@ -236,13 +239,20 @@ def prefetch_meta_sides(
         with lock:
             if read.started is None:
                 read.started = clock()
-        if read.deferred:  # another part was throttled: do not spend budget on this pixel now
-            raise BudgetExhausted("read deferred: Meta throttled this pixel's budget", code=4)
-        if kind == "quality":
-            return client.dataset_quality(read.pixel.id, fetched_at=read.at)
-        assert start is not None and end is not None
-        return client.pixel_stats(read.pixel.id, start=start, end=end, source=kind,  # type: ignore[arg-type]
-                                  page_size=PREFETCH_PAGE_SIZE)
+        if read.deferred:  # another part was throttled or timed out: spend nothing more on it now
+            raise read.defer_reason or BudgetExhausted("read deferred: Meta throttled this pixel's budget",
+                                                       code=4)
+        try:
+            if kind == "quality":
+                return client.dataset_quality(read.pixel.id, fetched_at=read.at)
+            assert start is not None and end is not None
+            return client.pixel_stats(read.pixel.id, start=start, end=end, source=kind,  # type: ignore[arg-type]
+                                      page_size=PREFETCH_PAGE_SIZE)
+        except MetaUnreachableError as exc:  # no answer within the deadline: the pixel's other parts stop
+            late = MetaUnreachableError(f"no answer from Meta within {read_timeout:g} s ({exc.message}); "
+                                        "read deferred to the next audit")
+            read.defer_reason, read.deferred = read.defer_reason or late, True
+            raise late from None
 
     try:
         for pixel, at in targets:
@@ -255,7 +265,9 @@ def prefetch_meta_sides(
             if client is None:
                 read.stats_error, read.done = _no_token(), True
                 continue
-            clients.append(client.use_http(http).use_governor(governor))
+            # Each call is cut at the pixel's deadline and not retried here: a slow pixel frees its
+            # workers for the others. (A read that failed otherwise is read again by its audit.)
+            clients.append(client.use_http(http, timeout=read_timeout, max_retries=0).use_governor(governor))
             parts: list[tuple[str, datetime | None, datetime | None]] = [("quality", None, None)]
             start = read.fetch_start
             while start < window_end:
@@ -264,14 +276,18 @@ def prefetch_meta_sides(
                 start = stop
             read.parts = len(parts)
             for kind, lo, hi in parts:
-                pending[executor.submit(run, read, client, kind, lo, hi)] = (read, kind, lo, hi)
+                future = executor.submit(run, read, client, kind, lo, hi)
+                pending[future] = (read, kind, lo, hi)
+                future.add_done_callback(finished.put)
         remaining = {pid: read.parts for pid, read in reads.items()}
+        last_sweep = clock()
         with session_factory() as session:
             for read in reads.values():
                 if read.done:
                     _finish(session, read, prefetch, db)
-            while pending:
-                done, _ = wait(list(pending), timeout=0.05, return_when=FIRST_COMPLETED)
+            open_reads = sum(1 for read in reads.values() if not read.done)
+            while pending and open_reads > 0:
+                done = _drain(finished, timeout=0.05)
                 for future in done:
                     read, kind, _lo, _hi = pending.pop(future)
                     remaining[read.pixel.id] -= 1
@@ -281,20 +297,23 @@ def prefetch_meta_sides(
                     if remaining[read.pixel.id] == 0:
                         read.finished = clock()
                         _finish(session, read, prefetch, db)
+                        open_reads -= 1
                 now = clock()
+                if now - last_sweep < 0.2:
+                    continue
+                last_sweep = now
                 for read in reads.values():
                     if not read.done and read.started is not None and now - read.started > read_timeout:
                         read.deferred = True
                         late = MetaReadError(endpoint="stats", kind="unreachable", message=(
-                            f"Meta did not answer within {read_timeout:.0f} s; read deferred to the next audit"))
+                            f"no answer from Meta within {read_timeout:g} s; read deferred to the next audit"))
                         read.stats_error = read.stats_error or late
                         if read.quality is None:
                             read.quality_error = read.quality_error or MetaReadError(
                                 endpoint="dataset_quality", kind="unreachable", message=late.message)
                         read.finished = now
                         _finish(session, read, prefetch, db)
-                if not any(not read.done for read in reads.values()):
-                    break
+                        open_reads -= 1
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
         for client in clients:
@@ -304,6 +323,19 @@ def prefetch_meta_sides(
     prefetch.seconds = clock() - began
     prefetch.governor = governor.stats()
     return prefetch
+
+
+def _drain(finished: queue.SimpleQueue[Future], *, timeout: float) -> list[Future]:
+    """The futures completed since the last call (waits up to ``timeout`` for the first one)."""
+    try:
+        done = [finished.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            done.append(finished.get_nowait())
+        except queue.Empty:
+            return done
 
 
 def _collect(read: _PixelRead, kind: str, future: Future) -> None:
@@ -344,6 +376,10 @@ def _finish(session: Session, read: _PixelRead, prefetch: MetaPrefetch, db: str)
     outcome = PrefetchedRead(stats_ok=stats_ok, quality=read.quality, errors=errors, deferred=read.deferred,
                              calls=read.parts, seconds=max(0.0, seconds))
     prefetch.reads[read.pixel.id] = outcome
+    if errors and not read.deferred:
+        # A blip (5xx, a dropped connection) or a token error: the audit reads again with the
+        # client's own retries, as without a prefetch, rather than report a one-off failure.
+        return
     key = (db, read.pixel.id, read.at)
     with _LOCK:
         _PREFETCHED[key] = outcome

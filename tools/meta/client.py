@@ -113,11 +113,18 @@ class GraphClient:
             self._own_http = httpx.Client(timeout=httpx.Timeout(self._timeout), transport=self._transport)
         return self._own_http
 
-    def use_http(self, http: httpx.Client) -> GraphClient:
+    def use_http(self, http: httpx.Client, *, timeout: float | None = None,
+                 max_retries: int | None = None) -> GraphClient:
         """Send through ``http`` (a pooled client shared by many GraphClients; see ``pooled_http``),
-        which this client never closes. Ignored when the client was given its own transport."""
+        which this client never closes (ignored when the client was given its own transport).
+        ``timeout`` (seconds per attempt) and ``max_retries``, when given, replace this client's: a
+        round reading many pixels cuts a slow answer short rather than let it hold a connection."""
         if self._transport is None:
             self._shared_http = http
+        if timeout is not None:
+            self._timeout = timeout
+        if max_retries is not None:
+            self._max_retries = max(0, max_retries)
         return self
 
     def use_governor(self, governor: UsageGovernor | None, key: str | None = None) -> GraphClient:
