@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_WINDOW_SECONDS = 3600.0
+# Without a budget, usage is reported as a share of this many calls per window: low, as Meta reports
+# for a caller far from its limit (a smaller scale would make a long benchmark look throttled).
+UNLIMITED_SCALE = 1_000_000
 
 
 def business_id_for(token: str | None) -> str:
@@ -87,7 +90,7 @@ class UsageModel:
                 self.throttled += 1
                 # The oldest counted call leaves the window first.
                 regain_minutes = max(1, math.ceil((calls[0] + self.window_seconds - now) / 60.0))
-            scale = budget if budget is not None else 10_000
+            scale = budget if budget is not None else UNLIMITED_SCALE
             own = min(100, round(100 * len(calls) / scale)) if allowed else 100
             app = min(100, round(100 * len(self._app_calls) / (scale * max(1, len(self._calls)))))
             headers = {
