@@ -179,3 +179,36 @@ def test_a_pixel_without_a_token_reports_it(sim: RunningSimulator, engine: Engin
     with prefetch_meta_sides(session_factory(engine), [(pixel, AT)], client_for=lambda _p: None):
         side = audit_read(engine, pixel.id, None)
     assert side.counts is None and side.errors[0].kind == "unreachable"
+
+
+def test_the_scheduler_reads_meta_for_the_round_before_its_audits(sim: RunningSimulator, engine: Engine) -> None:
+    from agent.scheduler import Scheduler
+
+    pixels = [PixelConfig(id=f"80{n}") for n in range(3)]
+    for pixel in pixels:
+        seed(sim, pixel.id, hours=48)
+    sides: dict[str, Any] = {}
+
+    class Runtime:
+        session = staticmethod(session_factory(engine))
+
+        def pixels(self, only: list[str] | None = None) -> list[PixelConfig]:
+            return pixels
+
+    class Services:
+        runtime = Runtime()
+        client_for = staticmethod(clients(sim))
+
+        def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
+            no_meta = NoMeta()
+            sides[pixel.id] = (audit_read(engine, pixel.id, no_meta, at=at), no_meta.calls)
+            return {}
+
+    now = AT + timedelta(minutes=10)
+    sched = Scheduler(services_factory=Services(), pixels=lambda: pixels, worker_id="w", clock=lambda: now,
+                      max_catch_up=1)
+    records = sched.run_once()
+    assert [r.status for r in records] == ["done"] * 3
+    assert sched.last_prefetch is not None and set(sched.last_prefetch.reads) == {p.id for p in pixels}
+    for side, calls in sides.values():
+        assert calls == 0 and side.errors == () and side.counts
