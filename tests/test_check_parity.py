@@ -74,7 +74,7 @@ def test_meta_unreachable_skips_browser_server_comparison() -> None:
     assert _codes(check_parity(shop.inputs()), loud_only=False) == set()
 
 
-def _browser_event_id_pct(inputs, pct: float):  # noqa: ANN001, ANN202
+def _browser_event_id_pct(inputs, pct: float):
     from dataclasses import replace
 
     from tools.checks.types import DedupeKeyFeedback
