@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from agent.relay.app import RelayDeps, build_relay_app
 from tests.fixtures.meta import SIM_TOKEN
-from tools.ledger.db import make_engine, migrate
 from tools.ledger.models import ALL_TABLES, Event
 from tools.loopback import ThreadedServer
 from tools.relay.access import RelayAuth
@@ -65,10 +64,3 @@ def ledger_dump(engine: Engine) -> str:
     return "\n".join(parts)
 
 
-def migrated_engine(url: str) -> Iterator[Engine]:
-    engine = make_engine(url)
-    migrate(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()

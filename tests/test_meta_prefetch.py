@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from tests.fixtures.db import migrated_engine
 from tools.audit.meta_side import prefetch_meta_sides, read_meta_side
-from tools.ledger.db import make_engine, migrate, session_factory
+from tools.ledger.db import session_factory
 from tools.ledger.pixels import PixelConfig
 from tools.meta.client import GraphClient
 from tools.meta.simulator import RunningSimulator
@@ -27,12 +28,7 @@ HISTORY_START = WINDOW_END - timedelta(weeks=4)
 
 @pytest.fixture
 def engine(sqlite_url: str) -> Iterator[Engine]:
-    engine = make_engine(sqlite_url)
-    migrate(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+    yield from migrated_engine(sqlite_url)
 
 
 @pytest.fixture

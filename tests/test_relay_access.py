@@ -20,13 +20,13 @@ from agent.cli import build_app
 from agent.relay.app import forward_pending_with_runtime
 from agent.runtime import Runtime
 from agent.settings import load_settings
+from tests.fixtures.db import migrated_engine
 from tests.fixtures.meta import SIM_TOKEN
 from tests.relay_support import (
     PIXEL,
     ledger_dump,
     ledger_events,
     make_event,
-    migrated_engine,
     running_relay,
 )
 from tools.audit.runner import audit_pixel
@@ -43,11 +43,6 @@ from tools.timeutil import floor_hour, to_iso, utcnow
 
 STRANGER = "EAAmadeUpToken123"
 OTHER_PIXEL = "9988776655"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    yield from migrated_engine(request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -12,17 +12,12 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from tests.fixtures.meta import SIM_TOKEN
-from tests.relay_support import PIXEL, ledger_events, make_event, migrated_engine, session_factory
+from tests.relay_support import PIXEL, ledger_events, make_event, session_factory
 from tools.ledger.models import Event
 from tools.meta.client import GraphClient, SendResult
 from tools.meta.simulator import Fault, RunningSimulator
 from tools.relay import RelayRequest, accept_batch, forward_pending
 from tools.timeutil import utcnow
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    yield from migrated_engine(request.getfixturevalue(f"{request.param}_url"))
 
 
 def queue_while_down(engine: Engine, graph_client: GraphClient, meta_sim: RunningSimulator,

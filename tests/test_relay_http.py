@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from tests.fixtures.db import migrated_engine
 from tests.fixtures.meta import SIM_TOKEN
 from tests.relay_support import (
     PIXEL,
     ledger_dump,
     ledger_events,
     make_event,
-    migrated_engine,
     running_relay,
     sha,
 )

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.fixtures.meta import SIM_TOKEN
-from tests.relay_support import PIXEL, ledger_events, make_event, migrated_engine, running_relay
+from tests.relay_support import PIXEL, ledger_events, make_event, running_relay
 from tools.meta.simulator import RunningSimulator
 from tools.relay.limits import (
     MAX_BODY_BYTES,
@@ -24,11 +24,6 @@ from tools.relay.limits import (
 )
 
 AUTH = {"Authorization": f"Bearer {SIM_TOKEN}"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    yield from migrated_engine(request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture

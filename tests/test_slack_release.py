@@ -35,11 +35,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplate:
 
 
 @pytest.fixture
-def serve(template: WorldTemplate, tmp_path: Path, slack_api: FakeSlackAPI,
+def serve(template: WorldTemplate, tmp_path: Path, fake: FakeSlackAPI,
           caplog: pytest.LogCaptureFixture) -> Iterator[ServeWorld]:
     caplog.set_level(logging.INFO)
-    slack_api.reset()
-    with serve_world(template, tmp_path, slack_api) as built:
+    with serve_world(template, tmp_path, fake) as built:
         yield built
     assert SIM_TOKEN not in caplog.text
 
