@@ -198,6 +198,21 @@ class ArrivalHourRollup(SQLModel, table=True):
     offsets: list[int] = Field(default_factory=list, sa_type=JsonType)
 
 
+class PayloadHourRollup(SQLModel, table=True):
+    """Events of one name in one hour of event_time, by the payload defects Meta accepts but cannot use
+    well (``detail``: {"issues": {code: events}, "examples": {code: [masked]}, "ip": {prefix: n},
+    "ip_n": n, "users": {prefix: n}, "users_n": n, "id_shapes": {shape: n}}). Counts, masked examples
+    and hash prefixes only: never a raw value."""
+
+    __tablename__ = "payload_hours"
+
+    pixel_id: str = Field(primary_key=True, max_length=64)
+    hour: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    event_name: str = Field(primary_key=True, max_length=200)
+    events: int = 0
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JsonType)
+
+
 class Audit(SQLModel, table=True):
     __tablename__ = "audits"
     __table_args__ = (Index("ix_audits_pixel_window", "pixel_id", "window_end"),)
@@ -284,5 +299,5 @@ class RelayRefusal(SQLModel, table=True):
 
 
 ALL_TABLES = ("pixels", "events", "deliveries", "delivery_events", "orders", "meta_snapshots",
-              "event_hours", "delivery_hours", "order_hours", "arrival_hours", "audits", "findings",
-              "incidents", "relay_keys", "relay_refusals")
+              "event_hours", "delivery_hours", "order_hours", "arrival_hours", "payload_hours", "audits",
+              "findings", "incidents", "relay_keys", "relay_refusals")
