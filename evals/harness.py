@@ -22,21 +22,20 @@ from sqlalchemy.orm import Session
 
 from tools.audit.report import audit_report
 from tools.audit.runner import PixelAudit, audit_pixel
-from tools.ledger.db import make_engine, migrate
 from tools.ledger.deliveries import record_delivery
-from tools.ledger.ingest import BATCH_SIZE, ingest_events_jsonl, ingest_orders_jsonl, parse_delivery, store_orders
-from tools.ledger.pixels import PixelConfig, sync_pixels
+from tools.ledger.ingest import BATCH_SIZE, parse_delivery, store_orders
+from tools.ledger.pixels import PixelConfig
 from tools.ledger.store import DeliveryOutcome, IncomingEvent, store_events
 from tools.meta.client import GraphClient
 from tools.meta.simulator import RunningSimulator, run_simulator_in_thread
 from tools.meta.simulator.state import SimState
 from tools.synth.generator import GeneratedFiles
+from tools.synth.ledger import SIM_TOKEN, empty_ledger, load_scenario_ledger
 from tools.synth.records import RETRYABLE_CODES, ServerEvent, delivery_line
 from tools.synth.scenario import Scenario, materialize
 from tools.synth.timeline import Timeline, build_timeline
 from tools.timeutil import as_utc, audit_window
 
-SIM_TOKEN = "sim-token"
 AuditFn = Callable[[Session, PixelConfig, datetime, GraphClient], PixelAudit]
 
 
@@ -181,17 +180,6 @@ def scenario_timeline(scenario: Scenario) -> Timeline:
                           seed=scenario.seed, injections=scenario.injections)
 
 
-def empty_ledger(scenario: Scenario, *, database_url: str) -> tuple[Engine, PixelConfig]:
-    """A fresh, migrated ledger with the scenario's pixel configured and nothing in it yet."""
-    engine = make_engine(database_url)
-    migrate(engine)
-    pixel = PixelConfig(id=scenario.pixel_id, name=scenario.id, timezone=scenario.timezone)
-    with Session(engine) as session:
-        sync_pixels(session, [pixel])
-        session.commit()
-    return engine, pixel
-
-
 @contextmanager
 def replay_world(scenario: Scenario, workdir: Path, *,
                  database_url: str | None = None) -> Iterator[ReplayWorld]:
@@ -232,20 +220,6 @@ class ScenarioWorld:
             result = audit_fn(session, self.pixel, at, client)
             session.commit()
         return result
-
-
-def load_scenario_ledger(scenario: Scenario, files: GeneratedFiles, *,
-                         database_url: str) -> tuple[Engine, PixelConfig]:
-    """A fresh, migrated ledger with the scenario's pixel configured and its files ingested."""
-    engine = make_engine(database_url)
-    migrate(engine)
-    pixel = PixelConfig(id=scenario.pixel_id, name=scenario.id, timezone=scenario.timezone)
-    with Session(engine) as session:
-        sync_pixels(session, [pixel])
-        session.commit()
-    ingest_events_jsonl(session_or_engine=engine, path=files.events_path)
-    ingest_orders_jsonl(session_or_engine=engine, path=files.orders_path)
-    return engine, pixel
 
 
 @contextmanager

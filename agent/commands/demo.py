@@ -111,10 +111,10 @@ def demo(
     from agent.runtime import Runtime
     from agent.service import AgentServices
     from agent.settings import load_settings
-    from evals.harness import SIM_TOKEN, load_scenario_ledger
     from tools.meta.client import GraphClient
     from tools.meta.simulator import run_simulator_in_thread
     from tools.meta.simulator.state import SimState
+    from tools.synth.ledger import SIM_TOKEN, load_scenario_ledger
     from tools.synth.scenario import materialize
 
     progress = Progress()

@@ -2,7 +2,7 @@
 the older hand-specified variants.
 
 The records are generated, not hand-edited: ``python -m evals.evaluate.library [--out DIR]`` writes
-them (default ``evals/scenarios``) and a second run writes the same bytes. Each record's traffic seed
+them (default ``tools/synth/data/scenarios``) and a second run writes the same bytes. Each record's traffic seed
 and pixel id derive from its id, so a record is reproducible on its own too. The 26 hand-written
 ``*_v1.json`` records are left as they are.
 

@@ -2,7 +2,7 @@
 
     python -m evals.perf.tokens_per_audit [--limit N] [--only ID[,ID...]] [--days D]
 
-Run from the repository root (the fake OpenAI server lives in ``tests/fakes``). Each scenario is
+The fake OpenAI server is ``evals.fakes.openai_server`` (the tests use the same one). Each scenario is
 generated, ingested into a fresh SQLite ledger and audited once at its ``audit_at`` through
 ``AgentServices.audit_pixel`` with the real openai client talking to a fake OpenAI-compatible server
 on loopback. The fake answers every diagnosis like a diligent model: one tool call (the detail of
@@ -34,21 +34,13 @@ from agent.llm import LLMAdapter, LLMConfig
 from agent.runtime import Runtime
 from agent.service import AgentServices
 from agent.settings import load_settings
+from evals.fakes import openai_server as fake
 from evals.harness import scenario_world
 from tools.synth.scenario import Scenario, load_scenarios
 
 FAKE_KEY = "sk-perf-fake"
 # Script items queued per audit: far more than an audit's incidents x (tool call + answer).
 QUEUED_ITEMS = 200
-
-
-def _fake_server_module() -> Any:
-    try:
-        from tests.fakes import openai_server
-    except ImportError:  # run as a file: make the repository root importable
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-        from tests.fakes import openai_server
-    return openai_server
 
 
 @dataclass
@@ -178,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [s for s in scenarios if s.id in wanted]
     if args.limit is not None:
         scenarios = scenarios[:args.limit]
-    fake = _fake_server_module()
     rows: list[AuditTokens] = []
     started = time.perf_counter()
     with fake.FakeOpenAIServer(api_key=FAKE_KEY) as server:

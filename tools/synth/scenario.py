@@ -1,4 +1,4 @@
-"""The scenario library: eval cases as records with stable, versioned ids (``evals/scenarios/*.json``),
+"""The scenario library: eval cases as records with stable, versioned ids (``tools/synth/data/scenarios/*.json``),
 and how one becomes the three files an audit runs on."""
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ class Scenario(BaseModel):
 
 
 def default_scenario_dir() -> Path:
-    """The packaged ``evals/scenarios`` folder."""
-    return Path(str(files("evals").joinpath("scenarios")))
+    """The packaged library, ``tools/synth/data/scenarios`` (the synthesizer owns its data: ``tools``
+    never reads the ``evals`` package)."""
+    return Path(str(files("tools.synth").joinpath("data", "scenarios")))
 
 
 def load_scenario_file(path: Path) -> Scenario:
