@@ -9,7 +9,7 @@ import logging
 import typer
 
 # Commands in help order. A module that is not there yet is skipped (the CLI still works).
-COMMAND_MODULES = ("demo", "ingest", "audit", "summary", "replay", "fixes", "normalize", "sim_meta", "serve",
+COMMAND_MODULES = ("demo", "ingest", "audit", "summary", "report", "replay", "fixes", "normalize", "sim_meta", "serve",
                    "relay_key", "eval")
 
 

@@ -136,8 +136,12 @@ def enqueue_summaries(session: Session, *, pixels: Sequence[PixelConfig], hours:
 def after_round(session: Session, *, pixels: Sequence[PixelConfig], audited: Iterable[datetime],
                 now: datetime) -> int:
     """After a scheduler round: summaries of the hours it audited and of the last two hours. Catches
-    the hours settled by a failed audit, or by two replicas finishing at the same moment."""
-    return enqueue_ready(session, pixels=pixels, hours=[*audited, *sweep_hours(now, hours=2)])
+    the hours settled by a failed audit, or by two replicas finishing at the same moment; and the
+    weekly reports that are due (``agent.summary.weekly_queue``)."""
+    from agent.summary.weekly_queue import enqueue_weekly_due
+
+    queued = enqueue_ready(session, pixels=pixels, hours=[*audited, *sweep_hours(now, hours=2)])
+    return queued + enqueue_weekly_due(session, pixels=pixels, now=now)
 
 
 @dataclass

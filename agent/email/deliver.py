@@ -21,7 +21,7 @@ from tools.ledger.outbox import OutboxMessage, claim_for_delivery, incident_post
 from tools.timeutil import parse_iso
 
 log = logging.getLogger(__name__)
-EMAIL_KINDS = ("email_incident", "email_summary")
+EMAIL_KINDS = ("email_incident", "email_summary", "email_weekly")
 
 
 @dataclass
@@ -38,6 +38,10 @@ def compose(session: Session, row: OutboxMessage, *, now: datetime) -> EmailMess
         link = thread_link(*posts[row.incident_id]) if row.incident_id in posts else None
         return incident_email(row.payload["message"], to=to, chart_png=render_chart(row.payload.get("chart", {})),
                               thread_link=link)
+    if row.kind == "email_weekly":
+        from agent.summary.weekly_queue import weekly_email
+
+        return weekly_email(row)
     summary = Summary.from_json(row.payload["summary"])
     chart = render_chart(summary_chart(session, summary))
     return summary_email(summary, to=to, links=incident_links(session, summary),

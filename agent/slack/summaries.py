@@ -25,7 +25,7 @@ from tools.timeutil import as_utc, parse_iso
 
 log = logging.getLogger(__name__)
 LATE_AFTER = timedelta(hours=1)  # on time: posted within the hour after the summarized window
-SUMMARY_KINDS = ("summary_day", "summary", "digest")
+SUMMARY_KINDS = ("summary_day", "summary", "digest", "weekly")
 
 
 def incident_links(session: Session, summary: Summary) -> dict[str, str]:
@@ -43,6 +43,10 @@ def post_summary_row(session: Session, notifier: SlackNotifier, row: OutboxMessa
                      now: datetime) -> PostedMessage | None:
     """Post one summary row; None when it must wait for its thread's parent to be posted first.
     Raises :class:`SlackDeliveryError` when Slack refuses or cannot be reached."""
+    if row.kind == "weekly":  # the weekly report stands on its own (agent.summary.weekly_queue)
+        from agent.summary.weekly_queue import post_weekly_row
+
+        return post_weekly_row(notifier, row)
     summary = Summary.from_json(row.payload["summary"])
     links = incident_links(session, summary)
     if row.kind == "summary_day":

@@ -13,6 +13,9 @@ File format (``[[pixels]]`` tables; only ``id`` is required)::
     summaries = "hourly"                     # Slack summaries: hourly | daily | off
     email_to = ["ops@example.com"]           # incident alerts and summaries by email (CAPI_SMTP_URL)
     email_summaries = "daily"                # email summaries: hourly | daily | off
+    weekly_report = "on"                     # the weekly report (Slack and email_to): on | off
+    weekly_day = "mon"                       # its local weekday (mon..sun) and hour (0-23)
+    weekly_hour = 9
 
     [pixels.thresholds]                      # any field of tools.checks.types.Thresholds
     emq_floor = 6.5
@@ -44,7 +47,9 @@ from tools.ledger.rollups import dialect_insert
 from tools.timeutil import utcnow
 
 SummaryMode = Literal["hourly", "daily", "off"]
-CHANNEL_KEYS = frozenset({"summaries"})  # what a [channels."#name"] table may set for its pixels
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+# What a [channels."#name"] table may set for its pixels.
+CHANNEL_KEYS = frozenset({"summaries", "weekly_report", "weekly_day", "weekly_hour"})
 # Deliberately loose: one @, no spaces or angle brackets (the SMTP server has the last word).
 EMAIL_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
 
@@ -65,6 +70,9 @@ class PixelConfig(BaseModel):
     summaries: SummaryMode = "hourly"
     email_to: list[str] = Field(default_factory=list)
     email_summaries: SummaryMode = "daily"
+    weekly_report: Literal["on", "off"] = "on"
+    weekly_day: Weekday = "mon"
+    weekly_hour: int = Field(9, ge=0, le=23)
 
     @field_validator("email_to", mode="before")
     @classmethod
@@ -76,6 +84,12 @@ class PixelConfig(BaseModel):
                 if not isinstance(address, str) or not EMAIL_ADDRESS.fullmatch(address):
                     raise ValueError("email_to must hold email addresses (name@domain)")
         return addresses
+
+    @field_validator("weekly_report", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        # TOML invites `weekly_report = true`: read it as "on".
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("timezone")
     @classmethod
