@@ -36,8 +36,9 @@ from starlette.routing import Route
 
 from agent.runtime import Runtime
 from tools.meta.client import GraphClient
-from tools.meta.simulator.params import BadRequest, access_token
-from tools.meta.simulator.responses import (
+from tools.meta.wire import (
+    BadRequest,
+    access_token,
     graph_error,
     invalid_parameter,
     token_invalid,

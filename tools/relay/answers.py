@@ -11,8 +11,8 @@ from starlette.responses import JSONResponse
 
 from tools.meta.client import SendResult
 from tools.meta.errors import MetaApiError
-from tools.meta.simulator.responses import batch_rejected, invalid_parameter
 from tools.meta.validate import EventProblem
+from tools.meta.wire import batch_rejected, invalid_parameter
 
 
 @dataclass(frozen=True)

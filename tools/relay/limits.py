@@ -32,8 +32,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tools.meta.simulator.params import BadRequest, _multipart_fields
 from tools.meta.validate import MAX_EVENTS_PER_REQUEST
+from tools.meta.wire import BadRequest, multipart_fields
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 20
@@ -116,7 +116,7 @@ def _check_string(text: str, what: str) -> None:
 
 def parse_body(query: Mapping[str, str], content_type: str, body: bytes) -> dict[str, Any]:
     """Query parameters merged with the body's (JSON, multipart or form-urlencoded), as the Graph API
-    reads them (``tools.meta.simulator.params.read_params``), within the limits above. ``data`` is
+    reads them (``tools.meta.wire``; the simulator's ``read_params``), within the limits above. ``data`` is
     left as sent (``decode_events`` reads it)."""
     params: dict[str, Any] = dict(query)
     if body.strip():
@@ -128,7 +128,7 @@ def parse_body(query: Mapping[str, str], content_type: str, body: bytes) -> dict
             params.update(parsed)
         elif media_type == "multipart/form-data":
             try:
-                params.update(_multipart_fields(content_type, body))
+                params.update(multipart_fields(content_type, body))
             except (ValueError, LookupError) as exc:
                 raise BadRequest("the multipart body could not be parsed") from exc
         else:  # form-urlencoded, and what clients send without a content type

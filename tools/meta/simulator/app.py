@@ -32,13 +32,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tools.meta.redact import redact
 from tools.meta.simulator import control
-from tools.meta.simulator.params import BadRequest, access_token, decode_data, parse_time_param, read_params
+from tools.meta.simulator.params import parse_time_param, read_params
 from tools.meta.simulator.quality import web_quality
-from tools.meta.simulator.responses import (
+from tools.meta.simulator.responses import fault_response
+from tools.meta.simulator.state import SimState
+from tools.meta.validate import validate_batch
+from tools.meta.wire import (
     RATE_LIMITS,
+    BadRequest,
+    access_token,
     bad_appsecret_proof,
     batch_rejected,
-    fault_response,
+    decode_data,
     fbtrace_id,
     graph_error,
     invalid_parameter,
@@ -47,8 +52,6 @@ from tools.meta.simulator.responses import (
     token_missing,
     unknown_object,
 )
-from tools.meta.simulator.state import SimState
-from tools.meta.validate import validate_batch
 from tools.timeutil import DAY, HOUR, floor_hour
 
 logger = logging.getLogger("capi_agent.sim_meta")
