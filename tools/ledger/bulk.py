@@ -5,14 +5,18 @@ On SQLite the rows go straight to the driver's ``executemany``: SQLAlchemy's per
 machinery (parameter construction, type processing) cost more than the insert itself. The values are
 converted exactly as SQLAlchemy's SQLite types would convert them (``sqlite_datetime`` matches the
 ``DATETIME`` storage format; JSON goes through the engine's own ``json_serializer``), so the stored
-bytes are the same either way. Postgres keeps SQLAlchemy Core (executemany as multi-row VALUES).
+bytes are the same either way. Postgres uses SQLAlchemy Core (executemany as multi-row VALUES), or,
+for a session marked with ``bulk_session`` (the JSONL import), ``COPY ... FROM STDIN`` through
+psycopg 3 with ids drawn from the tables' sequences beforehand: COPY returns no ids, and drawing
+them first spares the look-up by content hash afterwards.
 Nothing here commits; everything runs on the session's connection, inside its transaction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -38,8 +42,47 @@ def sqlite_datetime(value: datetime | None) -> str | None:
     return value.isoformat(" ", "microseconds")[:26]
 
 
-def _sqlite_cursor(session: Session) -> Any:
+_BULK_KEY = "capi_ledger_bulk"
+
+
+@contextmanager
+def bulk_session(session: Session) -> Iterator[Session]:
+    """Mark ``session`` as a bulk import while the block runs: on Postgres its event, delivery and
+    link inserts go through COPY. Rows, ids and rollups are those of the ordinary path."""
+    previous = session.info.get(_BULK_KEY)
+    session.info[_BULK_KEY] = True
+    try:
+        yield session
+    finally:
+        if previous is None:
+            session.info.pop(_BULK_KEY, None)
+        else:
+            session.info[_BULK_KEY] = previous
+
+
+def _copies(session: Session) -> bool:
+    return bool(session.info.get(_BULK_KEY)) and session.get_bind().dialect.name == "postgresql"
+
+
+def _driver_cursor(session: Session) -> Any:
     return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def _pg_next_ids(cursor: Any, table: str, count: int) -> list[int]:
+    """``count`` new ids of ``table`` from its own sequence (ascending, as an INSERT would take them)."""
+    cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                   (table, count))
+    return sorted(row[0] for row in cursor.fetchall())
+
+
+def _pg_copy(cursor: Any, table: str, columns: Sequence[str], rows: Iterator[Sequence[Any]]) -> None:
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _sqlite_cursor(session: Session) -> Any:
+    return _driver_cursor(session)
 
 
 def _json_serializer(session: Session) -> Callable[[Any], str]:
@@ -85,6 +128,8 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]
     """
     if not rows:
         return []
+    if _copies(session):
+        return _pg_copy_events(session, rows)
     if not is_sqlite(session):
         session.execute(insert(Event.__table__), list(rows))
         return None
@@ -119,10 +164,35 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]
     return None
 
 
+def _pg_copy_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    # JSON as the engine's serializer writes it for an INSERT; the server parses it into JSONB alike.
+    dumps = _json_serializer(session)
+    cursor = _driver_cursor(session)
+    try:
+        ids = _pg_next_ids(cursor, "events", len(rows))
+        _pg_copy(cursor, "events", ("id", *EVENT_COLUMNS), (
+            (row_id, *(dumps(row[name]) if name in ("payload", "flags") else row.get(name)
+                       for name in EVENT_COLUMNS))
+            for row_id, row in zip(ids, rows, strict=True)))
+    finally:
+        cursor.close()
+    return ids
+
+
 def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert ``deliveries`` rows (every column of ``DELIVERY_COLUMNS``); their ids, in row order."""
     if not rows:
         return []
+    if _copies(session):
+        cursor = _driver_cursor(session)
+        try:
+            ids = _pg_next_ids(cursor, "deliveries", len(rows))
+            _pg_copy(cursor, "deliveries", ("id", *DELIVERY_COLUMNS),
+                     ((row_id, *(row[name] for name in DELIVERY_COLUMNS))
+                      for row_id, row in zip(ids, rows, strict=True)))
+        finally:
+            cursor.close()
+        return ids
     if not is_sqlite(session):
         result = session.execute(insert(Delivery.__table__).returning(
             Delivery.id, sort_by_parameter_order=True), list(rows))
@@ -144,6 +214,13 @@ def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> list[
 def insert_delivery_links(session: Session, links: Sequence[tuple[int, int]]) -> None:
     """Insert ``delivery_events`` rows given as (delivery_id, event_row_id)."""
     if not links:
+        return
+    if _copies(session):
+        cursor = _driver_cursor(session)
+        try:
+            _pg_copy(cursor, "delivery_events", ("delivery_id", "event_row_id"), iter(links))
+        finally:
+            cursor.close()
         return
     if not is_sqlite(session):
         session.execute(insert(DeliveryEvent.__table__),

@@ -2,8 +2,14 @@
 
 A bad line (not JSON, not an object, a missing or mistyped field) is reported with its line number
 and a reason, and skipped; the rest loads. Reasons name the field, never its value (it may be PII).
-Each batch commits on its own, so a large file loads in bounded memory and an interrupted import can
-simply be run again: what is already stored is recognised and not added twice.
+
+Events load in batches of ``batch_size`` lines, each stored by ``store.store_events`` (so a batch's
+rows, deliveries and rollups are exactly those of any other write path), in bounded memory. The bulk
+import (the default) commits every ``commit_every`` events instead of every batch, and marks its
+session so that Postgres receives rows through COPY (``bulk.bulk_session``); SQLite already takes
+them through the driver's executemany. An interrupted import loses at most its open transaction,
+whose rows and rollups go together, and can simply be run again: what is already stored is
+recognised by content hash and not added twice.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,10 +30,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from tools.ledger.bulk import bulk_session
 from tools.ledger.models import Event, Order
 from tools.ledger.pixels import ensure_pixels
 from tools.ledger.rollups import RollupDeltas, apply_deltas, dialect_insert
 from tools.ledger.store import DeliveryOutcome, IncomingEvent, chunked, store_events
+from tools.senders.envelope import with_sender
+from tools.senders.track import record_import_senders
 from tools.timeutil import as_utc, parse_iso, utcnow
 
 T = TypeVar("T")
@@ -37,6 +48,10 @@ except ImportError:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 5000
+# Events per transaction of a bulk import: a commit (and SQLite's WAL checkpoint after it) per 5000
+# events cost about a tenth of the import; 50k events hold SQLite's write lock for a few seconds at
+# most, under the relay's busy timeout (10 s).
+COMMIT_EVERY = 50_000
 DELIVERY_STATUSES = ("delivered", "failed", "pending")
 
 
@@ -53,6 +68,37 @@ class IngestReport:
     pixels: set[str] = field(default_factory=set)
     # Field -> events in which it arrived as raw PII (normalized and hashed before storage).
     raw_pii_hashed: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """Where an import stands, after each batch (for a progress display)."""
+
+    lines: int
+    loaded: int
+    duplicates: int
+    skipped: int
+    position: int  # characters of the file read so far
+    size: int  # the file's size in bytes (characters and bytes differ only with non-ASCII text)
+    elapsed: float  # seconds since the import began
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.position / self.size) if self.size else 1.0
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate so far; None before there is a rate."""
+        if self.elapsed <= 0 or self.position <= 0:
+            return None
+        return max(0.0, self.elapsed * (self.size - self.position) / self.position)
+
+
+ProgressCallback = Callable[[IngestProgress], None]
 
 
 def _int(value: Any, name: str, *, required: bool = False) -> int | None:
@@ -161,8 +207,8 @@ def parse_event_line(text: str, *, now: datetime) -> IncomingEvent:
     event_id = event.get("event_id")
     if event_id is not None and (isinstance(event_id, bool) or not isinstance(event_id, str | int)):
         raise LineError("event.event_id must be a string")
-    return IncomingEvent(pixel_id=pixel_id, received_at=received_at, event=event,
-                         delivery=parse_delivery(obj.get("delivery")))
+    return with_sender(IncomingEvent(pixel_id=pixel_id, received_at=received_at, event=event,
+                                     delivery=parse_delivery(obj.get("delivery"))), obj.get("sender"), error=LineError)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -196,11 +242,17 @@ def _sessions(session_or_engine: Session | Engine) -> tuple[Session, bool]:
 
 
 def _load_batches(path: Path | str, parse: Callable[[str], T], flush: Callable[[list[T]], None],
-                  report: IngestReport, batch_size: int) -> None:
-    """Parse each line; report a bad one by number and go on; hand ``flush`` full batches, then the rest."""
+                  report: IngestReport, batch_size: int,
+                  progress: Callable[[int], None] | None = None) -> None:
+    """Parse each line; report a bad one by number and go on; hand ``flush`` full batches, then the rest.
+
+    ``progress`` gets the characters read so far after each flush.
+    """
     batch: list[T] = []
+    position = 0
     for line_no, text in _lines(Path(path)):
         report.lines += 1
+        position += len(text)
         try:
             batch.append(parse(text))
         except LineError as exc:
@@ -209,23 +261,42 @@ def _load_batches(path: Path | str, parse: Callable[[str], T], flush: Callable[[
         if len(batch) >= batch_size:
             flush(batch)
             batch = []
+            if progress is not None:
+                progress(position)
     if batch:
         flush(batch)
+    if progress is not None:
+        progress(position)
 
 
 def ingest_events_jsonl(*, session_or_engine: Session | Engine, path: Path | str,
                         default_country: str = "US", now: datetime | None = None,
-                        batch_size: int = BATCH_SIZE) -> IngestReport:
-    """Load server events (one JSON object a line) into the ledger. Commits after every batch."""
+                        batch_size: int = BATCH_SIZE, bulk: bool = True,
+                        commit_every: int = COMMIT_EVERY,
+                        progress: ProgressCallback | None = None) -> IngestReport:
+    """Load server events (one JSON object a line) into the ledger.
+
+    ``bulk`` (default): COPY on Postgres and a commit every ``commit_every`` events (rounded up to
+    whole batches); otherwise the ordinary inserts and a commit after every batch. Both store the
+    same rows and rollups. ``progress`` is called after every batch.
+    """
     now = as_utc(now) if now else utcnow()
     report = IngestReport()
     session, owned = _sessions(session_or_engine)
+    size = os.path.getsize(path)
+    started = time.perf_counter()
+    pending = 0  # events stored since the last commit
 
     def flush(batch: list[IncomingEvent]) -> None:
+        nonlocal pending
         pixels = {item.pixel_id for item in batch}
         ensure_pixels(session, pixels, default_country=default_country, now=now)
         stored = store_events(session, batch, default_country=default_country)
-        session.commit()
+        record_import_senders(session, batch, stored.event_row_ids)  # tools.senders: who sent them
+        pending += len(batch)
+        if not bulk or pending >= commit_every:
+            session.commit()
+            pending = 0
         report.loaded += stored.loaded
         report.duplicates += stored.duplicates
         report.raw_pii_hashed.update(stored.raw_pii_hashed)
@@ -233,9 +304,28 @@ def ingest_events_jsonl(*, session_or_engine: Session | Engine, path: Path | str
         batch.clear()
         gc.collect(1)  # what the batch left in cycles: cheap, the batch itself is gone
 
+    def tell(position: int) -> None:
+        if progress is not None:
+            progress(IngestProgress(lines=report.lines, loaded=report.loaded,
+                                    duplicates=report.duplicates, skipped=len(report.skipped),
+                                    position=position, size=size,
+                                    elapsed=time.perf_counter() - started))
+
     with _cyclic_gc_per_batch():
         try:
-            _load_batches(path, lambda text: parse_event_line(text, now=now), flush, report, batch_size)
+            if bulk:
+                with bulk_session(session):
+                    _load_batches(path, lambda text: parse_event_line(text, now=now), flush, report,
+                                  batch_size, tell)
+                    session.commit()
+            else:
+                _load_batches(path, lambda text: parse_event_line(text, now=now), flush, report,
+                              batch_size, tell)
+        except BaseException:
+            # The open transaction (at most ``commit_every`` events, with their rollups) is lost
+            # whole; what was committed before stays, and a re-run adds only what is missing.
+            session.rollback()
+            raise
         finally:
             if owned:
                 session.close()
@@ -259,9 +349,23 @@ def parse_order_line(text: str) -> dict[str, Any]:
         raise LineError("currency must be a string")
     if obj.get("created_at") is None:
         raise LineError("missing created_at")
+    user_data = obj.get("user_data")
+    if user_data is not None and not isinstance(user_data, dict):
+        raise LineError("user_data must be an object")
     return {"pixel_id": _pixel_id(obj.get("pixel_id")), "order_id": str(order_id),
             "created_at": _time(obj["created_at"], "created_at"), "value": float(value),
-            "currency": currency, "matched": False}
+            "currency": currency, "matched": False, "user_data": _order_customer(user_data)}
+
+
+def _order_customer(user_data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The order's customer information as the ledger keeps it: hashed by ``prepare_user_data``
+    (raw values are hashed here and never stored); None when nothing usable is left."""
+    if not user_data:
+        return None
+    from tools.meta.userdata import prepare_user_data
+
+    prepared = prepare_user_data(user_data).user_data
+    return dict(prepared) or None
 
 
 def store_orders(session: Session, orders: list[dict[str, Any]]) -> tuple[int, int]:
