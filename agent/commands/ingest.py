@@ -3,15 +3,52 @@ into the ledger, hashing raw customer information at the door."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import typer
 
 if TYPE_CHECKING:
-    from tools.ledger.ingest import IngestReport
+    from tools.ledger.ingest import IngestProgress, IngestReport
 
 MAX_REASONS_SHOWN = 20
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+@contextmanager
+def progress_display(stream: TextIO | None = None) -> Iterator[Callable[[IngestProgress], None] | None]:
+    """A progress bar (share of the file read, events/s, ETA) on ``stream`` (stderr) when it is a
+    terminal; None otherwise, so that logs and pipes get only the final report."""
+    stream = sys.stderr if stream is None else stream
+    if not stream.isatty():
+        yield None
+        return
+    # rich comes with typer; imported here, only when a terminal will show it.
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    display = Progress(TextColumn("[bold]ingest"), BarColumn(), TaskProgressColumn(),
+                       TextColumn("{task.fields[counts]}"), console=Console(file=stream),
+                       transient=False)
+    task = display.add_task("ingest", total=1.0, counts="")
+
+    def update(progress: IngestProgress) -> None:
+        counts = (f"{progress.lines:,} lines, {progress.lines_per_second:,.0f} events/s, "
+                  f"ETA {_duration(progress.eta_seconds)}")
+        display.update(task, completed=progress.fraction, counts=counts)
+
+    with display:
+        yield update
 
 
 def _print_report(kind: str, report: IngestReport) -> None:
@@ -62,8 +99,9 @@ def ingest(
                 sync_pixels(session, load_pixels_toml(config))
                 session.commit()
         typer.echo(f"ledger: {make_url(url).render_as_string(hide_password=True)}")
-        events = ingest_events_jsonl(session_or_engine=engine, path=events_file,
-                                     default_country=country.strip().upper())
+        with progress_display() as progress:
+            events = ingest_events_jsonl(session_or_engine=engine, path=events_file,
+                                         default_country=country.strip().upper(), progress=progress)
         _print_report("events", events)
         reports = [events]
         if orders is not None:
