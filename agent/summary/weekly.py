@@ -14,7 +14,7 @@ Per pixel and local day of the week:
 
 **Worst first** (``worst_key``): open incidents at the end of the week by severity (critical, then
 warning), then the audited hours of the week with a warning or critical finding, then hours whose
-audit failed, then pixels with no data at all that week (silence is suspicious), then the drop in
+audit failed, then pixels of which Meta counted no event that week (silence is suspicious), then the drop in
 coverage against the week before (in points), then the pixel id.
 """
 
@@ -97,7 +97,8 @@ class PixelWeek:
 
     @property
     def has_data(self) -> bool:
-        return bool(self.server or self.browser or self.hours_audited or self.hours_failed)
+        """Did Meta count any event of the pixel this week? (Audits of a silent pixel are no data.)"""
+        return bool(self.server or self.browser)
 
     @property
     def coverage_drop(self) -> float | None:

@@ -17,8 +17,6 @@ PIXELS_PER_SECTION = 5
 
 def verdict(pixel: PixelWeek) -> str:
     """One word for a pixel's week: critical, warning, findings, audit failed, no data or healthy."""
-    if not pixel.has_data:
-        return "no data"
     if pixel.count_open("critical"):
         return "critical"
     if pixel.open_incidents:
@@ -27,7 +25,7 @@ def verdict(pixel: PixelWeek) -> str:
         return "findings"
     if pixel.hours_failed:
         return "audit failed"
-    return "healthy"
+    return "healthy" if pixel.has_data else "no data"
 
 
 def tally(report: WeeklyReport) -> str:
@@ -67,8 +65,7 @@ def pixel_lines(rank: int, pixel: PixelWeek) -> list[str]:
     name = f" {pixel.name}" if pixel.name else ""
     lines = [f"{rank}. [{verdict(pixel)}] {pixel.pixel_id}{name}"]
     if not pixel.has_data:
-        lines.append("  no data this week (no Meta counts and no audits)")
-        return lines
+        lines.append("  no data this week: Meta counted no event")
     lines.append(f"  {figures_line(pixel)}")
     lines.append(f"  incidents: {len(pixel.open_incidents)} open at the end, {pixel.opened} opened, "
                  f"{pixel.resolved} resolved during the week")
@@ -100,8 +97,7 @@ def _slack_pixel(rank: int, pixel: PixelWeek) -> str:
     name = f" {escape_mrkdwn(pixel.name)}" if pixel.name else ""
     lines = [f"{VERDICT_EMOJI[word]} *{rank}. {word}* · `{escape_mrkdwn(pixel.pixel_id)}`{name}"]
     if not pixel.has_data:
-        lines.append("_no data this week_")
-        return "\n".join(lines)
+        lines.append("_no data this week: Meta counted no event_")
     lines.append(escape_mrkdwn(figures_line(pixel)))
     if pixel.open_incidents:
         lines.append("Open: " + ", ".join(f"{escape_mrkdwn(i.title)} ({escape_mrkdwn(i.severity)})"
