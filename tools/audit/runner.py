@@ -20,9 +20,11 @@ from tools.diagnosis.triage import triage
 from tools.diagnosis.types import Incident, TriagedIncident
 from tools.ledger.incidents import open_incidents, save_audit, upsert_incidents
 from tools.ledger.inputs import load_ledger_inputs, load_relay_refusals
+from tools.ledger.payload import load_payload_hours
 from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import load_meta_counts, load_quality_history
 from tools.meta.client import GraphClient
+from tools.senders.track import recent_changes
 from tools.timeutil import HOUR, audit_window
 
 PixelStatus = Literal["healthy", "degraded", "critical"]
@@ -77,7 +79,9 @@ def gather_inputs(session: Session, *, pixel: PixelConfig, at: datetime,
         meta_read_errors=meta.errors, thresholds=thresholds, timezone=pixel.timezone,
         has_orders=ledger.has_orders, audited_at=at,
         incident_spans=incident_spans(open_incidents(session, pixel.id), window_start),
+        sender_changes=recent_changes(session, pixel_id=pixel.id, until=window_end),
         arrival_hours=ledger.arrival_hours,
+        payload_hours=load_payload_hours(session, pixel_id=pixel.id, window_end=window_end),
         relay_refusals=load_relay_refusals(session, pixel_id=pixel.id, start=window_start, end=window_end),
     )
 
@@ -108,7 +112,9 @@ def cached_inputs(session: Session, *, pixel: PixelConfig, at: datetime) -> Audi
         meta_counts=counts or None, quality=history[-1] if history else None, quality_history=history[:-1],
         thresholds=pixel.thresholds, timezone=pixel.timezone, has_orders=ledger.has_orders, audited_at=at,
         incident_spans=incident_spans(open_incidents(session, pixel.id), window_start),
-        arrival_hours=ledger.arrival_hours)
+        sender_changes=recent_changes(session, pixel_id=pixel.id, until=at),
+        arrival_hours=ledger.arrival_hours,
+        payload_hours=load_payload_hours(session, pixel_id=pixel.id, window_end=window_end))
 
 
 def not_judged(inputs: AuditInputs) -> list[NotJudged]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from tools.checks.dedupe_reasons import check_dedupe_reasons
 from tools.checks.delivery import check_delivery
 from tools.checks.duplicates import check_duplicates
 from tools.checks.emq import check_emq
 from tools.checks.hashing import check_hashing
 from tools.checks.latency import check_latency
 from tools.checks.parity import check_parity
+from tools.checks.payload_quality import check_payload
 from tools.checks.relay_refusals import check_relay_refusals
 from tools.checks.types import SEVERITY_RANK, AuditInputs, CheckName, Finding
 from tools.checks.volume import check_volume
@@ -25,6 +27,8 @@ CHECKS: dict[CheckName, CheckFn] = {
     "delivery": check_delivery,
     "duplicates": check_duplicates,
     "relay": check_relay_refusals,
+    "payload": check_payload,
+    "dedupe": check_dedupe_reasons,
 }
 
 

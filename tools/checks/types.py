@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
+    from tools.checks.payload_quality import PayloadHour
     from tools.checks.relay_refusals import RelayRefusalCount
 
-CheckName = Literal["parity", "emq", "latency", "volume", "hashing", "delivery", "duplicates", "relay"]
+CheckName = Literal["parity", "emq", "latency", "volume", "hashing", "delivery", "duplicates", "relay",
+                    "payload", "dedupe"]
 Severity = Literal["info", "warning", "critical"]
 Source = Literal["browser", "server"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -237,6 +239,8 @@ class AuditInputs:
     arrival_hours: tuple[ArrivalHour, ...] = ()
     # Requests the relay refused for this pixel (tools.checks.relay_refusals), by hour of arrival.
     relay_refusals: tuple[RelayRefusalCount, ...] = ()
+    # Payload quality of server events by hour of event_time (tools.checks.payload_quality).
+    payload_hours: tuple[PayloadHour, ...] = ()
 
 
 class Finding(BaseModel):

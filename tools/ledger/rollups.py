@@ -23,6 +23,7 @@ from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from tools.checks.payload_quality import USER_BITS
 from tools.checks.types import LAG_BUCKET_EDGES, OFFSET_EDGES
 from tools.ledger.models import (
     ArrivalHourRollup,
@@ -32,6 +33,7 @@ from tools.ledger.models import (
     EventHourRollup,
     Order,
     OrderHourRollup,
+    PayloadHourRollup,
 )
 from tools.timeutil import META_MAX_EVENT_AGE, as_utc, floor_hour
 
@@ -48,6 +50,11 @@ PURCHASE = "Purchase"
 # Two Purchases of the same user, value and currency this close in event_time are one order sent
 # twice (unless their order ids differ): a person does not place two identical orders in a minute.
 PURCHASE_COLLISION = timedelta(seconds=60)
+# Payload rollups (``payload_hours``): at most this many masked examples per issue and hour; the user
+# sketch is a bitmap of USER_BITS bits (OR-merged, so any order of batches gives the same row).
+PAYLOAD_EXAMPLES = 3
+# Hashed fields whose first value stands for "the user" in the user sketch, in order of preference.
+USER_FIELDS = ("em", "external_id", "ph")
 DELIVERY_COUNTERS = ("attempts", "events_sent", "events_received", "failed_attempts",
                      "retried_attempts", "transport_errors")
 
@@ -108,6 +115,8 @@ class RollupDeltas:
     delivery_hours: dict[tuple[str, datetime], dict[str, Any]] = field(default_factory=dict)
     order_hours: dict[tuple[str, datetime], dict[str, float]] = field(default_factory=dict)
     arrival_hours: dict[tuple[str, datetime], list[int]] = field(default_factory=dict)
+    # (pixel, hour of event_time, event name) -> [events, detail] (see PayloadHourRollup).
+    payload_hours: dict[tuple[str, datetime, str], list[Any]] = field(default_factory=dict)
 
     def event_hour(self, pixel_id: str, event_time: datetime, event_name: str) -> EventHourDelta:
         key = (pixel_id, floor_hour(event_time), event_name)
@@ -163,6 +172,40 @@ class RollupDeltas:
             lag = detail["lag"] = [0] * (len(LAG_BUCKET_EDGES) + 1)
         if first_attempt is not None:
             lag[bisect_left(LAG_BUCKET_EDGES, (first_attempt - event_time).total_seconds())] += 1
+        self._add_payload(key, flags.get("payload") or {}, top)
+
+    def _add_payload(self, key: tuple[str, datetime, str], flags: Mapping[str, Any],
+                     top: Mapping[str, str] | None) -> None:
+        """Count one event into ``payload_hours`` from its ``flags["payload"]`` (``tools.ledger.payload``)
+        and the hashed-value prefixes of ``flags["top"]`` (the user sketch)."""
+        entry = self.payload_hours.get(key)
+        if entry is None:
+            entry = self.payload_hours[key] = [0, {}]
+        entry[0] += 1
+        detail: dict[str, Any] = entry[1]
+        counts = detail.setdefault("n", {})
+        issues = flags.get("pq")
+        if issues:
+            counted, examples = detail.setdefault("issues", {}), detail.setdefault("examples", {})
+            for issue, example in issues.items():
+                counted[issue] = counted.get(issue, 0) + 1
+                kept = examples.setdefault(issue, [])
+                if len(kept) < PAYLOAD_EXAMPLES and example not in kept:
+                    kept.append(example)
+        for name in ("web", "late", "idm"):
+            if flags.get(name):
+                counts[name] = counts.get(name, 0) + 1
+        for name, summary_name in (("ip", "ip"), ("idf", "id_shapes")):
+            value = flags.get(name)
+            if value:
+                summary = detail.setdefault(summary_name, {})
+                summary[value] = summary.get(value, 0) + 1
+                counts[name] = counts.get(name, 0) + 1
+        user = next((top[name] for name in USER_FIELDS if top.get(name)), None) if top else None
+        if user:
+            counts["users"] = counts.get("users", 0) + 1
+            bit = int(user[:4], 16) % USER_BITS
+            detail["user_bits"] = f"{int(detail.get('user_bits') or '0', 16) | (1 << bit):x}"
 
     def add_first_attempt(self, row: Mapping[str, Any], *, attempted_at: datetime,
                           delivered_now: bool) -> None:
@@ -267,6 +310,30 @@ def _merge_errors(left: Mapping[str, int], right: Mapping[str, int]) -> dict[str
     return out
 
 
+def merge_payload(left: Mapping[str, Any], right: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge two ``PayloadHourRollup.detail`` documents (either may be empty)."""
+    out: dict[str, Any] = {}
+    for name in ("n", "issues"):
+        counts = dict(left.get(name) or {})
+        _add_counts(counts, right.get(name) or {})
+        if counts:
+            out[name] = counts
+    examples = {issue: list(kept) for issue, kept in (left.get("examples") or {}).items()}
+    for issue, kept in (right.get("examples") or {}).items():
+        mine = examples.setdefault(issue, [])
+        mine.extend(e for e in kept if e not in mine)
+        del mine[PAYLOAD_EXAMPLES:]
+    if examples:
+        out["examples"] = examples
+    for name in ("ip", "id_shapes"):
+        if left.get(name) or right.get(name):
+            out[name] = merge_top(left.get(name) or {}, right.get(name) or {})
+    bits = int(left.get("user_bits") or "0", 16) | int(right.get("user_bits") or "0", 16)
+    if bits:
+        out["user_bits"] = f"{bits:x}"
+    return out
+
+
 def apply_deltas(session: Session, deltas: RollupDeltas) -> None:
     """Write one batch's increments to the three rollup tables (SQLite or Postgres)."""
     event_rows = [{"pixel_id": p, "hour": h, "event_name": n, **d.counters, "detail": d.detail}
@@ -283,6 +350,10 @@ def apply_deltas(session: Session, deltas: RollupDeltas) -> None:
                     for (p, h), o in deltas.arrival_hours.items()]
     _upsert(session, ArrivalHourRollup, ("pixel_id", "hour"), ("events",), arrival_rows, "offsets",
             merge_offsets)
+    payload_rows = [{"pixel_id": p, "hour": h, "event_name": n, "events": e, "detail": d}
+                    for (p, h, n), (e, d) in deltas.payload_hours.items()]
+    _upsert(session, PayloadHourRollup, ("pixel_id", "hour", "event_name"), ("events",), payload_rows,
+            "detail", merge_payload)
 
 
 def merge_offsets(left: Sequence[int] | None, right: Sequence[int] | None) -> list[int]:
@@ -368,7 +439,8 @@ def rebuild_rollups(session: Session, pixel_id: str | None = None) -> None:
 
     For repair, and as the oracle of the incremental path: both must give the same rows.
     """
-    for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup, ArrivalHourRollup):
+    for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup, ArrivalHourRollup,
+                  PayloadHourRollup):
         stmt = delete(model)
         session.execute(stmt if pixel_id is None else stmt.where(model.pixel_id == pixel_id))
     deltas = RollupDeltas()

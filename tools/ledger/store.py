@@ -33,6 +33,7 @@ from tools.ledger.bulk import (
     known_purchases,
 )
 from tools.ledger.models import Event, Order
+from tools.ledger.payload import payload_flags
 from tools.ledger.rollups import (
     FIELD_FLAGS,
     PURCHASE,
@@ -151,6 +152,11 @@ def _event_row(item: IncomingEvent, *, default_country: str, repair: bool) -> tu
             flags[name] = sorted(names)
     if prepared.top_values:
         flags["top"] = {name: value[:TOP_PREFIX] for name, value in sorted(prepared.top_values.items())}
+    event_time = from_unix(int(event["event_time"]))
+    # From the event as it arrived (user_data not yet hashed): what the payload rollups count.
+    payload_notes = payload_flags(item.event, event_time=event_time, received_at=item.received_at)
+    if payload_notes:
+        flags["payload"] = payload_notes
     custom = event.get("custom_data")
     order_ref = _text_or_none(custom.get("order_id")) if isinstance(custom, dict) else None
     outcome = item.delivery
@@ -158,7 +164,7 @@ def _event_row(item: IncomingEvent, *, default_country: str, repair: bool) -> tu
     first_attempt_at = outcome.earlier[0].attempted_at if outcome is not None and outcome.earlier else attempted_at
     row = {
         "pixel_id": item.pixel_id, "event_name": str(event["event_name"]),
-        "event_time": from_unix(int(event["event_time"])), "received_at": _utc(item.received_at),
+        "event_time": event_time, "received_at": _utc(item.received_at),
         "event_id": _text_or_none(event.get("event_id")), "order_ref": order_ref,
         "action_source": _text_or_none(event.get("action_source")), "payload": event, "flags": flags,
         "delivery_status": outcome.status if outcome else "never_sent",
