@@ -4,6 +4,7 @@ and how one becomes the three files an audit runs on."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
@@ -15,7 +16,9 @@ from tools.diagnosis.types import ROOT_CAUSES
 from tools.synth.generator import GeneratedFiles, generate
 from tools.synth.inject import Injection
 from tools.synth.shop import ShopConfig
-from tools.timeutil import parse_iso
+from tools.timeutil import as_utc, floor_hour, parse_iso
+
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
 class Expectation(BaseModel):
@@ -131,6 +134,43 @@ def find_scenario(id_or_file: str, folder: Path | None = None) -> Scenario:
         if scenario.id == id_or_file:
             return scenario
     raise KeyError(f"no scenario {id_or_file!r}")
+
+
+WEEK = timedelta(days=7)
+
+
+def redate(scenario: Scenario, at: datetime) -> Scenario:
+    """The scenario moved by whole hours so that its audit falls in the clock hour of ``at`` (19:05
+    in the library, at 10:xx: 10:05).
+
+    Every date moves together (start, audit, onsets and ends, sales and demand events), so the
+    scenario keeps its length and the timing of its failures relative to the audit; it is generated
+    afresh at its new dates, so its time of day and weekday, and with them its volumes, follow the
+    new dates. Meta takes events up to 7 days old: a scenario dated near now can be replayed, one on
+    the library's fixed dates soon cannot.
+    """
+    shift = floor_hour(at) - floor_hour(scenario.audit_at)
+    if not shift:
+        return scenario
+    record = _moved(scenario.model_dump(mode="python"), shift)
+    shop = record["shop"]
+    if shop.get("demand_series") is not None:  # keep the demand series' weeks where they were
+        shop["demand_shift_weeks"] = shop.get("demand_shift_weeks", 0) + round(shift / WEEK)
+    return Scenario.model_validate(record)
+
+
+def _moved(value: Any, shift: timedelta) -> Any:
+    """``value`` with every datetime in it (and every ISO date-time string, as the raw ``shop`` block
+    holds them) moved by ``shift``."""
+    if isinstance(value, datetime):
+        return as_utc(value) + shift
+    if isinstance(value, str) and _ISO_DATETIME.match(value):
+        return parse_iso(value) + shift
+    if isinstance(value, dict):
+        return {key: _moved(item, shift) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_moved(item, shift) for item in value]
+    return value
 
 
 def materialize(scenario: Scenario, out_dir: Path) -> GeneratedFiles:
