@@ -86,8 +86,10 @@ def _panel(axes, rank: int, pixel: PixelWeek) -> None:  # type: ignore[no-untype
         return
     coverage = [d.coverage if d.coverage is not None else math.nan for d in pixel.days]
     ratio = [min(RATIO_CAP, 100 * d.ratio) if d.ratio is not None else math.nan for d in pixel.days]
-    axes.plot(days, coverage, color="tab:blue", marker="o", markersize=2, label="coverage %")
-    axes.plot(days, ratio, color="tab:orange", marker="s", markersize=2, label="server/browser %")
+    # Coverage is the ratio capped at 100 % when read from counts: drawn wide and pale underneath,
+    # so the ratio stays visible where the two coincide.
+    axes.plot(days, coverage, color="tab:blue", linewidth=4, alpha=0.35, label="coverage %")
+    axes.plot(days, ratio, color="tab:orange", linewidth=1.2, marker="s", markersize=2, label="server/browser %")
     emq_axes = axes.twinx()
     emq_axes.set_ylim(0, 10)
     emq_axes.tick_params(labelsize=6)
