@@ -8,17 +8,19 @@ from typing import Any
 
 from agent.llm import ToolSpec
 from agent.reasoning.toolbox import ToolArgumentError
+from tools.fixes.registry import all_kinds
 from tools.timeutil import parse_iso, to_iso
 
 Propose = Callable[[dict[str, Any]], dict[str, Any]]
-PROPOSABLE_KINDS = ("replay", "repair_and_replay", "rehash")
+# From the fix registry: every runnable kind whose parameters fit this tool's arguments.
+PROPOSABLE_KINDS: tuple[str, ...] = tuple(kind.name for kind in all_kinds() if kind.proposable_in_chat)
 MAX_REASON_CHARS = 500
 
 PROPOSE_FIX_SPEC = ToolSpec(
     "propose_fix",
-    "Propose a fix for a person to approve in Slack (it does not run until approved). kind: replay "
-    "(resend undelivered events), repair_and_replay (repair a malformed parameter, then resend) or "
-    "rehash (relay repair mode). since/until: ISO-8601 UTC bounds of the events concerned.",
+    "Propose a fix for a person to approve in Slack (it does not run until approved). kind: "
+    + "; ".join(kind.summary for kind in all_kinds() if kind.proposable_in_chat)
+    + ". since/until: ISO-8601 UTC bounds of the events concerned.",
     {"type": "object", "additionalProperties": False,
      "required": ["kind", "since", "until", "event_names", "reason"],
      "properties": {

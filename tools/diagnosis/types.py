@@ -9,6 +9,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, Field
 
 from tools.checks.types import Severity
+from tools.fixes.registry import RUNNABLE_KINDS
 
 RootCause = Literal[
     "browser_pixel_down",
@@ -31,7 +32,8 @@ RootCause = Literal[
 ]
 ROOT_CAUSES: tuple[str, ...] = get_args(RootCause)
 
-FixKind = Literal["replay", "repair_and_replay", "rehash", "manual"]
+# The runnable kinds of the fix registry (tools/fixes/registry.py), and a person's manual step.
+FixKind = Literal[(*RUNNABLE_KINDS, "manual")]  # type: ignore[valid-type]
 FIX_KINDS: tuple[str, ...] = get_args(FixKind)
 
 

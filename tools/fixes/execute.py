@@ -1,14 +1,18 @@
 """Executing an approved fix: journaled chunk by chunk, resumable, idempotent by proposal id.
 
-How it runs (``execute_fix``):
-1. Claim: an ``approved`` proposal becomes ``executing`` atomically, its events are planned into
-   chunks of at most 1000 (``fix_chunks``, status ``planned``), and for ``rehash`` the pixel's relay is
-   switched to repair mode, all in one commit.
-2. Each chunk: re-check its events (delivered since? older than 7 days by now? payload purged?),
-   mark it ``sending`` and commit, make the request, then record the attempt as a ledger delivery
-   (linked to the proposal, so rollups see it) and mark it ``sent``/``failed`` in one commit.
+How it runs (``execute_fix``), the same for every kind; what differs comes from the proposal's kind
+(``tools/fixes/registry.py``: which items, what is sent for each, a step before the first request):
+1. Claim: an ``approved`` proposal becomes ``executing`` atomically, the kind's selection is planned
+   into chunks of at most 1000 ids (``fix_chunks``, status ``planned``), and the kind's pre-execution
+   step runs (``rehash``: the pixel's relay switched to repair mode), all in one commit.
+2. Each chunk: the kind re-checks its items (delivered since? older than 7 days by now? payload
+   purged? an order's Purchase arrived?) and builds the events, the chunk is marked ``sending`` and
+   committed, the request is made, then the attempt is recorded as a ledger delivery of the kind's
+   ledger rows (linked to the proposal, so rollups see it) and the chunk marked ``sent``/``failed``,
+   in one commit.
 3. Finish: when no chunk is left ``planned`` the proposal becomes ``executed`` (``failed`` if Meta
-   rejected a chunk) with its ``ExecutionResult``. Running it again returns that result, sends nothing.
+   rejected every chunk it answered) with its ``ExecutionResult``. Running it again returns that
+   result and sends nothing.
 
 A crash leaves the proposal ``executing``: calling ``execute_fix`` again resumes with the chunks still
 ``planned``. A chunk found ``sending`` on resume crashed between the request and its commit: Meta may
@@ -26,24 +30,18 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from tools.fixes.kinds.base import FixKindSpec
 from tools.fixes.models import FixChunk, FixProposalRow
-from tools.fixes.preview import parse_params
-from tools.fixes.rehash import REPAIR_MODE, pixel_default_country, set_relay_mode
-from tools.fixes.replay import (
-    current_rows,
-    load_payloads,
-    payload_to_send,
-    select_events,
-    too_old_cutoff,
-)
+from tools.fixes.registry import fix_kind
+from tools.fixes.rehash import pixel_default_country
 from tools.fixes.trail import record, trail
 from tools.fixes.types import (
     ExecutionResult,
@@ -76,7 +74,7 @@ class ChunkProgress:
 class _Run:
     proposal_id: str
     pixel_id: str
-    kind: str
+    kind: FixKindSpec
     params: FixParams
     country: str
     actor: str
@@ -106,7 +104,8 @@ def execute_fix(session_factory: Callable[[], Session], *, proposal_id: str, cli
         if row.status not in ("approved", "executing"):
             raise ProposalNotApproved(f"proposal {proposal_id} is {row.status}; only an approved "
                                       "proposal runs")
-        run = _Run(proposal_id, row.pixel_id, row.kind, parse_params(row.kind, row.params),
+        spec = fix_kind(row.kind)
+        run = _Run(proposal_id, row.pixel_id, spec, spec.parse_params(row.params),
                    pixel_default_country(session, row.pixel_id), actor)
         if row.status == "approved":
             _start(session, run, at=now(), batch_size=batch_size)
@@ -135,14 +134,14 @@ def _start(session: Session, run: _Run, *, at: datetime, batch_size: int) -> Non
     if claimed.rowcount != 1:
         session.rollback()
         raise ProposalAlreadyDecided(f"proposal {run.proposal_id} is being executed elsewhere")
-    selection = select_events(session, pixel_id=run.pixel_id, kind=run.kind, params=run.params, at=at)
+    selection = run.kind.select(session, pixel_id=run.pixel_id, params=run.params, at=at)
     ids = [candidate.id for candidate in selection.eligible]
     for seq, start in enumerate(range(0, len(ids), batch_size)):
         session.add(FixChunk(proposal_id=run.proposal_id, seq=seq, status="planned",
                              event_ids=ids[start:start + batch_size], updated_at=at))
-    if run.kind == "rehash":
-        set_relay_mode(session, pixel_id=run.pixel_id, mode=REPAIR_MODE, actor=run.actor, at=at,
-                       proposal_id=run.proposal_id)
+    session.flush()  # the kind's step and later selections see this plan
+    run.kind.before_execution(session, pixel_id=run.pixel_id, params=run.params, actor=run.actor, at=at,
+                              proposal_id=run.proposal_id)
     record(session, proposal_id=run.proposal_id, actor=run.actor, action="execution_started", at=at,
            detail={"events": len(ids), "chunks": -(-len(ids) // batch_size),
                    "skipped": dict(selection.skipped)})
@@ -163,53 +162,15 @@ def _resume(session: Session, run: _Run, *, at: datetime) -> None:
     session.commit()
 
 
-def _send_skip_reason(row: Mapping[str, Any], cutoff: datetime) -> str | None:
-    """Checked again right before sending: the plan may be hours old."""
-    if row["delivery_status"] == "delivered":
-        return "already_delivered"
-    if row["delivery_status"] in ("sending", "uncertain"):  # the relay's forwarder holds or held them
-        return "in_flight_elsewhere"
-    if as_utc(row["event_time"]) < cutoff:
-        return "too_old"
-    if not row["has_payload"]:
-        return "no_payload"
-    return None
-
-
-def _prepare_chunk(session: Session, run: _Run, chunk: FixChunk, send_at: datetime
-                   ) -> tuple[list[int], list[dict[str, Any]], Counter[str]]:
-    rows = current_rows(session, pixel_id=run.pixel_id, event_ids=chunk.event_ids)
-    skipped: Counter[str] = Counter()
-    skipped["missing"] = len(chunk.event_ids) - len(rows)
-    cutoff = too_old_cutoff(send_at)
-    wanted = []
-    for row in rows:
-        reason = _send_skip_reason(row, cutoff)
-        if reason is None:
-            wanted.append(row["id"])
-        else:
-            skipped[reason] += 1
-    payloads = load_payloads(session, wanted)
-    ids: list[int] = []
-    events: list[dict[str, Any]] = []
-    for event_id in wanted:
-        payload = payloads.get(event_id)
-        if payload is None:
-            skipped["no_payload"] += 1
-            continue
-        event, _ = payload_to_send(run.kind, run.params, payload, default_country=run.country)
-        ids.append(event_id)
-        events.append(event)
-    return ids, events, +skipped
-
-
 def _run_chunk(session: Session, run: _Run, *, seq: int, client: GraphClient,
                now: Callable[[], datetime]) -> tuple[ChunkOutcome, str, int]:
     chunk = session.get(FixChunk, (run.proposal_id, seq))
     if chunk is None or chunk.status != "planned":
         return "continue", chunk.status if chunk else "missing", 0
     send_at = now()
-    ids, events, skipped = _prepare_chunk(session, run, chunk, send_at)
+    prepared = run.kind.prepare_chunk(session, pixel_id=run.pixel_id, params=run.params, ids=chunk.event_ids,
+                                      send_at=send_at, country=run.country, proposal_id=run.proposal_id)
+    ids, events, skipped = prepared.ids, prepared.events, prepared.skipped
     key = (FixChunk.proposal_id == run.proposal_id, FixChunk.seq == seq, FixChunk.status == "planned")
     if not ids:
         session.execute(update(FixChunk).where(*key).values(status="skipped", skipped=dict(skipped),
@@ -231,7 +192,8 @@ def _run_chunk(session: Session, run: _Run, *, seq: int, client: GraphClient,
         return _record_failure(session, run, chunk, ids, exc, send_at)
     outcome = DeliveryOutcome(status="delivered", attempted_at=send_at, http_status=200,
                               fbtrace_id=answer.fbtrace_id, events_received=answer.events_received)
-    chunk.delivery_id = record_delivery(session, pixel_id=run.pixel_id, event_row_ids=ids,
+    rows = run.kind.ledger_rows(session, pixel_id=run.pixel_id, ids=ids, events=events, at=send_at)
+    chunk.delivery_id = record_delivery(session, pixel_id=run.pixel_id, event_row_ids=rows,
                                         outcome=outcome, fix_id=run.proposal_id)
     chunk.status, chunk.received, chunk.updated_at = "sent", answer.events_received, send_at
     chunk.requests += answer.attempts
@@ -253,7 +215,7 @@ def _record_failure(session: Session, run: _Run, chunk: FixChunk, ids: Sequence[
         return "stop", "uncertain", len(ids)
     rejected = isinstance(exc, InvalidParameterError) or not (exc.retryable or exc.kind in (
         "token_invalid", "permission"))
-    if not isinstance(exc, MetaUnreachableError):
+    if not isinstance(exc, MetaUnreachableError) and run.kind.records_failed_requests:
         chunk.delivery_id = record_delivery(
             session, pixel_id=run.pixel_id, event_row_ids=ids, fix_id=run.proposal_id,
             outcome=DeliveryOutcome(status="failed" if rejected or not exc.retryable else "pending",
@@ -277,12 +239,12 @@ def summarize(session: Session, proposal_id: str) -> ExecutionResult:
     """The result so far, from the journal (plus what the plan skipped)."""
     chunks = session.scalars(select(FixChunk).where(FixChunk.proposal_id == proposal_id)).all()
     result = ExecutionResult(finished=not any(c.status in ("planned", "sending") for c in chunks))
+    row = session.get(FixProposalRow, proposal_id)
+    out_of_scope = fix_kind(row.kind).out_of_scope if row is not None else frozenset()
     reasons: Counter[str] = Counter()
     for entry in trail(session, proposal_id):
         if entry.action == "execution_started":
-            reasons.update({k: v for k, v in entry.detail.get("skipped", {}).items()
-                            if k not in ("already_delivered", "status_not_selected",
-                                         "not_rejected_for_parameter")})
+            reasons.update({k: v for k, v in entry.detail.get("skipped", {}).items() if k not in out_of_scope})
     for chunk in chunks:
         reasons.update(chunk.skipped or {})
         result.requests += chunk.requests

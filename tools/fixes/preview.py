@@ -1,5 +1,6 @@
 """The preview of a fix: what it would send, by event name and hour, how many requests, what it must
-skip and why, and which parameters it changes. A pure read of the ledger."""
+skip and why, which parameters it changes and, for kinds that send the shop's records, which ones and
+their value. A pure read of the ledger; the kind (``tools/fixes/registry.py``) does the selecting."""
 
 from __future__ import annotations
 
@@ -10,48 +11,32 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tools.fixes.rehash import pixel_default_country, relay_mode
-from tools.fixes.replay import iter_payloads, payload_to_send, select_events
-from tools.fixes.types import (
-    RUNNABLE_KINDS,
-    EventHourCount,
-    FixParams,
-    FixPreview,
-    ParameterChange,
-    SkipCount,
-)
+from tools.fixes.registry import fix_kind
+from tools.fixes.rehash import pixel_default_country
+from tools.fixes.types import MAX_PREVIEW_REFS, EventHourCount, FixParams, FixPreview, SkipCount
 from tools.meta.client import MAX_EVENTS_PER_REQUEST
 from tools.timeutil import floor_hour
 
 
 def parse_params(kind: str, params: dict[str, Any]) -> FixParams:
     """Validated parameters for a runnable fix kind (ValueError otherwise)."""
-    if kind not in RUNNABLE_KINDS:
-        raise ValueError(f"{kind!r} fixes are done by a person, not executed")
-    parsed = FixParams.model_validate(params)
-    if kind == "repair_and_replay" and not parsed.parameter:
-        parsed = parsed.model_copy(update={"parameter": "fbc"})
-    return parsed
+    return fix_kind(kind).parse_params(params)
 
 
 def build_preview(session: Session, *, pixel_id: str, kind: str, params: dict[str, Any], at: datetime,
                   batch_size: int = MAX_EVENTS_PER_REQUEST) -> FixPreview:
     """What executing this fix "at" this time would do. Reads only; writes nothing."""
-    parsed = parse_params(kind, params)
-    selection = select_events(session, pixel_id=pixel_id, kind=kind, params=parsed, at=at)
+    spec = fix_kind(kind)
+    parsed = spec.parse_params(params)
+    selection = spec.select(session, pixel_id=pixel_id, params=parsed, at=at)
     hours: Counter[tuple[str, datetime]] = Counter(
         (candidate.event_name, floor_hour(candidate.event_time)) for candidate in selection.eligible)
-    changes: Counter[tuple[str, str]] = Counter()
-    if kind != "replay":
-        country = pixel_default_country(session, pixel_id)
-        for _, payload in iter_payloads(session, [c.id for c in selection.eligible]):
-            if payload is not None:
-                _, changed = payload_to_send(kind, parsed, payload, default_country=country)
-                changes.update(changed.items())
-    change_list = [ParameterChange(parameter=name, action=action, count=count)
-                   for (name, action), count in sorted(changes.items())]
-    if kind == "rehash" and relay_mode(session, pixel_id) != "repair":
-        change_list.insert(0, ParameterChange(parameter="relay_mode", action="set_repair", count=1))
+    values: Counter[str] = Counter()
+    for candidate in selection.eligible:
+        if candidate.value is not None:
+            values[candidate.currency or "?"] += candidate.value
+    changes = spec.preview_changes(session, pixel_id=pixel_id, params=parsed, selection=selection,
+                                   country=pixel_default_country(session, pixel_id))
     total = len(selection.eligible)
     return FixPreview(
         kind=kind,  # type: ignore[arg-type]
@@ -62,7 +47,9 @@ def build_preview(session: Session, *, pixel_id: str, kind: str, params: dict[st
                        for (name, hour), count in sorted(hours.items(), key=_by_hour)],
         skipped=[SkipCount(reason=reason, count=count)
                  for reason, count in sorted(selection.skipped.items())],
-        changes=change_list,
+        changes=changes,
+        refs=[c.ref for c in selection.eligible if c.ref is not None][:MAX_PREVIEW_REFS],
+        value_by_currency={currency: round(total_value, 2) for currency, total_value in sorted(values.items())},
     )
 
 

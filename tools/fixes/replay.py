@@ -1,13 +1,14 @@
-"""Which ledger events a fix re-sends, which it must skip and why, and what it sends for each.
+"""Selecting what a fix sends: the window, Meta's 7-day limit, and which undelivered ledger events a
+resending kind takes (``select_events``) and why it leaves others out.
 
-Shared by the preview (at planning time) and the execution (again at send time, so that an event
-delivered in between, or grown too old, is never sent).
+Shared by the kinds (``tools/fixes/kinds/``) at planning time (the preview) and again at send time,
+so that an event delivered in between, or grown too old, is never sent.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,9 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tools.fixes.rehash import rehash_payload
-from tools.fixes.repair import repair_parameter
-from tools.fixes.types import PARAMETER_SUBCODES, FixParams
+from tools.fixes.types import FixParams
 from tools.ledger.models import Event
 from tools.ledger.store import chunked
 from tools.timeutil import META_MAX_EVENT_AGE, as_utc, parse_iso
@@ -31,9 +30,15 @@ _COLUMNS = (Event.id, Event.event_name, Event.event_time, Event.delivery_status,
 
 @dataclass(frozen=True)
 class Candidate:
+    """One item a fix would send: a ledger event row, or (backfill) an order row with its own id,
+    value and currency, which the preview lists."""
+
     id: int
     event_name: str
     event_time: datetime
+    ref: str | None = None
+    value: float | None = None
+    currency: str | None = None
 
 
 @dataclass
@@ -58,21 +63,16 @@ def resolve_window(params: FixParams, at: datetime) -> tuple[datetime, datetime]
     return since, until
 
 
-def expected_subcode(params: FixParams) -> int | None:
-    if params.subcode is not None:
-        return params.subcode
-    return PARAMETER_SUBCODES.get(params.parameter or "")
-
-
-def skip_reason(row: Mapping[str, Any], *, kind: str, params: FixParams, cutoff: datetime) -> str | None:
+def skip_reason(row: Mapping[str, Any], *, params: FixParams, cutoff: datetime,
+                row_skip: Callable[[Mapping[str, Any]], str | None] | None = None) -> str | None:
     """Why this event must not be sent now (None: send it)."""
     if row["delivery_status"] == "delivered":
         return "already_delivered"
     if row["delivery_status"] not in params.statuses:
         return "status_not_selected"
-    if kind == "repair_and_replay" and (row["last_error_code"] != 100
-                                        or row["last_error_subcode"] != expected_subcode(params)):
-        return "not_rejected_for_parameter"
+    own = row_skip(row) if row_skip is not None else None
+    if own is not None:
+        return own
     if as_utc(row["event_time"]) < cutoff:
         return "too_old"
     if not row["has_payload"]:
@@ -80,9 +80,10 @@ def skip_reason(row: Mapping[str, Any], *, kind: str, params: FixParams, cutoff:
     return None
 
 
-def select_events(session: Session, *, pixel_id: str, kind: str, params: FixParams,
-                  at: datetime) -> Selection:
-    """Events of the window (names, statuses) a fix sends "at" this time, and the ones it skips."""
+def select_events(session: Session, *, pixel_id: str, params: FixParams, at: datetime,
+                  row_skip: Callable[[Mapping[str, Any]], str | None] | None = None) -> Selection:
+    """Events of the window (names, statuses) a fix sends "at" this time, and the ones it skips.
+    ``row_skip``: the kind's own reason to leave an undelivered event out (None: send it)."""
     since, until = resolve_window(params, at)
     selection = Selection(since=since, until=until)
     window = [Event.pixel_id == pixel_id, Event.event_time >= since, Event.event_time < until]
@@ -96,7 +97,7 @@ def select_events(session: Session, *, pixel_id: str, kind: str, params: FixPara
              .order_by(Event.event_time, Event.id))
     cutoff = too_old_cutoff(at)
     for row in session.execute(query):
-        reason = skip_reason(row._mapping, kind=kind, params=params, cutoff=cutoff)
+        reason = skip_reason(row._mapping, params=params, cutoff=cutoff, row_skip=row_skip)
         if reason is None:
             selection.eligible.append(Candidate(row.id, row.event_name, as_utc(row.event_time)))
         else:
@@ -129,21 +130,3 @@ def iter_payloads(session: Session, event_ids: Sequence[int], size: int = 1000
         payloads = load_payloads(session, part)
         for event_id in part:
             yield event_id, payloads.get(event_id)
-
-
-def payload_to_send(kind: str, params: FixParams, payload: Mapping[str, Any], *,
-                    default_country: str = "US") -> tuple[dict[str, Any], dict[str, str]]:
-    """What is sent for one stored event, and per changed field the action taken.
-
-    replay sends the stored event as it is (event_id and event_time kept); repair_and_replay changes
-    only ``params.parameter``; rehash re-prepares ``user_data`` in repair mode.
-    """
-    if kind == "replay":
-        return dict(payload), {}
-    if kind == "repair_and_replay":
-        parameter = params.parameter or "fbc"
-        event, action = repair_parameter(payload, parameter)
-        return event, ({} if action == "kept" else {parameter: action})
-    if kind == "rehash":
-        return rehash_payload(payload, default_country=default_country)
-    raise ValueError(f"{kind!r} is not a fix that sends events")

@@ -7,10 +7,11 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from tools.fixes.registry import RUNNABLE_KINDS
 from tools.timeutil import parse_iso
 
-FixKindToRun = Literal["replay", "repair_and_replay", "rehash"]
-RUNNABLE_KINDS: tuple[str, ...] = get_args(FixKindToRun)
+# Derived from the registry (tools/fixes/registry.py), so a new kind is valid everywhere at once.
+FixKindToRun = Literal[RUNNABLE_KINDS]  # type: ignore[valid-type]
 ProposalStatus = Literal["proposed", "approved", "rejected", "executing", "executed", "failed", "expired"]
 ReplayStatus = Literal["never_sent", "pending", "failed"]
 Decision = Literal["approve", "reject"]
@@ -79,6 +80,13 @@ class FixPreview(BaseModel):
     by_event_hour: list[EventHourCount] = Field(default_factory=list)
     skipped: list[SkipCount] = Field(default_factory=list)
     changes: list[ParameterChange] = Field(default_factory=list)
+    # Kinds that send the shop's own records (backfill_from_orders): their ids (at most
+    # ``MAX_PREVIEW_REFS``) and the value total by currency.
+    refs: list[str] = Field(default_factory=list)
+    value_by_currency: dict[str, float] = Field(default_factory=dict)
+
+
+MAX_PREVIEW_REFS = 50
 
 
 class ExecutionResult(BaseModel):

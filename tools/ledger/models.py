@@ -125,6 +125,9 @@ class Order(SQLModel, table=True):
     currency: str | None = Field(default=None, max_length=8)
     # A server Purchase with this order id (event_id or custom_data.order_id) is in the ledger.
     matched: bool = False
+    # The customer's information as prepare_user_data returns it (hashed; ip/user agent/fbc/fbp as
+    # Meta wants them), for rebuilding a lost Purchase (fix backfill_from_orders). Never raw PII.
+    user_data: dict[str, Any] | None = Field(default=None, sa_type=JsonType)
 
 
 class MetaSnapshot(SQLModel, table=True):

@@ -1,0 +1,1 @@
+"""One module per runnable fix kind, each exposing ``KIND`` (see ``tools/fixes/registry.py``)."""
