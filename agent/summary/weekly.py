@@ -186,21 +186,23 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
+def _day_index(days: list[tuple[date, datetime, datetime]], at: datetime) -> int | None:
+    return next((index for index, (_, start, end) in enumerate(days) if start <= at < end), None)
+
+
 def _day_points(session: Session, pixel_id: str, days: list[tuple[date, datetime, datetime]]) -> list[DayPoint]:
+    """One point per day of ``days`` (any number of consecutive days, read in two queries)."""
     start, end = days[0][1], days[-1][2]
     totals: dict[int, dict[str, int]] = defaultdict(lambda: {"server": 0, "browser": 0})
     for count in load_meta_counts(session, pixel_id=pixel_id, start=start, end=end):
-        for index, (_, day_start, day_end) in enumerate(days):
-            if day_start <= count.hour < day_end:
-                totals[index][count.source] += count.count
-                break
+        index = _day_index(days, count.hour)
+        if index is not None:
+            totals[index][count.source] += count.count
     reads: dict[int, Any] = {}
     for snapshot in load_quality_history(session, pixel_id=pixel_id, since=start, until=end):
-        fetched = as_utc(snapshot.fetched_at)
-        for index, (_, day_start, day_end) in enumerate(days):
-            if day_start <= fetched < day_end:
-                reads[index] = snapshot  # oldest first: the day's last read wins
-                break
+        index = _day_index(days, as_utc(snapshot.fetched_at))
+        if index is not None:
+            reads[index] = snapshot  # oldest first: the day's last read wins
     points = []
     for index, (day, _, _) in enumerate(days):
         server, browser = totals[index]["server"], totals[index]["browser"]
@@ -260,8 +262,8 @@ def pixel_week(session: Session, *, pixel: PixelConfig, end: datetime, timezone:
     """One pixel's week ending at ``end`` (days in ``timezone``), with the week before for the drop."""
     days = local_days(end, timezone)
     start = days[0][1]
-    points = _day_points(session, pixel.id, days)
-    previous = _day_points(session, pixel.id, local_days(start, timezone))
+    both = _day_points(session, pixel.id, local_days(start, timezone) + days)  # the week before, then this one
+    previous, points = both[:DAYS], both[DAYS:]
     audits = latest_audits(session, pixel_id=pixel.id, start=start, end=end)
     audited = {as_utc(a.window_end) for a in audits}
     failed = [h for h in failed_hours(session, pixel_id=pixel.id, start=start, end=end) if h not in audited]
