@@ -64,7 +64,8 @@ def incident_message(session: Session, *, pixel: PixelConfig, item: dict[str, An
     message = IncidentMessage(
         pixel_id=pixel.id, root_cause=incident["root_cause"], title=cause_info(incident["root_cause"]).title,
         severity=incident["severity"], status=item["status"], summary=incident["summary"],
-        narrative=state.get("narratives", {}).get(incident["id"], ""), evidence=evidence[:MAX_EVIDENCE])
+        narrative=state.get("narratives", {}).get(incident["id"], ""), evidence=evidence[:MAX_EVIDENCE],
+        changes=incident.get("changes", []))
     body = asdict(message)
     body["proposals"] = proposals
     return body

@@ -29,6 +29,8 @@ from tools.ledger.store import DeliveryOutcome, IncomingEvent, store_events
 from tools.meta.client import GraphClient
 from tools.meta.simulator import RunningSimulator, run_simulator_in_thread
 from tools.meta.simulator.state import SimState
+from tools.senders.envelope import with_sender
+from tools.senders.track import record_import_senders
 from tools.synth.generator import GeneratedFiles
 from tools.synth.ledger import SIM_TOKEN, empty_ledger, load_scenario_ledger
 from tools.synth.records import RETRYABLE_CODES, ServerEvent, delivery_line
@@ -68,9 +70,11 @@ class LedgerFeed:
             stop = self.timeline.received_count(at)
             for begin in range(self._next_event, stop, BATCH_SIZE):
                 indexes = list(range(begin, min(stop, begin + BATCH_SIZE)))
-                items = [IncomingEvent(pixel_id=pixel_id, received_at=server[i].received_at, event=server[i].event,
-                                       delivery=_outcome_at(server[i], at)) for i in indexes]
+                items = [with_sender(IncomingEvent(pixel_id=pixel_id, received_at=server[i].received_at,
+                                                   event=server[i].event, delivery=_outcome_at(server[i], at)),
+                                     server[i].sender, error=ValueError) for i in indexes]
                 stored = store_events(session, items)
+                record_import_senders(session, items, stored.event_row_ids)  # as ingest does
                 for i, row_id in zip(indexes, stored.event_row_ids, strict=True):
                     attempts = server[i].attempts
                     if row_id is not None and attempts:

@@ -16,7 +16,7 @@ from tools.diagnosis.rules import diagnose
 from tools.diagnosis.types import Incident
 
 READ_ONLY_TOOLS = {"hourly_counts", "match_key_coverage", "delivery_errors", "hashing_flags",
-                   "dataset_quality", "finding_detail", "list_incidents"}
+                   "dataset_quality", "finding_detail", "list_incidents", "sender_changes"}
 
 
 @dataclass(frozen=True)

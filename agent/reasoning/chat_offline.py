@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from agent.reasoning.context import ChatContext, proposal_brief, status_word
+from agent.reasoning.context import ChatContext, proposal_brief, recent_changes, status_word
 from tools.diagnosis.catalogue import cause_info
 
-Intent = Literal["help", "fix", "why", "status"]
+Intent = Literal["help", "fix", "changes", "why", "status"]
 
 _KEYWORDS: tuple[tuple[Intent, re.Pattern[str]], ...] = (
     ("help", re.compile(r"\b(help|what can you|how do i use|commands?)\b", re.IGNORECASE)),
     ("fix", re.compile(r"\b(fix(es)?|replay|repair|rehash|approve|proposals?|resend)\b", re.IGNORECASE)),
+    ("changes", re.compile(r"\b(what|which|anything|any)\b.*\b(chang(e|ed|es)|updated?|upgraded?)\b|"
+                           r"\b(plugin|sdk|sender|version)s?\b", re.IGNORECASE)),
     ("why", re.compile(r"\b(why|cause|what happened|explain|broke|broken|wrong|reason)\b", re.IGNORECASE)),
 )
 HELP_TEXT = (
@@ -20,6 +22,7 @@ HELP_TEXT = (
     "• *status* - is tracking healthy right now?\n"
     "• *why* - what broke, since when, and the evidence\n"
     "• *fix* - the fixes proposed and waiting for approval\n"
+    "• *what changed yesterday?* - plugin/SDK versions, fields and match keys the sender changed\n"
     "Fixes only run after an approver clicks Approve."
 )
 
@@ -39,6 +42,8 @@ def offline_answer(question: str, context: ChatContext) -> str:
         return HELP_TEXT
     if intent == "fix":
         return _fixes(context)
+    if intent == "changes":
+        return _changes(question, context)
     if intent == "why":
         return _why(context)
     return _status(context)
@@ -93,4 +98,23 @@ def _fixes(context: ChatContext) -> str:
             lines.append(f"• {cause_info(incident.root_cause).title}: {fix.summary} ({step})")
     if not lines:
         return f"{_pixel(context)} has nothing to fix right now."
+    return "\n".join(lines)
+
+
+def _changes(question: str, context: ChatContext) -> str:
+    """What changed in the sender: over a day when the question says today/yesterday, else a week."""
+    if context.inputs is None:
+        return f"{_pixel(context)} has not been audited yet."
+    hours = 48 if re.search(r"\b(today|yesterday|last night|this morning)\b", question, re.IGNORECASE) else 7 * 24
+    changes = recent_changes(context, hours)
+    span = "two days" if hours == 48 else "week"
+    if not changes:
+        return (f"{_pixel(context)}: no change of sender seen over the last {span} (same plugin/SDK versions, "
+                "fields and match keys).")
+    lines = [f"{_pixel(context)}: what changed in the sender over the last {span}:"]
+    for change in changes:
+        lines.append(f"• {change.at:%Y-%m-%d %H:%M} UTC: {change.describe()}")
+    named = [i for i in context.incidents if i.changes]
+    for incident in named:
+        lines.append(f"_{cause_info(incident.root_cause).title} ({incident.id}) began shortly after it._")
     return "\n".join(lines)

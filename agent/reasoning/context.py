@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from agent.reasoning.offline import narrate
 from agent.reasoning.render import finding_brief, findings_for_prompt, incident_brief
 from tools.checks.types import AuditInputs, Finding
 from tools.diagnosis.types import Incident
+from tools.senders.types import SenderChange
 from tools.timeutil import to_iso
 
 MAX_CONTEXT_PROPOSALS = 10
+MAX_CONTEXT_CHANGES = 20
 # Proposal fields worth showing; anything else a store keeps (approver ids, payloads) stays out.
 PROPOSAL_FIELDS = ("id", "kind", "status", "since", "until", "event_names", "reason", "summary",
                    "incident_id", "created_at", "preview")
@@ -52,7 +55,17 @@ def context_digest(context: ChatContext) -> dict[str, Any]:
         "incidents": [{**incident_brief(i), "narrative": context.narrative_of(i)} for i in context.incidents],
         "findings": [finding_brief(f) for f in findings_for_prompt(context.findings)],
         "open_proposals": [proposal_brief(p) for p in context.proposals[:MAX_CONTEXT_PROPOSALS]],
+        # Who sends and what changed in it lately (plugin/SDK versions, fields, match keys).
+        "sender_changes": [c.as_json() for c in recent_changes(context)],
     }
+
+
+def recent_changes(context: ChatContext, hours: int = 7 * 24) -> list[SenderChange]:
+    """The pixel's sender changes of the last ``hours`` before the audited window's end (and since)."""
+    if context.inputs is None:
+        return []
+    start = context.inputs.window_end - timedelta(hours=hours)
+    return [c for c in context.inputs.sender_changes if c.at >= start][-MAX_CONTEXT_CHANGES:]
 
 
 def status_word(context: ChatContext) -> str:

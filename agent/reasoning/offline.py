@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from tools.checks.types import SEVERITY_RANK, Finding
 from tools.diagnosis.catalogue import cause_info
 from tools.diagnosis.types import Incident
+from tools.senders.types import change_from_json
 from tools.timeutil import HOUR
 
 # What the problem costs, in the marketer's terms.
@@ -68,6 +70,24 @@ def _evidence(incident: Incident, findings: Sequence[Finding]) -> list[str]:
     return out
 
 
+def _gap(minutes: int) -> str:
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if hours and rest else f"{hours} h" if hours else f"{rest} minutes"
+
+
+def change_sentence(started: datetime, body: dict[str, Any]) -> str:
+    """``It began within the hour after the sender changed from woo-capi 3.2.1 to 3.3.0 (14:02 UTC).``
+
+    Onsets are whole hours: a change inside the onset hour is "within the hour after" it, an earlier
+    one is that long before the onset. Proximity, not proof: the sentence says "after"."""
+    change = change_from_json(body)
+    if change.at >= started:
+        when = "within the hour after"
+    else:
+        when = f"{_gap(int((started - change.at).total_seconds() // 60))} after"
+    return f"It began {when} {change.describe()} ({change.at:%Y-%m-%d %H:%M} UTC): check that change first."
+
+
 def narrate(incident: Incident, findings: Sequence[Finding]) -> str:
     """The offline narrative of ``incident``; ``findings`` may hold more than the incident's."""
     info = cause_info(incident.root_cause)
@@ -77,6 +97,7 @@ def narrate(incident: Incident, findings: Sequence[Finding]) -> str:
     started = incident.started_at or onset(incident, mine)
     since = f" since {started:%Y-%m-%d %H:%M} UTC" if started else ""
     sentences = [f"{info.title} for {_events_text(incident)}{since}."]
+    sentences.extend(change_sentence(started, change) for change in incident.changes[:2] if started)
     evidence = _evidence(incident, mine)
     if evidence:
         sentences.append("Evidence: " + "; ".join(evidence) + ".")

@@ -68,4 +68,6 @@ def incident_brief(incident: Incident) -> dict[str, Any]:
         "finding_ids": incident.finding_ids,
         "summary": incident.summary,
         "fix_kinds": [fix.kind for fix in incident.fixes],
+        # Sender changes shortly before the onset (the change that may have broken it).
+        **({"sender_changes": incident.changes} if incident.changes else {}),
     }

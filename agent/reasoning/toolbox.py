@@ -98,6 +98,11 @@ SPECS: dict[str, ToolSpec] = {spec.name: spec for spec in (
              _schema({"finding_id": {"type": "string"}}, ["finding_id"])),
     ToolSpec("list_incidents", "The incidents of this audit: id, root cause, events, severity.",
              _schema({})),
+    ToolSpec("sender_changes", "Changes of who sends the pixel's server events over the last hours "
+             "(up to 7 days): a plugin or SDK version, a new sender taking over, the fields or match keys "
+             "an event carries, a new event name; each with its time, before and after. Answers 'what "
+             "changed yesterday?'.",
+             _schema({"hours": {**HOURS_PROP, "default": 48}})),
 )}
 
 
@@ -117,6 +122,7 @@ def build_toolbox(inputs: AuditInputs | None, findings: Sequence[Finding],
             "delivery_errors": lambda a: _delivery_errors(inputs, a),
             "hashing_flags": lambda a: _hashing_flags(inputs, a),
             "dataset_quality": lambda a: _dataset_quality(inputs, a),
+            "sender_changes": lambda a: sender_changes(inputs, a),
         }
     box.specs = [spec for name, spec in SPECS.items() if name in handlers]
     box.handlers = handlers
@@ -241,6 +247,14 @@ def _dataset_quality(inputs: AuditInputs, args: dict[str, Any]) -> dict[str, Any
          "dedupe_key_feedback": [{"key": d.dedupe_key, "browser_pct": d.browser_pct,
                                   "server_pct": d.server_pct} for d in q.dedupe_key_feedback]}
         for q in events]}
+
+
+def sender_changes(inputs: AuditInputs, args: dict[str, Any]) -> dict[str, Any]:
+    """The pixel's sender changes of the last ``hours`` before the audited window's end (and any
+    since, up to when the question is asked)."""
+    start = inputs.window_end - _hours(args, 48) * HOUR
+    changes = [c for c in inputs.sender_changes if c.at >= start]
+    return {"since": to_iso(start), "changes": [{**c.as_json(), "what": c.describe()} for c in changes]}
 
 
 def _finding_detail(box: Toolbox, args: dict[str, Any]) -> dict[str, Any]:

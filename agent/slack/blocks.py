@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent.slack.service import DecisionOutcome
+from tools.senders.types import change_from_json
 
 Block = dict[str, Any]
 IncidentStatus = Literal["new", "escalated", "resolved"]
@@ -55,6 +56,8 @@ class IncidentMessage:
     narrative: str = ""
     evidence: list[str] = field(default_factory=list)
     proposals: list[ProposalView] = field(default_factory=list)
+    # Sender changes shortly before the onset, as in the audit JSON ({"at", "kind", "before", "after"}).
+    changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,18 @@ def hhmm_utc(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%H:%M UTC")
 
 
+def change_lines(changes: Sequence[dict[str, Any]]) -> list[str]:
+    """``14:02 UTC: the sender changed from woo-capi 3.2.1 to 3.3.0`` per change (unreadable ones skipped)."""
+    lines = []
+    for body in changes:
+        try:
+            change = change_from_json(body)
+        except (KeyError, TypeError, ValueError):
+            continue
+        lines.append(f"{change.at.strftime('%Y-%m-%d')} {hhmm_utc(change.at)}: {change.describe()}")
+    return lines
+
+
 def incident_text(message: IncidentMessage) -> str:
     """The notification fallback text (shown in push notifications and screen readers)."""
     return escape_mrkdwn(f"{STATUS_LABEL[message.status]}: {message.title} (pixel {message.pixel_id})")
@@ -119,6 +134,9 @@ def incident_blocks(message: IncidentMessage) -> list[Block]:
     ]
     if message.narrative:
         blocks.append(_section(escape_mrkdwn(message.narrative)))
+    lines = change_lines(message.changes)
+    if lines:
+        blocks.append(_section("*Changed just before*\n" + "\n".join(f"• {escape_mrkdwn(line)}" for line in lines)))
     if message.evidence:
         lines = [f"• {escape_mrkdwn(line)}" for line in message.evidence[:MAX_EVIDENCE_LINES]]
         hidden = len(message.evidence) - MAX_EVIDENCE_LINES

@@ -20,6 +20,8 @@ def incident_json(incident: Incident, *, narrative: str | None = None) -> dict[s
         "started_at": to_iso(incident.started_at) if incident.started_at else None,
         "candidates": list(incident.candidates), "next_hour": incident.next_hour,
         "fixes": [fix.model_dump(mode="json") for fix in incident.fixes],
+        # Sender changes shortly before the onset (tools.diagnosis.changes): {"at", "kind", "before", "after", ...}
+        "changes": [dict(change) for change in incident.changes],
     }
     if narrative is not None:
         body["narrative"] = narrative

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 if TYPE_CHECKING:
     from tools.checks.payload_quality import PayloadHour
     from tools.checks.relay_refusals import RelayRefusalCount
+    from tools.senders.types import SenderChange
 
 CheckName = Literal["parity", "emq", "latency", "volume", "hashing", "delivery", "duplicates", "relay",
                     "payload", "dedupe"]
@@ -239,6 +240,9 @@ class AuditInputs:
     arrival_hours: tuple[ArrivalHour, ...] = ()
     # Requests the relay refused for this pixel (tools.checks.relay_refusals), by hour of arrival.
     relay_refusals: tuple[RelayRefusalCount, ...] = ()
+    # Changes of the pixel's sender (tools.senders) over the last days, oldest first: the diagnosis
+    # names those shortly before an incident's onset.
+    sender_changes: tuple[SenderChange, ...] = ()
     # Payload quality of server events by hour of event_time (tools.checks.payload_quality).
     payload_hours: tuple[PayloadHour, ...] = ()
 

@@ -70,6 +70,9 @@ class Incident(BaseModel):
     # For ``undetermined``: the causes still possible, and what the next hour will show.
     candidates: list[str] = Field(default_factory=list)
     next_hour: str | None = None
+    # Sender changes shortly before the onset (tools.diagnosis.changes): {"at", "kind", "before", "after",
+    # "sender", "event_name"?}.
+    changes: list[dict[str, Any]] = Field(default_factory=list)
 
 
 def incident_fingerprint(pixel_id: str, root_cause: str, event_names: list[str]) -> str:

@@ -13,6 +13,7 @@ raw|placeholder|uppercase|must_not_hash and ``fields``; match_keys_lost ``keys``
 ``from``, ``to``, ``side`` both|server; rate_limited ``code`` 4|17|613|80004; access_token_invalid
 ``reads_expired`` (the agent's read token expired too); duplicate_events ``new_event_id`` (each copy
 under an event_id of its own: the same order sent twice); clock_skew ``direction`` ahead|behind.
+Any cause: ``sender`` ``{"before": {...}, "after": {...}}`` (see ``switch_sender``).
 missed_batch without ``end`` lasts one hour. ``ramp_hours`` makes an onset gradual: the affected
 share grows linearly from 0 to the magnitude over that many hours (causes that drop or alter a share).
 """
@@ -68,4 +69,18 @@ def apply_injections(
     for index, injection in enumerate(injections):
         ctx.rng = random.Random(f"capi-synth:{seed}:inject:{index}:{injection.cause}")
         INJECTORS[injection.cause](injection, traffic, ctx)
+        if injection.params.get("sender"):
+            switch_sender(injection, traffic)
     return ctx
+
+
+def switch_sender(injection: Injection, traffic: ShopTraffic) -> None:
+    """``params.sender = {"before": {...}, "after": {...}}`` (ingest ``sender`` objects): the shop's
+    server events name their sender, and the cause comes with a visible change of it (a plugin update
+    that breaks Purchase): lines received from the onset carry ``after``, earlier ones ``before``."""
+    change = injection.params["sender"]
+    if not isinstance(change, dict) or not isinstance(change.get("before"), dict) or not isinstance(
+            change.get("after"), dict):
+        raise ValueError("params.sender must be {\"before\": {...}, \"after\": {...}}")
+    for record in traffic.server:
+        record.sender = dict(change["after"] if record.received_at >= injection.onset else change["before"])

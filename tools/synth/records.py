@@ -55,6 +55,8 @@ class ServerEvent:
     attempts: list[Attempt] | None = field(default_factory=list)
     batch_size: int = 1
     customer: int | None = None
+    # Who sent it (the ingest line's ``sender``: user_agent, partner_agent, ...); None: not said.
+    sender: dict[str, str] | None = None
 
     @property
     def name(self) -> str:
@@ -152,6 +154,8 @@ def ingest_line(pixel_id: str, record: ServerEvent) -> dict[str, Any]:
     delivery = delivery_line(record)
     if delivery is not None:
         line["delivery"] = delivery
+    if record.sender:
+        line["sender"] = dict(record.sender)
     return line
 
 
