@@ -17,6 +17,7 @@ from datetime import datetime
 
 from tools.checks.types import SEVERITY_RANK, AuditInputs, Finding
 from tools.diagnosis.catalogue import cause_info
+from tools.diagnosis.changes import attach_changes
 from tools.diagnosis.fixes import suggest_fixes, undelivered_by_event
 from tools.diagnosis.types import Incident, incident_fingerprint
 from tools.timeutil import hours_between, parse_iso
@@ -336,3 +337,4 @@ def diagnose(findings: Sequence[Finding], inputs: AuditInputs) -> list[Incident]
             merged[draft.cause] = draft
     incidents = [_incident(d, inputs) for d in [*merged.values(), *singles]]
     return sorted(incidents, key=lambda i: (-SEVERITY_RANK[i.severity], -i.confidence, i.root_cause))
+    incidents = attach_changes(incidents, inputs.sender_changes)
