@@ -170,13 +170,30 @@ def _pg_copy_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[in
     cursor = _driver_cursor(session)
     try:
         ids = _pg_next_ids(cursor, "events", len(rows))
+        # One tuple literal a row, in EVENT_COLUMNS order (a generator over the columns cost more
+        # than the COPY itself).
         _pg_copy(cursor, "events", ("id", *EVENT_COLUMNS), (
-            (row_id, *(dumps(row[name]) if name in ("payload", "flags") else row.get(name)
-                       for name in EVENT_COLUMNS))
+            (row_id, row["pixel_id"], row["event_name"], row["event_time"], row["received_at"],
+             row["event_id"], row["order_ref"], row["action_source"], dumps(row["payload"]),
+             dumps(row["flags"]), row["delivery_status"], row["attempts"], row["first_attempt_at"],
+             row["last_attempt_at"], row["last_error_code"], row["last_error_subcode"],
+             row["content_hash"], row.get("purchase_key"))
             for row_id, row in zip(ids, rows, strict=True)))
     finally:
         cursor.close()
     return ids
+
+
+def _pg_rows_any(session: Session, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Rows of a query whose list parameter is bound once as an array (``= ANY(%s)``): one statement
+    for any number of values, instead of IN lists of hundreds of placeholders that psycopg parses
+    and the server plans anew each time."""
+    cursor = _driver_cursor(session)
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -239,11 +256,9 @@ def known_content_hashes(session: Session, pixel_id: str, hashes: list[str]) -> 
         return {found for found, in sqlite_rows_in(
             session, "SELECT content_hash FROM events WHERE pixel_id = ? AND content_hash IN ({marks})",
             (pixel_id,), hashes, _CHUNK)}
-    found: set[str] = set()
-    for chunk in chunked(hashes):
-        found.update(session.scalars(select(Event.content_hash).where(
-            Event.pixel_id == pixel_id, Event.content_hash.in_(chunk))))
-    return found
+    return {found for found, in _pg_rows_any(
+        session, "SELECT content_hash FROM events WHERE pixel_id = %s AND content_hash = ANY(%s)",
+        (pixel_id, list(hashes)))}
 
 
 def event_names_by_id(session: Session, pixel_id: str, event_ids: list[str]) -> set[tuple[str, str, str]]:
@@ -252,12 +267,9 @@ def event_names_by_id(session: Session, pixel_id: str, event_ids: list[str]) -> 
         return {(pixel_id, name, event_id) for name, event_id in sqlite_rows_in(
             session, "SELECT event_name, event_id FROM events WHERE pixel_id = ? AND event_id IN ({marks})",
             (pixel_id,), event_ids, _CHUNK)}
-    seen: set[tuple[str, str, str]] = set()
-    for chunk in chunked(event_ids):
-        query = select(Event.event_name, Event.event_id).where(
-            Event.pixel_id == pixel_id, Event.event_id.in_(chunk))
-        seen.update((pixel_id, name, event_id) for name, event_id in session.execute(query))
-    return seen
+    return {(pixel_id, name, event_id) for name, event_id in _pg_rows_any(
+        session, "SELECT event_name, event_id FROM events WHERE pixel_id = %s AND event_id = ANY(%s)",
+        (pixel_id, list(event_ids)))}
 
 
 def ids_by_content_hash(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
@@ -270,10 +282,9 @@ def ids_by_content_hash(session: Session, rows: list[dict[str, Any]]) -> dict[tu
                 session, "SELECT content_hash, id FROM events WHERE pixel_id = ? AND content_hash IN ({marks})",
                 (pixel_id,), hashes, _CHUNK))
             continue
-        for chunk in chunked(hashes):
-            query = select(Event.content_hash, Event.id).where(
-                Event.pixel_id == pixel_id, Event.content_hash.in_(chunk))
-            ids.update(((pixel_id, content_hash), row_id) for content_hash, row_id in session.execute(query))
+        ids.update(((pixel_id, content_hash), row_id) for content_hash, row_id in _pg_rows_any(
+            session, "SELECT content_hash, id FROM events WHERE pixel_id = %s AND content_hash = ANY(%s)",
+            (pixel_id, hashes)))
     return ids
 
 

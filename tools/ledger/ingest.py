@@ -1,4 +1,4 @@
-"""Import of events and orders from JSONL files (DESIGN.md §2), in batches.
+"""Import of events and orders from JSONL files (docs/design.md §3.1), in batches.
 
 A bad line (not JSON, not an object, a missing or mistyped field) is reported with its line number
 and a reason, and skipped; the rest loads. Reasons name the field, never its value (it may be PII).
@@ -189,6 +189,25 @@ def parse_delivery(value: Any) -> DeliveryOutcome | None:
     )
 
 
+# The last delivery object parsed, keyed by its fields with their types (1, 1.0 and True are equal
+# in Python, not to the parser). Lines of one request carry the same object one after another, so
+# one entry spares most of the parsing; a bad object raises before it is remembered.
+_last_delivery: tuple[tuple[Any, ...], DeliveryOutcome | None] | None = None
+
+
+def _delivery(value: Any) -> DeliveryOutcome | None:
+    global _last_delivery
+    if value.__class__ is not dict or "retries" in value:
+        return parse_delivery(value)
+    key = tuple((name, item.__class__, item) for name, item in value.items())
+    last = _last_delivery  # one read: another thread may replace it meanwhile
+    if last is not None and last[0] == key:
+        return last[1]
+    outcome = parse_delivery(value)
+    _last_delivery = (key, outcome)
+    return outcome
+
+
 def parse_event_line(text: str, *, now: datetime) -> IncomingEvent:
     """One JSONL line -> an incoming event; raises LineError with a printable reason."""
     obj = _object(text)
@@ -208,7 +227,7 @@ def parse_event_line(text: str, *, now: datetime) -> IncomingEvent:
     if event_id is not None and (isinstance(event_id, bool) or not isinstance(event_id, str | int)):
         raise LineError("event.event_id must be a string")
     return with_sender(IncomingEvent(pixel_id=pixel_id, received_at=received_at, event=event,
-                                     delivery=parse_delivery(obj.get("delivery"))), obj.get("sender"), error=LineError)
+                                     delivery=_delivery(obj.get("delivery"))), obj.get("sender"), error=LineError)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
