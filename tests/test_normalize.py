@@ -17,7 +17,7 @@ from tools.meta.normalize import (
     sha256_hex,
 )
 
-# Meta's documented examples (meta-capi-facts.md): raw -> normalized -> sha256.
+# Meta's documented examples (docs/meta-api.md): raw -> normalized -> sha256.
 META_VECTORS = [
     ("em", " John_Smith@gmail.com ", "john_smith@gmail.com",
      "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),

@@ -1,6 +1,6 @@
 """Delivery check: what Meta answered to our sends, what was never sent, and whether we could read Meta.
 
-Graph error codes (meta-capi-facts.md): 190 invalid/expired token; 100 with a subcode is an invalid
+Graph error codes (docs/meta-api.md): 190 invalid/expired token; 100 with a subcode is an invalid
 parameter that rejects the whole batch (2804001 bad fbc, 2804003 too old, ...); 4, 17, 613 and
 80004 are rate limits; 1 and 2 are transient and counted with transport errors.
 """

@@ -1,4 +1,4 @@
-"""Safe fixes (DESIGN.md section 5): replay, repair_and_replay and rehash, each run as
+"""Safe fixes (docs/design.md §5): replay, repair_and_replay and rehash, each run as
 plan -> preview -> execute -> verify, with an audit trail.
 
 - ``types``: ``FixParams``, ``FixPreview``, ``FixProposal``, ``ExecutionResult``, ``Verification``, errors.

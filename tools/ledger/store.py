@@ -48,7 +48,7 @@ from tools.meta.userdata import PreparedUserData, prepare_user_data
 from tools.timeutil import as_utc, from_unix, to_iso, utcnow
 
 AttemptStatus = Literal["delivered", "failed", "pending"]
-# Replay is only possible under 7 days (Meta's limit); one more day of margin (DESIGN.md section 2).
+# Replay is only possible under 7 days (Meta's limit); one more day of margin (docs/meta-api.md).
 PAYLOAD_RETENTION = timedelta(days=8)
 
 

@@ -33,7 +33,7 @@ ACTION_SOURCES: frozenset[str] = frozenset(
 )
 PHYSICAL_STORE_MAX_EVENT_AGE = timedelta(days=62)
 FUTURE_TOLERANCE = timedelta(minutes=5)
-# Meta's subcodes (meta-capi-facts.md).
+# Meta's subcodes (docs/meta-api.md).
 SUBCODE_EVENT_TOO_OLD = 2804003
 SUBCODE_FBC_MALFORMED = 2804001
 SUBCODE_INSUFFICIENT_CUSTOMER_INFO = 2804050

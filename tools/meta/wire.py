@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse
 
 from tools.meta.validate import EventProblem
 
-# Meta's wording where known (meta-capi-facts.md and public error captures); the rest is ours.
+# Meta's wording where known (docs/meta-api.md and public error captures); the rest is ours.
 USER_TITLES = {
     2804003: "Event Timestamp Too Old",
     2804001: "Click ID Incorrectly Formatted",

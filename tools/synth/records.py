@@ -4,7 +4,7 @@ A ``ServerEvent`` is one line of ``events.jsonl``: Meta's server event object as
 when the ledger received it, and the delivery attempts made for it. ``BrowserHit`` is one Pixel
 event (Meta's browser side only; never in the ledger). ``Order`` is one order the shop took.
 
-Delivery lines carry, besides the ingest fields of DESIGN.md §2, these documented extras:
+Delivery lines carry, besides the ingest fields of docs/design.md §3.1, these documented extras:
 ``request_id`` (lines sharing it went to Meta in one request), ``batch_size`` (events in that
 request), ``attempts`` (total attempts; absent, with ``attempted_at`` null, while the event is
 queued and not attempted yet), and ``retries``: the earlier failed
@@ -145,7 +145,7 @@ def delivery_line(record: ServerEvent) -> dict[str, Any] | None:
 
 
 def ingest_line(pixel_id: str, record: ServerEvent) -> dict[str, Any]:
-    """One ``events.jsonl`` object (DESIGN.md §2 ingest format)."""
+    """One ``events.jsonl`` object (docs/design.md §3.1, the event envelope)."""
     line: dict[str, Any] = {
         "pixel_id": pixel_id,
         "received_at": to_iso(record.received_at),
