@@ -30,10 +30,11 @@ from agent.summary.weekly_chart import MAX_PANELS, PANEL_GID, build_figure, rend
 from agent.summary.weekly_queue import WAIT_AT_MOST, enqueue_weekly_due, weekly_audiences
 from agent.summary.weekly_text import render_text, slack_blocks
 from tests.fakes.slack_api import UPLOAD_METHOD, FakeSlackAPI
-from tests.fixtures.db import migrated_engine
+from tests.fixtures.db import event_line, migrated_engine, sha, write_jsonl
 from tests.fixtures.slack import SLACK_TEST_TOKEN
 from tools.checks.types import EventQuality, MetaHourlyCount, QualitySnapshot
 from tools.fixes.models import FixProposalRow, FixTrailRow
+from tools.ledger.ingest import ingest_events_jsonl
 from tools.ledger.models import Audit, IncidentRow
 from tools.ledger.outbox import OutboxMessage
 from tools.ledger.pixels import PixelConfig, load_pixels_toml, sync_pixels
@@ -198,6 +199,19 @@ def test_a_failed_audit_and_a_pixel_with_no_history_do_not_break_the_report(sqli
     assert [(p.pixel_id, p.hours_failed, p.has_data) for p in report.pixels] == [
         ("p-broken", 1, False), ("p-new", 0, False)]
     assert render_png(report).startswith(PNG_SIGNATURE)
+
+
+def test_no_customer_information_reaches_the_report(sqlite_engine: Engine, tmp_path: Path) -> None:
+    canary_email, canary_phone = "canary.weekly+h5@example.org", "+1 650 555 0142"
+    line = event_line(event_time=END - timedelta(days=2), pixel_id="p-healthy", event_id="canary-weekly",
+                      user_data={"em": [canary_email], "ph": [canary_phone], "client_ip_address": "198.51.100.77"})
+    ingest_events_jsonl(session_or_engine=sqlite_engine, path=write_jsonl(tmp_path / "e.jsonl", [line]))
+    with Session(sqlite_engine) as session:
+        seed(session)
+        report = build_weekly(session, pixels=pixels(), end=END, timezone=ZONE)
+    shown = json.dumps(report.to_json()) + render_text(report) + json.dumps(slack_blocks(report))
+    for secret in (canary_email, "6505550142", "198.51.100.77", sha(canary_email)):
+        assert secret not in shown
 
 
 # --- the picture and 1000 pixels -----------------------------------------------------------------------
