@@ -91,7 +91,10 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
                 continue
             events[i] += row.events
             for key, count in row.key_counts.items():
-                keys.setdefault(key, [0.0] * len(hours))[i] += count
+                carried = keys.get(key)
+                if carried is None:  # not setdefault: that would build a 4-week list per row and key
+                    carried = keys[key] = [0.0] * len(hours)
+                carried[i] += count
         start = next((i for i, v in enumerate(events) if v > 0), None)
         if start is None:
             continue

@@ -113,11 +113,22 @@ def share_shift(target: Sequence[float], partner: Sequence[float], usable: Seque
     """
     n_hours = len(target)
     t_all, p_all = _prefix(target), _prefix(partner)
-    t_ref = _prefix([t if ok else 0.0 for t, ok in zip(target, usable, strict=True)])
-    p_ref = _prefix([p if ok else 0.0 for p, ok in zip(partner, usable, strict=True)])
+    if len(usable) != n_hours or len(partner) != n_hours:
+        raise ValueError("target, partner and usable must cover the same hours")
+    if all(usable):  # no incident hour to keep out: the reference sums are the plain ones
+        t_ref, p_ref = t_all, p_all
+    else:
+        t_ref = _prefix([t if ok else 0.0 for t, ok in zip(target, usable, strict=True)])
+        p_ref = _prefix([p if ok else 0.0 for p, ok in zip(partner, usable, strict=True)])
     best: tuple[float, int, float] | None = None  # (llr, onset, reference ratio)
     power = 0.0
     first_onset = max(known_from + 1, n_hours - lookback)
+    # This loop runs for every series, witness and match key of every audit (a few hundred onsets
+    # each): ``wilson_lower`` and ``share_drop_llr`` are inlined with the same operations in the same
+    # order, so the figures are the very same floats, without a Python call per onset.
+    sqrt, log, log1p = math.sqrt, math.log, math.log1p
+    z = REFERENCE_Z
+    t_end, p_end = t_all[n_hours], p_all[n_hours]
     for onset in range(n_hours - 1, first_onset - 1, -1):
         start = max(known_from, onset - REFERENCE_HOURS)
         ref_t = t_ref[onset] - t_ref[start]
@@ -127,13 +138,24 @@ def share_shift(target: Sequence[float], partner: Sequence[float], usable: Seque
         ratio = ref_t / ref_p
         # The reference is itself an estimate: a few hours of it (a short history, an onset near its
         # start) can be high by chance. Its lower 95 % bound is what a drop must fall below.
-        low = wilson_lower(ref_t, ref_t + ref_p)
+        n = ref_t + ref_p  # wilson_lower(ref_t, n), n > 0 here
+        share = ref_t / n
+        centre = share + z * z / (2 * n)
+        spread = z * sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+        low = max(0.0, (centre - spread) / (1 + z * z / n))
         low_ratio = low / (1 - low) if low < 1 else ratio
         p_null = margin * low_ratio / (1 + margin * low_ratio)
-        after_t = t_all[n_hours] - t_all[onset]
-        after_p = p_all[n_hours] - p_all[onset]
-        power = max(power, -after_p * math.log1p(-p_null))
-        llr = share_drop_llr(after_t, after_t + after_p, p_null)
+        after_t = t_end - t_all[onset]
+        after_p = p_end - p_all[onset]
+        power = max(power, -after_p * log1p(-p_null))
+        k, n = after_t, after_t + after_p  # share_drop_llr(k, n, p_null)
+        if n <= 0 or k / n >= p_null:
+            llr = 0.0
+        else:
+            observed = min(max(k / n, 1e-12), 1 - 1e-12)
+            null = min(max(p_null, 1e-12), 1 - 1e-12)
+            llr = ((0.0 if k == 0 else k * log(observed)) + (0.0 if n - k == 0 else (n - k) * log(1 - observed))) \
+                - ((0.0 if k == 0 else k * log(null)) + (0.0 if n - k == 0 else (n - k) * log(1 - null)))
         if best is None or llr > best[0]:
             best = (llr, onset, ratio)
     if best is None:

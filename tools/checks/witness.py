@@ -119,11 +119,25 @@ def lag_cdf(buckets: list[int], seconds: float) -> float:
     return below / total
 
 
+_SETTLED: dict[int, tuple[weakref.ref[AuditInputs], datetime]] = {}
+
+
 def settled_until(inputs: AuditInputs) -> datetime:
     """The end of the last hour whose server events have (by the sender's usual lag) mostly arrived.
 
     A sender that flushes once an hour at :37 has sent only part of the last hour when the audit runs
-    at :10; judging that hour now would look like a loss, so it is judged by the next audit."""
+    at :10; judging that hour now would look like a loss, so it is judged by the next audit.
+    (Computed once per AuditInputs object: several checks ask, and it reads a week of rollups.)"""
+    cached = _SETTLED.get(id(inputs))
+    if cached is not None and cached[0]() is inputs:
+        return cached[1]
+    until = _settled_until(inputs)
+    _SETTLED.clear()
+    _SETTLED[id(inputs)] = (weakref.ref(inputs), until)
+    return until
+
+
+def _settled_until(inputs: AuditInputs) -> datetime:
     at = inputs.audited_at or inputs.window_end
     buckets = lag_histogram(inputs)
     end = inputs.window_end
