@@ -194,6 +194,27 @@ def _dedup(rng: random.Random) -> dict[str, Any]:
             "what": f"event_id stops being sent ({side} side, {share:.0%})"}
 
 
+def _dedup_reasons(rng: random.Random) -> dict[str, Any]:
+    reason = rng.choice(("id_prefix", "id_suffix", "id_padding"))
+    share = round(rng.uniform(0.6, 1.0), 2)
+    return {"injections": [_inj("dedup_broken", draw_onset(rng), magnitude=share, params={"reason": reason})],
+            "what": f"Server event_ids change form ({reason}, {share:.0%}) while the Pixel's stay"}
+
+
+def _payload_quality(rng: random.Random) -> dict[str, Any]:
+    extras = rng.sample(("test_event_code", "purchase_no_currency", "purchase_value_text", "no_action_source",
+                         "website_no_source_url"), 2)
+    if rng.random() < 0.5:  # the server's own address for everyone: every event
+        params: dict[str, Any] = {"keys": [], "payload": ["constant_ip", *extras]}
+        share = 1.0
+    else:
+        params = {"keys": ["client_user_agent"], "payload": extras}
+        share = round(rng.uniform(0.6, 1.0), 2)
+    return {"injections": [_inj("match_keys_lost", draw_onset(rng), magnitude=share, params=params)],
+            "what": f"A sender update spoils payloads Meta still accepts ({', '.join(params['payload'])}"
+                    f"{', no user agent' if params['keys'] else ''}; {share:.0%})"}
+
+
 def _hashing(rng: random.Random) -> dict[str, Any]:
     mode = rng.choice(("raw", "uppercase", "placeholder", "must_not_hash"))
     return {"injections": [_inj("hashing_error", draw_onset(rng), params={"mode": mode})],
@@ -288,6 +309,34 @@ def _two(rng: random.Random) -> dict[str, Any]:
             "causes": [first, second], "what": f"Two things at once: {first} and {second}"}
 
 
+# Plugins and SDKs a shop's server events come from (ingest ``sender`` objects); Meta's SDKs say
+# fbbizsdk-<language>-v<version> in their User-Agent.
+SENDER_PLUGINS = ("woo-capi", "shopware-meta-capi", "magento2-conversions", "prestashop-fb-capi")
+SDK_LANGUAGES = ("php", "nodejs", "python", "java")
+
+
+def _sender_change(rng: random.Random) -> dict[str, Any]:
+    """A plugin update (or an SDK upgrade) from which the shop's server Purchase events stop: the
+    incident must name the change."""
+    language = rng.choice(SDK_LANGUAGES)
+    sdk = rng.randint(16, 21)
+    major, minor, patch = rng.randint(1, 5), rng.randint(0, 9), rng.randint(0, 9)
+    if rng.random() < 0.75:
+        plugin = rng.choice(SENDER_PLUGINS)
+        agent = f"fbbizsdk-{language}-v{sdk}.0.0"
+        before = {"user_agent": agent, "partner_agent": f"{plugin}-{major}.{minor}.{patch}"}
+        after = {"user_agent": agent, "partner_agent": f"{plugin}-{major}.{minor + 1}.0"}
+        what = f"{plugin} {major}.{minor}.{patch} -> {major}.{minor + 1}.0 stops sending Purchase"
+    else:
+        before = {"user_agent": f"fbbizsdk-{language}-v{sdk}.0.1"}
+        after = {"user_agent": f"fbbizsdk-{language}-v{sdk + 1}.0.0"}
+        what = f"An upgrade of Meta's {language} SDK (v{sdk} -> v{sdk + 1}) stops Purchase"
+    onset = draw_onset(rng)
+    return {"injections": [_inj("server_events_down", onset, events=["Purchase"],
+                                params={"sender": {"before": before, "after": after}})],
+            "what": what}
+
+
 FAMILIES: tuple[Family, ...] = (
     Family("pixel_down_total", ("browser_pixel_down",), 3, 6, "Pixel gone from every page", _pixel_down_total),
     Family("pixel_down_partial", ("browser_pixel_down",), 6, 6, "30-90% of Pixel events lost", _pixel_down_partial),
@@ -307,8 +356,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("missed_batch_live", ("missed_batch",), 2, 4, "Batch runs skipped", _missed_batch_live),
     Family("late_delivery", ("late_delivery",), 3, 5, "Deliveries held 2-8 h", _late),
     Family("dedup_broken", ("dedup_broken",), 6, 6, "event_id missing on one side", _dedup),
+    Family("dedup_reasons", ("dedup_broken",), 6, 3, "Both sides carry event_id, in different forms",
+           _dedup_reasons),
     Family("hashing_error", ("hashing_error",), 2, 6, "Hashing broken", _hashing),
     Family("match_keys_lost", ("match_keys_lost",), 12, 6, "Match keys stop being sent", _keys_lost),
+    Family("payload_quality", ("match_keys_lost",), 12, 3, "Accepted but useless payloads", _payload_quality),
     Family("malformed_parameter", ("malformed_parameter",), 2, 4, "Batches rejected for a bad fbc", _malformed),
     Family("retry_storm", ("duplicate_events",), 3, 4, "Same event_id delivered repeatedly", _retry_storm),
     Family("order_sent_twice", ("duplicate_events",), 6, 4, "Same order under two event_ids", _order_twice),
@@ -317,6 +369,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("rate_limited", ("rate_limited",), 2, 4, "Sends throttled", _rate),
     Family("preexisting_failure", (), 1, 8, "Failure began 1-7 days before the first audit", _preexisting),
     Family("two_causes", (), 6, 6, "Two causes at once", _two),
+    Family("sender_change", ("server_events_down",), 6, 4, "A sender update breaks Purchase, with a visible "
+           "change of sender", _sender_change),
 )
 
 

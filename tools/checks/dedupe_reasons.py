@@ -35,7 +35,7 @@ REASON_FLOOR = 0.2
 MIN_BROWSER_EVENTS = 10
 MIN_SERVER_EVENTS = 10
 PAIR_WINDOW = 2 * DAY
-SERVER_HISTORY = 7 * DAY
+SERVER_POOL = 30
 # Names senders use for a standard event on one channel only (compared after normalisation).
 ALIASES: dict[str, frozenset[str]] = {
     "purchase": frozenset({"ordercompleted", "checkoutcompleted", "orderplaced", "completepayment"}),
@@ -83,8 +83,18 @@ def _browser_counts(inputs: AuditInputs, since: datetime) -> tuple[dict[str, int
 
 
 def _server_rows(inputs: AuditInputs, name: str) -> list[PayloadHour]:
-    since = inputs.window_end - SERVER_HISTORY
-    return [row for row in inputs.payload_hours if row.event_name == name and since <= row.hour < inputs.window_end]
+    """The name's server rows of the latest hours: back from the audited hour until they hold
+    SERVER_POOL events (at most PAIR_WINDOW), so a change is judged on what is sent now."""
+    by_hour = {row.hour: row for row in inputs.payload_hours if row.event_name == name}
+    rows: list[PayloadHour] = []
+    hour, events = inputs.window_end - HOUR, 0
+    while events < SERVER_POOL and hour >= inputs.window_end - PAIR_WINDOW:
+        row = by_hour.get(hour)
+        if row is not None:
+            rows.append(row)
+            events += row.events
+        hour -= HOUR
+    return rows
 
 
 def _reasons(inputs: AuditInputs, name: str, browser_n: int, server_names: dict[str, int],
@@ -122,7 +132,8 @@ def _reasons(inputs: AuditInputs, name: str, browser_n: int, server_names: dict[
         if with_id:
             reasons["id_format"] = (min(marked, with_id), with_id)
             common = sorted(shapes.items(), key=lambda item: (-item[1], item[0]))[:3]
-            evidence.append(f"server {name} event_id shapes, last 7 days (digits 9, zero-padded 09, letters a): "
+            evidence.append(f"server {name} event_id shapes, latest {len(rows)} h (digits 9, zero-padded 09, "
+                            "letters a, mixed x): "
                             + ", ".join(f"{shape} {count}" for shape, count in common))
         other_id = sum(row.counts.get("idm", 0) for row in rows)
         if other_id:

@@ -228,6 +228,11 @@ def fallback_cause(f: Finding) -> str | None:
         "delivery.partial_receipt": "server_events_down",
         "latency.freshness_degraded": "late_delivery",
         "parity.dedup_key_missing": "dedup_broken",
+        # Why the pairs do not merge; of the payload checks only spoiled match keys have a cause
+        # (the other payload.* findings are standalone warnings for the sender's owner).
+        "dedupe.reasons": "dedup_broken",
+        "payload.constant_ip": "match_keys_lost",
+        "payload.website_no_user_agent": "match_keys_lost",
     }
     if f.code in by_code:
         return by_code[f.code]

@@ -37,7 +37,7 @@ PURCHASE = "Purchase"
 WEBSITE = "website"
 # Meta deduplicates a browser and a server copy only within 48 hours of the first one.
 DEDUP_WINDOW_SECONDS = 48 * 3600
-_ID_RUN = re.compile(r"[0-9]+|[A-Za-z]+|[^0-9A-Za-z]")
+_ID_TOKEN = re.compile(r"[0-9A-Za-z]+|[^0-9A-Za-z]+")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 MAX_SHAPE = 24
 # Issue codes kept in flags["pq"] (the finding codes are "payload." + these).
@@ -74,22 +74,23 @@ def mask_ip(value: Any) -> str | None:
 
 
 def id_shape(event_id: str) -> str:
-    """The form of an event_id without its value: digits become ``9`` (``09`` when zero-padded),
-    letters ``a`` unless they are a channel marker (kept, lower-case), punctuation stays. ``uuid`` for
-    a UUID. ``srv_000123`` -> ``srv_09``; ``A1B2`` -> ``a9a9``."""
+    """The form of an event_id without its value, token by token (tokens split at punctuation, which
+    stays): digits ``9`` (``09`` when zero-padded), letters ``a`` unless a channel word (kept in lower
+    case), a mix of both ``x`` (random or hex ids). ``uuid`` for a UUID. ``srv_000123`` -> ``srv_09``,
+    ``ord-1001`` -> ``a-9``, ``ev-3fa9c0`` -> ``a-x``."""
     text = event_id.strip()
     if _UUID.match(text):
         return "uuid"
     parts: list[str] = []
-    for run in _ID_RUN.findall(text):
-        if run.isdigit():
-            part = "09" if len(run) > 1 and run[0] == "0" else "9"
-        elif run.isalpha():
-            part = run.lower() if run.lower() in CHANNEL_MARKERS else "a"
+    for token in _ID_TOKEN.findall(text):
+        if token.isdigit():
+            parts.append("09" if len(token) > 1 and token[0] == "0" else "9")
+        elif token.isalpha():
+            parts.append(token.lower() if token.lower() in CHANNEL_MARKERS else "a")
+        elif token.isalnum():
+            parts.append("x")
         else:
-            part = run
-        if not parts or parts[-1] != part:
-            parts.append(part)
+            parts.append(token[:1])
     return "".join(parts)[:MAX_SHAPE]
 
 

@@ -26,6 +26,10 @@ def server_events_down(inj: Injection, traffic: ShopTraffic, ctx: InjectionConte
 
 
 def dedup_broken(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
+    reason = inj.params.get("reason")
+    if reason is not None:
+        _dedup_reason(inj, traffic, ctx, str(reason))
+        return
     side = inj.params.get("side", "server")
     if side in ("server", "both"):
         for record in traffic.server:
@@ -38,6 +42,55 @@ def dedup_broken(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) ->
             else hit
             for hit in traffic.browser
         ]
+
+
+# dedup_broken ``params.reason``: the server copy keeps an event_id, but not the browser's.
+DEDUP_REASONS = ("id_prefix", "id_suffix", "id_padding")
+
+
+def _dedup_reason(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext, reason: str) -> None:
+    """Why pairs stop deduplicating while both sides still carry an event_id: the server's id gets a
+    channel prefix or suffix or zero padding (the Pixel keeps the plain id). (A server copy sent more
+    than 48 hours late is late_delivery's signal first; the dedupe check's tests cover it.)"""
+    if reason not in DEDUP_REASONS:
+        raise ValueError(f"dedup_broken reason {reason!r} is not one of {list(DEDUP_REASONS)}")
+    for record in traffic.server:
+        if not touches(inj, ctx, record):
+            continue
+        event_id = record.event.get("event_id")
+        if event_id is None:
+            continue
+        elif reason == "id_prefix":
+            record.event["event_id"] = f"srv_{event_id}"
+        elif reason == "id_suffix":
+            record.event["event_id"] = f"{event_id}-server"
+        else:
+            digits = "".join(ch for ch in str(event_id) if ch.isdigit()) or "1"
+            record.event["event_id"] = digits.zfill(12)
+
+
+# match_keys_lost ``params.payload``: what else the broken sender does to its events (payload.* findings).
+PAYLOAD_DEFECTS = ("constant_ip", "test_event_code", "purchase_no_currency", "purchase_value_text",
+                   "no_action_source", "website_no_source_url")
+SERVER_IP = "198.51.100.20"
+
+
+def _payload_defects(record: ServerEvent, defects: list[str]) -> None:
+    event = record.event
+    custom = event.get("custom_data")
+    for defect in defects:
+        if defect == "constant_ip" and "client_ip_address" in event.get("user_data", {}):
+            event["user_data"]["client_ip_address"] = SERVER_IP  # the sender's own address, for everyone
+        elif defect == "test_event_code":
+            event["test_event_code"] = "TEST4821"
+        elif defect == "purchase_no_currency" and isinstance(custom, dict):
+            custom.pop("currency", None)
+        elif defect == "purchase_value_text" and isinstance(custom, dict) and "value" in custom:
+            custom["value"] = f"{custom['value']:.2f}" if isinstance(custom["value"], float) else str(custom["value"])
+        elif defect == "no_action_source":
+            event.pop("action_source", None)
+        elif defect == "website_no_source_url":
+            event.pop("event_source_url", None)
 
 
 _HASH_DEFAULT_FIELDS = {
@@ -72,11 +125,18 @@ def hashing_error(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -
 
 
 def match_keys_lost(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
-    keys: list[str] = inj.params.get("keys") or [inj.params.get("key", "fbc")]
+    # ``keys: []`` with ``payload``: the keys stay but the sender spoils them (a constant IP).
+    keys: list[str] = (inj.params["keys"] if "keys" in inj.params and inj.params.get("payload")
+                       else inj.params.get("keys") or [inj.params.get("key", "fbc")])
+    defects: list[str] = list(inj.params.get("payload") or [])
+    unknown = sorted(set(defects) - set(PAYLOAD_DEFECTS))
+    if unknown:
+        raise ValueError(f"match_keys_lost payload {unknown} not among {list(PAYLOAD_DEFECTS)}")
     for record in traffic.server:
         if touches(inj, ctx, record):
             for key in keys:
                 record.event["user_data"].pop(key, None)
+            _payload_defects(record, defects)
 
 
 def duplicate_events(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) -> None:
