@@ -154,15 +154,19 @@ def test_relay_key_stands_in_for_the_token_is_stored_hashed_and_can_be_revoked(
 
 
 @pytest.mark.parametrize("ledger_engine", ["sqlite"], indirect=True)
-def test_relay_key_for_a_pixel_without_a_token_queues_the_events(
+def test_relay_key_for_a_pixel_without_a_token_is_told_to_retry_never_queued(
         ledger_engine: Engine, meta_sim: RunningSimulator) -> None:
+    # Nothing could ever forward these events (forward_pending sends only with the pixel's token), so
+    # a "queued" 200 would be a promise the relay cannot keep: a transient 503, nothing stored.
     with Session(ledger_engine) as session:
         key, _ = issue_key(session, pixel_id=PIXEL, now=utcnow())
         session.commit()
     with running_relay(ledger_engine, meta_sim.url, auth=RelayAuth.static({PIXEL: None})) as url:
         response = post(url, [make_event("w-1")], token=key)
-    assert response.status_code == 200 and response.json()["fbtrace_id"] is None
-    assert [e.delivery_status for e in ledger_events(ledger_engine)] == ["pending"]
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert (error["code"], error["is_transient"]) == (2, True) and "no Meta access token" in error["message"]
+    assert ledger_events(ledger_engine) == []
     assert meta_sim.state.received(PIXEL) == []
 
 

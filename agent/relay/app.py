@@ -3,7 +3,8 @@
 Parsing reads what the Graph API reads (JSON, form or multipart bodies, ``data`` as objects or JSON
 strings, the token from ``Authorization`` or ``access_token``) within the limits of
 ``tools.relay.limits`` (body size, nesting, strings, event_time): anything else is Meta's 400; the work is
-``tools.relay.accept_batch``, run in a worker thread (the ledger and the Graph client are synchronous).
+``tools.relay.accept_batch``, run in a worker thread (the ledger and the Graph client are synchronous),
+whose ledger writes join the group commits of ``RelayDeps.writer`` (``tools.relay.writer``).
 Who may send: ``tools.relay.access`` (the pixel's configured token, a relay key issued for it, or, when
 the operator opted in, any token for a pixel that is not configured); anything else is Meta's 190,
 counted per sender address in ``relay_refusals`` and never stored. Each sender address has a token
@@ -51,6 +52,7 @@ from tools.relay.forward import ForwardReport, forward_pending
 from tools.relay.limits import check_events, decode_events, parse_body, read_body
 from tools.relay.ratelimit import RateLimiter, retry_after_header
 from tools.relay.sending import passthrough
+from tools.relay.writer import LedgerWriter
 from tools.timeutil import utcnow
 
 logger = logging.getLogger("capi_agent.relay")
@@ -109,10 +111,21 @@ class RelayDeps:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     # META_APP_SECRET: the appsecret_proof of the pixel's token when a relay key stands in for it.
     app_secret: str | None = field(default=None, repr=False)
+    # The ledger writes of all requests, grouped into short transactions (tools.relay.writer).
+    writer: LedgerWriter | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.clients is None:
             self.clients = CallerClients(graph_url=self.graph_url, timeout=self.forward_timeout)
+        if self.writer is None:
+            self.writer = LedgerWriter(self.session_factory)
+
+    def close(self) -> None:
+        """Write what is queued and close the connections to Meta."""
+        if self.writer is not None:
+            self.writer.close()
+        if self.clients is not None:
+            self.clients.close()
 
 
 def relay_auth(runtime: Runtime) -> RelayAuth:
@@ -207,9 +220,12 @@ def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
                 extra["appsecret_proof"] = hmac.new(deps.app_secret.encode(), access.forward_token.encode(),
                                                     hashlib.sha256).hexdigest()
         relay_request = RelayRequest(pixel_id=pixel_id, events=events, params=extra,
-                                     unconfigured=access.kind == "unconfigured")
+                                     unconfigured=access.kind == "unconfigured",
+                                     user_agent=request.headers.get("user-agent"))
+        # A worker thread: validation and hashing are CPU work, Meta's answer is waited for without a
+        # transaction, and the writes join the writer's next group commit.
         answer = await run_in_threadpool(accept_batch, deps.session_factory, relay_request, client=client,
-                                         now=deps.clock())
+                                         now=deps.clock(), writes=deps.writer)
         logger.info("relay %s pixel %s: %d events -> %s", version, pixel_id, len(events), answer.status)
         return JSONResponse(answer.body, status_code=answer.status)
 
@@ -223,8 +239,7 @@ def build_relay_app(deps: RelayDeps) -> Starlette:
         try:
             yield
         finally:
-            if deps.clients is not None:
-                deps.clients.close()
+            deps.close()
 
     return Starlette(routes=relay_routes(deps), lifespan=lifespan)
 

@@ -9,16 +9,24 @@
    *failed* delivery with that code, so the hashing and delivery checks and the ``repair_and_replay``
    fix see them exactly as if Meta had refused them. Events lacking an event_name or an integer
    event_time cannot be kept in the ledger and are left out of that record.
-3. Otherwise the events are recorded (user_data hashed before anything is written) as in flight
-   (``sending``), committed, then forwarded with the caller's token.
-4. Meta accepts: a ``delivered`` delivery; Meta's body is returned. Meta refuses (190, 100, ...): a
+3. No client (a relay key for a pixel with no Meta token configured): nothing is recorded and the
+   caller gets a transient 503 (Graph error code 2) to retry later. Queuing would be a promise the
+   relay cannot keep: ``forward_pending`` sends only with the pixel's configured token.
+4. Otherwise the events are recorded (user_data hashed before anything is written) as in flight
+   (``sending``) in one short transaction, committed, then forwarded with no transaction or session
+   open, and Meta's answer is recorded in another short transaction. Both writes go through
+   ``writes`` (``tools.relay.writer``: grouped with other requests' under load); the caller gets its
+   answer only after they are committed.
+5. Meta accepts: a ``delivered`` delivery; Meta's body is returned. Meta refuses (190, 100, ...): a
    ``failed`` delivery; Meta's error is returned with its status. Meta unreachable, 5xx, 429 or a
    rate-limit/transient code: a ``pending`` delivery, the events wait for ``forward_pending`` and the
-   caller gets 200 "queued" so that it does not resend. Exception: a request with ``test_event_code``
-   is never queued (a later delivery would lose the code and count test traffic as real); the
-   events are recorded failed and Meta's error is returned.
-5. No client (a relay key for a pixel with no Meta token configured): the events are recorded
-   ``pending`` and wait for ``forward_pending`` (which sends only with the pixel's configured token).
+   caller gets 200 "queued" so that it does not resend; but only when ``forward_pending`` will be able
+   to send them. A request with ``test_event_code`` (a later delivery would lose the code and count
+   test traffic as real) or accepted for an unconfigured pixel with the caller's own token (never
+   stored, so never available later) is not queued: the events are recorded failed and Meta's
+   error is returned for the caller to retry. Meta silent past the timeout: the request may have
+   reached it, so the events become ``uncertain`` (reported, never re-sent, as in ``forward_pending``)
+   and the caller gets a 200 that says so (a retry would risk counting them twice).
 The caller's token is used for this one request and never stored. Who may call: ``tools.relay.access``.
 """
 
@@ -30,25 +38,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from tools.fixes.rehash import pixel_default_country, relay_mode
-from tools.ledger.deliveries import record_delivery
-from tools.ledger.models import Event
-from tools.ledger.pixels import ensure_pixels, mark_relay_unconfigured
-from tools.ledger.store import DeliveryOutcome, record_events
+from tools.ledger.store import DeliveryOutcome
 from tools.meta.client import GraphClient
-from tools.meta.errors import MetaApiError
+from tools.meta.errors import MetaApiError, MetaUnreachableError
 from tools.meta.userdata import prepare_user_data
 from tools.meta.validate import MAX_EVENTS_PER_REQUEST, validate_batch
-from tools.relay.answers import RelayAnswer, accepted, bad_request, meta_error, queued, rejected_batch
+from tools.relay.answers import (
+    RelayAnswer,
+    accepted,
+    bad_request,
+    meta_error,
+    no_token,
+    queued,
+    rejected_batch,
+    unanswered,
+)
 from tools.relay.limits import MAX_EVENT_TIME
 from tools.relay.sending import send_batch
+from tools.relay.writer import AfterRecord, AnswerWrite, DirectWrites, RecordWrite, Writes
+from tools.senders.track import record_request_sender
 from tools.timeutil import as_utc
 
 RelayMode = Literal["observe", "repair"]
-IN_FLIGHT = "sending"
 PIXEL_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
@@ -61,6 +75,8 @@ class RelayRequest:
     params: Mapping[str, str] = field(default_factory=dict)  # pass-through parameters
     # Accepted only through the opt-in for unconfigured pixels (tools.relay.access): mark the pixel.
     unconfigured: bool = False
+    # The sender's HTTP User-Agent (its software, e.g. fbbizsdk-php-v17.0.0), for tools.senders.
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,17 +120,17 @@ def recordable(event: Any) -> dict[str, Any] | None:
             "user_data": user_data if isinstance(user_data, Mapping) else {}}
 
 
-def _record(session: Session, request: RelayRequest, policy: PixelPolicy, now: datetime) -> list[int]:
-    """Record the keepable events; returns their new ledger row ids (repeats within the request once)."""
-    ensure_pixels(session, [request.pixel_id], default_country=policy.default_country, now=now)
-    if request.unconfigured:
-        mark_relay_unconfigured(session, request.pixel_id)
+def _record(writes: Writes, request: RelayRequest, policy: PixelPolicy, now: datetime,
+            after: AfterRecord) -> list[int]:
+    """Record the keepable events (committed on return); their new ledger row ids (repeats of stored
+    events leave none)."""
     events = [kept for kept in (recordable(event) for event in request.events) if kept is not None]
-    if not events:
-        return []
-    stored = record_events(session, pixel_id=request.pixel_id, events=events, received_at=now,
-                           default_country=policy.default_country, repair=policy.mode == "repair")
-    return [row_id for row_id in stored.event_row_ids if row_id is not None]
+    return writes.record(RecordWrite(pixel_id=request.pixel_id, events=events, received_at=now,
+                                     default_country=policy.default_country, repair=policy.mode == "repair",
+                                     after=after, unconfigured=request.unconfigured,
+                                     also=lambda session, _row_ids: record_request_sender(
+                                         session, pixel_id=request.pixel_id, user_agent=request.user_agent,
+                                         params=request.params, events=events, at=now)))
 
 
 def _outcome_for(exc: MetaApiError, status: Literal["failed", "pending"], at: datetime) -> DeliveryOutcome:
@@ -124,9 +140,11 @@ def _outcome_for(exc: MetaApiError, status: Literal["failed", "pending"], at: da
 
 
 def accept_batch(session_factory: Callable[[], Session], request: RelayRequest, *,
-                 client: GraphClient | None, now: datetime) -> RelayAnswer:
-    """Handle one request end to end (see the module docstring); returns what to answer the caller."""
+                 client: GraphClient | None, now: datetime, writes: Writes | None = None) -> RelayAnswer:
+    """Handle one request end to end (see the module docstring); returns what to answer the caller.
+    ``writes`` defaults to one transaction per write on this thread (``DirectWrites``)."""
     now = as_utc(now)
+    writes = writes if writes is not None else DirectWrites(session_factory)
     events = list(request.events)
     if len(events) > MAX_EVENTS_PER_REQUEST:
         return bad_request(f"data has {len(events)} events; at most {MAX_EVENTS_PER_REQUEST} are accepted "
@@ -139,50 +157,27 @@ def accept_batch(session_factory: Callable[[], Session], request: RelayRequest, 
     errors = [problem for problem in validate_batch(to_send, now=now) if problem.severity == "error"]
     if errors:
         answer = rejected_batch(errors[0])
-        with session_factory() as session:
-            row_ids = _record(session, request, policy, now)
-            if row_ids:
-                record_delivery(session, pixel_id=request.pixel_id, event_row_ids=row_ids,
-                                outcome=DeliveryOutcome(
-                                    status="failed", attempted_at=now, http_status=answer.status,
-                                    error_code=answer.error.get("code"),
-                                    error_subcode=answer.error.get("error_subcode"),
-                                    fbtrace_id=answer.error.get("fbtrace_id"), events_received=0))
-            session.commit()
+        _record(writes, request, policy, now, DeliveryOutcome(
+            status="failed", attempted_at=now, http_status=answer.status, error_code=answer.error.get("code"),
+            error_subcode=answer.error.get("error_subcode"), fbtrace_id=answer.error.get("fbtrace_id"),
+            events_received=0))
         return answer
-    if client is None:  # a relay key for a pixel with no Meta token configured (yet): the events wait
-        if request.params.get("test_event_code"):
-            return bad_request("test events cannot wait for a token: no access token is configured for "
-                               "this pixel")
-        with session_factory() as session:
-            row_ids = _record(session, request, policy, now)
-            if row_ids:
-                session.execute(update(Event).where(Event.id.in_(row_ids)).values(delivery_status="pending"),
-                                execution_options={"synchronize_session": False})
-            session.commit()
-        return queued(len(events))
-    with session_factory() as session:
-        row_ids = _record(session, request, policy, now)
-        # Journal before the request: rows left "sending" by a crash become "uncertain", never resent.
-        if row_ids:
-            session.execute(update(Event).where(Event.id.in_(row_ids)).values(
-                delivery_status=IN_FLIGHT, last_attempt_at=now),
-                execution_options={"synchronize_session": False})
-        session.commit()
-        try:
-            result = send_batch(client, request.pixel_id, to_send, request.params)
-        except MetaApiError as exc:
-            queue = exc.retryable and not request.params.get("test_event_code")
-            if row_ids:
-                record_delivery(session, pixel_id=request.pixel_id, event_row_ids=row_ids,
-                                outcome=_outcome_for(exc, "pending" if queue else "failed", now))
-            session.commit()
-            return queued(len(events)) if queue else meta_error(exc)
-        if row_ids:
-            record_delivery(session, pixel_id=request.pixel_id, event_row_ids=row_ids,
-                            outcome=DeliveryOutcome(status="delivered", attempted_at=now, http_status=200,
-                                                    fbtrace_id=result.fbtrace_id,
-                                                    events_received=result.events_received,
-                                                    attempts=result.attempts))
-        session.commit()
-        return accepted(result)
+    if client is None:
+        return no_token()
+    row_ids = _record(writes, request, policy, now, "sending")
+    # No session and no transaction is open from here until Meta answers.
+    try:
+        result = send_batch(client, request.pixel_id, to_send, request.params)
+    except MetaApiError as exc:
+        if isinstance(exc, MetaUnreachableError) and "timed out" in exc.message:
+            # The request may have reached Meta (as in forward_pending): never re-sent, reported.
+            writes.answer(AnswerWrite(request.pixel_id, row_ids, "uncertain"))
+            return unanswered(len(events))
+        queue = exc.retryable and not request.params.get("test_event_code") and not request.unconfigured
+        writes.answer(AnswerWrite(request.pixel_id, row_ids, _outcome_for(exc, "pending" if queue else "failed",
+                                                                         now)))
+        return queued(len(events)) if queue else meta_error(exc)
+    writes.answer(AnswerWrite(request.pixel_id, row_ids, DeliveryOutcome(
+        status="delivered", attempted_at=now, http_status=200, fbtrace_id=result.fbtrace_id,
+        events_received=result.events_received, attempts=result.attempts)))
+    return accepted(result)

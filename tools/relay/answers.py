@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from tools.meta.client import SendResult
 from tools.meta.errors import MetaApiError
 from tools.meta.validate import EventProblem
-from tools.meta.wire import batch_rejected, invalid_parameter
+from tools.meta.wire import batch_rejected, graph_error, invalid_parameter
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,24 @@ def queued(count: int) -> RelayAnswer:
         "events_received": count,
         "messages": [f"capi-agent: Meta unavailable, {count} events queued for delivery"],
         "fbtrace_id": None})
+
+
+def unanswered(count: int) -> RelayAnswer:
+    """Meta did not answer in time: it may have the events, so they are neither re-sent nor refused (a
+    retry by the sender could count them twice); the ledger reports them as uncertain."""
+    return RelayAnswer(status=200, body={
+        "events_received": count,
+        "messages": [f"capi-agent: Meta did not answer in time; {count} events may have been received and "
+                     "are not re-sent (reported as uncertain)"],
+        "fbtrace_id": None})
+
+
+def no_token() -> RelayAnswer:
+    """Nothing to forward with (a relay key for a pixel with no Meta token configured): a transient
+    error, so the sender keeps the events and retries, rather than a "queued" the relay could not keep."""
+    return _from_response(graph_error(
+        503, "capi-agent: no Meta access token is configured for this pixel; the events were not accepted, "
+        "retry later", code=2, is_transient=True))
 
 
 def meta_error(exc: MetaApiError) -> RelayAnswer:
