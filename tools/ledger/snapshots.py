@@ -76,9 +76,13 @@ def load_meta_counts(session: Session, *, pixel_id: str, start: datetime,
         .order_by(MetaSnapshot.fetched_at, MetaSnapshot.id))
     latest: dict[tuple[datetime, str, str], int] = {}
     start, end = as_utc(start), as_utc(end)
+    hours: dict[str, datetime] = {}  # overlapping snapshots repeat the same hours: parse each once
     for body in session.scalars(query):
         for item in body.get("counts", []):
-            hour = parse_iso(item["hour"])
+            text = item["hour"]
+            hour = hours.get(text)
+            if hour is None:
+                hour = hours[text] = parse_iso(text)
             if start <= hour < end:
                 latest[(hour, item["event_name"], item["source"])] = int(item["count"])
     return tuple(MetaHourlyCount(hour=h, event_name=n, source=s, count=c)  # type: ignore[arg-type]
