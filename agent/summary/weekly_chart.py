@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from agent.summary.weekly import PixelWeek, WeeklyReport, week_label
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 MAX_PANELS = 24
@@ -71,7 +72,7 @@ def build_figure(report: WeeklyReport, *, max_panels: int = MAX_PANELS) -> Figur
     return figure
 
 
-def _panel(axes, rank: int, pixel: PixelWeek) -> None:  # type: ignore[no-untyped-def]
+def _panel(axes: Axes, rank: int, pixel: PixelWeek) -> None:
     bad = pixel.count_open("critical") or pixel.count_open("warning")
     colour = "tab:red" if pixel.count_open("critical") else "tab:orange" if bad else "black"
     axes.set_title(panel_title(rank, pixel), fontsize=8, loc="left", color=colour)

@@ -125,7 +125,7 @@ def post_weekly_row(notifier: SlackNotifier, row: OutboxMessage) -> PostedMessag
     """Post the report's message, then its picture in the channel right after it. Raises
     ``SlackDeliveryError`` when the message was not posted (the row stays pending). A picture that
     fails to upload is logged, not retried: retrying would post the message twice."""
-    from agent.slack.notifier import SlackDeliveryError, call_slack
+    from agent.slack.notifier import PostedMessage, SlackDeliveryError, call_slack
     from agent.summary.weekly_chart import render_png
     from agent.summary.weekly_text import fallback, slack_blocks
 
@@ -139,7 +139,7 @@ def post_weekly_row(notifier: SlackNotifier, row: OutboxMessage) -> PostedMessag
     except SlackDeliveryError as exc:
         log.warning("weekly picture for %s not uploaded: %s", posted.channel, exc.error)
         return posted
-    return type(posted)(channel=posted.channel, ts=posted.ts, chart_uploaded=True)
+    return PostedMessage(channel=posted.channel, ts=posted.ts, chart_uploaded=True)
 
 
 def weekly_email(row: OutboxMessage) -> EmailMessage:

@@ -8,7 +8,7 @@ in Slack, so the report cannot mention people or forge links.
 from __future__ import annotations
 
 from agent.slack.blocks import HEADER_LIMIT, Block, _clip, _context, _section, escape_mrkdwn
-from agent.summary.weekly import PixelWeek, WeeklyReport, week_label
+from agent.summary.weekly import AppliedFix, PixelWeek, WeeklyReport, week_label
 
 TITLE = "capi-agent weekly report"
 SLACK_DETAILED = 10
@@ -55,7 +55,7 @@ def figures_line(pixel: PixelWeek) -> str:
     return line
 
 
-def fix_line(fix) -> str:  # type: ignore[no-untyped-def]
+def fix_line(fix: AppliedFix) -> str:
     verified = {True: ", resolved", False: ", not resolved", None: ""}[fix.resolved]
     by = f" (approved by {fix.approved_by})" if fix.approved_by else ""
     return f"{fix.kind} {fix.id} {fix.status}{by}: {fix.sent:,} sent, {fix.received:,} received{verified}"
