@@ -7,7 +7,8 @@ normally (a browser-side tag and a server plugin, two servers) never look like a
   that fingerprint is new or had not been seen for ``REVIVAL`` (a rollback counts, a fleet where two
   versions alternate during a rollout does not, after its first switch);
 * ``sender``: a new identity carries most of the pixel's server events since it appeared (at least
-  ``TAKEOVER_MIN_EVENTS``), within ``TAKEOVER_WINDOW``; dated when it appeared;
+  ``TAKEOVER_MIN_EVENTS``), within ``TAKEOVER_WINDOW``; dated when it appeared. Senders of the pixel's
+  first day (``REVIVAL``) are its starting set, not changes;
 * ``fields`` / ``match_keys``: per event name, the keys the identity's events carry, judged once the
   event has ``HOUR_MIN_EVENTS`` events since it was last judged (an hour at a big shop, several at a
   small one), at the turn of an hour. A key most events carried (``USUAL_SHARE`` of at least
@@ -104,12 +105,14 @@ def _judge(state: dict[str, Any], *, identity: str, first_seen: datetime) -> lis
     return changes
 
 
-def _others(session: Session, pixel_id: str, identity: str) -> tuple[int, str | None]:
-    """Events of the pixel's other senders, and the label of the one with the most."""
-    rows = session.execute(select(SenderIdentity.label, SenderIdentity.events).where(
+def _others(session: Session, pixel_id: str, identity: str) -> tuple[int, str | None, datetime | None]:
+    """Events of the pixel's other senders, the label of the one with the most, and when the first
+    of them was first seen."""
+    rows = session.execute(select(SenderIdentity.label, SenderIdentity.events, SenderIdentity.first_seen).where(
         SenderIdentity.pixel_id == pixel_id, SenderIdentity.identity != identity)).all()
     top = max(rows, key=lambda row: row.events, default=None)
-    return sum(row.events for row in rows), (top.label if top is not None else None)
+    first = min((as_utc(row.first_seen) for row in rows), default=None)
+    return sum(row.events for row in rows), (top.label if top is not None else None), first
 
 
 def observe(session: Session, *, pixel_id: str, info: SenderInfo, shapes: Sequence[EventShape],
@@ -125,9 +128,11 @@ def observe(session: Session, *, pixel_id: str, info: SenderInfo, shapes: Sequen
     row = session.execute(select(table).where(table.c.pixel_id == pixel_id, table.c.identity == identity)
                           .with_for_update()).mappings().first()
     if row is None:
-        others, top = _others(session, pixel_id, identity)
+        others, top, since = _others(session, pixel_id, identity)
         state: dict[str, Any] = {"hour": to_iso(hour)}
-        if top is not None:  # the pixel's first sender is no change; a later one may take over
+        # The pixel's first senders are no change (those of its first day, which start side by side);
+        # a later one may take over.
+        if top is not None and since is not None and at - since >= REVIVAL and others >= TAKEOVER_MIN_EVENTS:
             state["takeover"] = {"others_at_start": others, "before": top}
         session.execute(dialect_insert(session, table).on_conflict_do_nothing(), [{
             "pixel_id": pixel_id, "identity": identity, "label": info.label, "fingerprint": key,
@@ -166,7 +171,7 @@ def observe(session: Session, *, pixel_id: str, info: SenderInfo, shapes: Sequen
         if at - first_seen > TAKEOVER_WINDOW:
             state.pop("takeover")
         else:
-            others, _top = _others(session, pixel_id, identity)
+            others, _top, _since = _others(session, pixel_id, identity)
             since = max(0, others - int(takeover["others_at_start"]))
             if events >= TAKEOVER_MIN_EVENTS and events / (events + since) > TAKEOVER_SHARE:
                 changes.append(SenderChange(at=first_seen, kind="sender", sender=identity,
