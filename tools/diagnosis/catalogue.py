@@ -38,7 +38,7 @@ CATALOGUE: dict[str, RootCauseInfo] = {
             "server_events_down", "Server events stopped",
             "The shop's backend stopped producing server events for some events; no delivery errors.",
             ("server counts fall (ledger and Meta)", "browser steady", "orders without a server Purchase"),
-            ("replay", "manual"),
+            ("replay", "backfill_from_orders", "manual"),
             "Check the server-side integration (webhook, plugin, deploy) that creates these events.",
             ("parity.server_below_browser",), ("volume.zero", "volume.drop", "parity.orders_unmatched"),
         ),

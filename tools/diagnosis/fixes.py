@@ -4,6 +4,9 @@ Replay kinds get ``{"since": ISO, "until": ISO, "event_names": [...], "statuses"
 are the ledger's delivery statuses: ``failed``, ``pending``, and ``never_sent`` for events that were
 recorded but never attempted. ``since`` is the start of the run of hours, ending with the audited
 window, in which the affected events were left undelivered (never before Meta's 7-day limit).
+
+``backfill_from_orders`` gets ``{"since": ISO, "until": ISO, "event_names": ["Purchase"]}``: from the
+onset of the orders' loss of their server Purchases (``lost_purchases_since``) to the audited window.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from tools.checks.types import AuditInputs
+from tools.checks.witness import orders_verdict
 from tools.diagnosis.catalogue import cause_info
 from tools.diagnosis.types import FixKind, FixSuggestion
 from tools.timeutil import HOUR, META_MAX_EVENT_AGE, hours_between, to_iso
@@ -43,6 +47,18 @@ def undelivered_since(inputs: AuditInputs, event_names: Sequence[str]) -> dateti
         since = hour
         hour -= HOUR
     return min(since, inputs.window_start)
+
+
+def lost_purchases_since(inputs: AuditInputs) -> datetime | None:
+    """Start of the orders' loss of their server Purchases: the orders witness's onset when it alarms
+    (else the audited window), within Meta's 7 days; None when no order of that span lacks a Purchase.
+    Not earlier: a shop whose orders never all had a Purchase is not to be topped up from before."""
+    verdict = orders_verdict(inputs)
+    start = verdict.onset if verdict is not None and verdict.alarm else inputs.window_start
+    start = max(start, inputs.window_end - META_MAX_EVENT_AGE + HOUR)
+    lost = any(row.orders > row.matched for row in inputs.order_hours
+               if start <= row.hour < inputs.window_end)
+    return start if lost else None
 
 
 def replay_params(inputs: AuditInputs, event_names: Sequence[str], statuses: list[str],
@@ -94,10 +110,19 @@ def suggest_fixes(
         return fixes
     if cause == "server_events_down":
         held = [n for n in names if stuck.get(n)]
+        fixes = []
         if held:
-            return [_fix("replay", "Send the server events the ledger still holds undelivered.",
-                         replay_params(inputs, held, ANY_UNDELIVERED)), _manual(cause)]
-        return [_manual(cause)]
+            fixes.append(_fix("replay", "Send the server events the ledger still holds undelivered.",
+                              replay_params(inputs, held, ANY_UNDELIVERED)))
+        # Purchases that never reached the ledger cannot be replayed; the shop's orders still tell them.
+        lost_since = lost_purchases_since(inputs) if inputs.has_orders and (
+            not event_names or "Purchase" in event_names) else None
+        if lost_since is not None:
+            fixes.append(_fix("backfill_from_orders", "Rebuild the lost Purchases from the shop's orders that "
+                                                      "have none (each order once, its id as event_id).",
+                              {"since": to_iso(lost_since), "until": to_iso(inputs.window_end),
+                               "event_names": ["Purchase"]}))
+        return [*fixes, _manual(cause)]
     if cause == "malformed_parameter":
         params = {**replay_params(inputs, stuck_names or names, ["failed"]), "parameter": parameter}
         return [_fix("repair_and_replay",
