@@ -15,7 +15,15 @@ from tools.checks.types import LAG_BUCKET_EDGES
 from tools.ledger.deliveries import record_delivery
 from tools.ledger.ingest import ingest_events_jsonl, ingest_orders_jsonl
 from tools.ledger.inputs import load_ledger_inputs
-from tools.ledger.models import ArrivalHourRollup, Delivery, DeliveryHourRollup, Event, EventHourRollup, OrderHourRollup
+from tools.ledger.models import (
+    ArrivalHourRollup,
+    Delivery,
+    DeliveryHourRollup,
+    Event,
+    EventHourRollup,
+    OrderHourRollup,
+    PayloadHourRollup,
+)
 from tools.ledger.rollups import TOP_K, merge_top, rebuild_rollups
 from tools.ledger.store import DeliveryOutcome, record_events
 from tools.timeutil import as_utc, to_iso
@@ -65,7 +73,7 @@ def _lines() -> list[dict[str, Any]]:
 
 def _rollups(session: Session) -> dict[str, list[tuple[Any, ...]]]:
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup, ArrivalHourRollup):
+    for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup, ArrivalHourRollup, PayloadHourRollup):
         rows = session.scalars(select(model)).all()
         out[model.__tablename__] = sorted(
             tuple(as_utc(v) if isinstance(v, datetime) else v for v in row.model_dump().values())
@@ -109,6 +117,10 @@ def test_incremental_rollups_equal_a_rebuild(ledger_engine: Engine, tmp_path: Pa
         # ... and once by the hour it arrived, with its offset.
         assert session.scalar(select(func.sum(ArrivalHourRollup.events))) == 63
         assert sum(sum(r.offsets) for r in session.scalars(select(ArrivalHourRollup))) == 63
+        # ... and once in the payload rollups: the 22 Purchases here carry no custom_data (no currency).
+        assert session.scalar(select(func.sum(PayloadHourRollup.events))) == 63
+        issues = [r.detail.get("issues", {}) for r in session.scalars(select(PayloadHourRollup))]
+        assert sum(i.get("purchase_no_currency", 0) for i in issues) == 22
         assert session.scalar(select(func.sum(EventHourRollup.undelivered))) == 0
 
 

@@ -78,10 +78,10 @@ ISSUES: dict[str, tuple[str, str, str]] = {
         "all", "have no action_source, so Meta cannot tell where they happened",
         "Set action_source on every event (website for events on the site, app, physical_store, ...)."),
     "website_no_source_url": (
-        "website", "are website events without event_source_url",
+        "website", "lack event_source_url (the page the event happened on)",
         "Send the page URL of the event (event_source_url) with every website event."),
     "website_no_user_agent": (
-        "website", "are website events without client_user_agent",
+        "website", "lack client_user_agent (the customer's browser)",
         "Forward the customer's browser User-Agent as user_data.client_user_agent."),
     "user_data_not_string": (
         "all", "send user_data values as numbers or booleans instead of strings",
