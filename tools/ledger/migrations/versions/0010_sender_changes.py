@@ -6,7 +6,7 @@ event names) that the audit names beside an incident starting after them.
 Names and versions only: no customer data, no tokens.
 
 Revision ID: 0010_sender_changes
-Revises: 0009_payload_quality
+Revises: 0010_order_customer
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0010_sender_changes"
-down_revision = "0009_payload_quality"
+# After 0010_order_customer, written at the same time from 0009: one linear chain.
+down_revision = "0010_order_customer"
 branch_labels = None
 depends_on = None
 
