@@ -58,7 +58,7 @@ def list_fixes(
     for p in proposals:
         decided = f" by {p.decided_by}" if p.decided_by else ""
         flag = f", {uncertain[p.id]} uncertain chunk(s)" if uncertain.get(p.id) else ""
-        typer.echo(f"{p.id}  {p.pixel_id}  {p.kind:<17} {p.status}{decided}{flag}  "
+        typer.echo(f"{p.id}  {p.pixel_id}  {p.kind:<20} {p.status}{decided}{flag}  "
                    f"{p.preview.total_events} events  created {to_iso(p.created_at)}")
 
 

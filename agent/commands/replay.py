@@ -22,12 +22,20 @@ if TYPE_CHECKING:  # the heavy modules are imported inside the command (the CLI 
 
 
 def print_preview(preview: FixPreview) -> None:
-    typer.echo(f"replay for pixel {preview.pixel_id}: events from {to_iso(preview.since)} "
+    typer.echo(f"{preview.kind} for pixel {preview.pixel_id}: events from {to_iso(preview.since)} "
                f"to {to_iso(preview.until)}" + (f" ({', '.join(preview.event_names)})"
                                                  if preview.event_names else ""))
     typer.echo(f"  {preview.total_events} events in {preview.requests} request(s)")
+    if preview.value_by_currency:
+        typer.echo("  value: " + ", ".join(f"{value:,.2f} {currency}"
+                                           for currency, value in preview.value_by_currency.items()))
+    if preview.refs:
+        more = preview.total_events - len(preview.refs)
+        typer.echo(f"  orders: {', '.join(preview.refs)}" + (f" and {more} more" if more > 0 else ""))
     for row in preview.by_event_hour:
         typer.echo(f"    {to_iso(row.hour)}  {row.event_name:<24} {row.count}")
+    for change in preview.changes:
+        typer.echo(f"  change: {change.parameter} {change.action} on {change.count}")
     for skip in preview.skipped:
         typer.echo(f"  skipped: {skip.count} {skip.reason.replace('_', ' ')}")
 

@@ -1,9 +1,11 @@
-"""Safe fixes (docs/design.md §5): replay, repair_and_replay and rehash, each run as
-plan -> preview -> execute -> verify, with an audit trail.
+"""Safe fixes (DESIGN.md section 5), each run as plan -> preview -> approval -> execute -> verify, with
+an audit trail.
 
+- ``registry``: the runnable kinds, by name (one module each under ``kinds/``: replay,
+  repair_and_replay, rehash, backfill_from_orders); everything else derives from it.
 - ``types``: ``FixParams``, ``FixPreview``, ``FixProposal``, ``ExecutionResult``, ``Verification``, errors.
 - ``models``: the ``fix_proposals``, ``fix_chunks`` (execution journal) and ``fix_trail`` tables.
-- ``selection``: which ledger events a fix touches, and why others are skipped.
+- ``replay``: the window, Meta's 7-day limit, and which undelivered ledger events a resending kind takes.
 - ``repair`` / ``rehash``: the per-event payload changes of repair_and_replay and rehash.
 - ``preview``: ``build_preview`` (a pure read of the ledger).
 - ``planner``: ``propose_fix``, ``get_proposal``, ``list_proposals``, ``decide``, ``expire_proposals``.
