@@ -148,10 +148,12 @@ def check_dedupe_reasons(inputs: AuditInputs) -> list[Finding]:
         return []
     since = inputs.window_end - PAIR_WINDOW
     browser, server = _browser_counts(inputs, since)
-    server_names = dict(server)
+    # Server names as Meta counted them, or as the ledger recorded them (Meta may not have them yet).
+    ledger: dict[str, int] = {}
     for row in inputs.payload_hours:
         if since <= row.hour < inputs.window_end:
-            server_names[row.event_name] = server_names.get(row.event_name, 0) + row.events
+            ledger[row.event_name] = ledger.get(row.event_name, 0) + row.events
+    server_names = {name: max(server.get(name, 0), ledger.get(name, 0)) for name in {*server, *ledger}}
     out: list[Finding] = []
     label = span_label([since, inputs.window_end - HOUR])
     for name, browser_n in sorted(browser.items()):
