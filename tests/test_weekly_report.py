@@ -324,6 +324,11 @@ def test_two_replicas_and_two_rounds_post_the_report_and_upload_its_picture_once
         ledger_engine: Engine, fake: FakeSlackAPI, notifier: SlackNotifier) -> None:
     with Session(ledger_engine) as session:
         seed(session)
+        # The critical incident's own message, posted earlier: the weekly report links to it.
+        session.add(OutboxMessage(dedupe_key="incident:fc:new", channel=CHANNEL, kind="incident",
+                                  incident_id="i-crit", status="sent", message_ts="1763000000.000100",
+                                  created_at=START + 100 * HOUR))
+        session.commit()
     now = END + timedelta(minutes=10)
 
     def replica() -> None:  # each replica: its own session, a scheduler round, then its outbox sender
@@ -347,6 +352,8 @@ def test_two_replicas_and_two_rounds_post_the_report_and_upload_its_picture_once
     [upload] = fake.calls_to(UPLOAD_METHOD)
     assert upload.content.startswith(PNG_SIGNATURE)
     text = json.dumps(post["blocks"])
+    assert "<https://slack.com/archives/C0AGENCY/p1763000000000100|Events recorded but never sent (critical)>" in text
+    assert "Late:" not in text
     assert text.index("p-critical") < text.index("p-warning") < text.index("p-fixed") < text.index("p-silent")
     with Session(ledger_engine) as session:
         [row] = [r for r in _weekly_rows(session) if r.kind == "weekly"]
@@ -364,9 +371,10 @@ def test_a_slack_outage_keeps_the_report_pending_then_posts_it_once(
     report = deliver_outbox(lambda: Session(engine), notifier, now=END)
     assert report.retry_later == 1 and fake.calls_to(UPLOAD_METHOD) == []
     fake.recover()
-    assert deliver_outbox(lambda: Session(engine), notifier, now=END + HOUR).sent == 1
-    assert deliver_outbox(lambda: Session(engine), notifier, now=END + 2 * HOUR).sent == 0
-    assert len(_weekly_posts(fake)) == 1 and len(fake.calls_to(UPLOAD_METHOD)) == 1
+    assert deliver_outbox(lambda: Session(engine), notifier, now=END + 8 * HOUR).sent == 1
+    assert deliver_outbox(lambda: Session(engine), notifier, now=END + 9 * HOUR).sent == 0
+    [post] = _weekly_posts(fake)
+    assert len(fake.calls_to(UPLOAD_METHOD)) == 1 and "Late: sent at 16:00 UTC" in json.dumps(post["blocks"])
 
 
 class RecordingMailer:

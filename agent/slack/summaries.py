@@ -46,7 +46,7 @@ def post_summary_row(session: Session, notifier: SlackNotifier, row: OutboxMessa
     if row.kind == "weekly":  # the weekly report stands on its own (agent.summary.weekly_queue)
         from agent.summary.weekly_queue import post_weekly_row
 
-        return post_weekly_row(notifier, row)
+        return post_weekly_row(session, notifier, row, now)
     summary = Summary.from_json(row.payload["summary"])
     links = incident_links(session, summary)
     if row.kind == "summary_day":

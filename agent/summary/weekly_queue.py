@@ -31,9 +31,9 @@ from sqlalchemy.orm import Session
 from agent.summary.queue import settled_pixels
 from agent.summary.weekly import WeeklyReport, build_weekly, local_days, week_end_at, week_label
 from tools.ledger.models import Audit
-from tools.ledger.outbox import OutboxMessage, enqueue, existing_keys
+from tools.ledger.outbox import OutboxMessage, enqueue, existing_keys, incident_posts
 from tools.ledger.pixels import PixelConfig
-from tools.timeutil import as_utc
+from tools.timeutil import as_utc, parse_iso
 
 if TYPE_CHECKING:
     from agent.slack.notifier import PostedMessage, SlackNotifier
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 WAIT_AT_MOST = timedelta(hours=6)
 CATCH_UP = timedelta(hours=72)  # as far back as the scheduler catches up audits
+LATE_AFTER = timedelta(hours=7)  # WAIT_AT_MOST, and the hour it takes to be posted after that
 SLACK_KIND, EMAIL_KIND = "weekly", "email_weekly"
 
 
@@ -121,16 +122,23 @@ def enqueue_weekly_due(session: Session, *, pixels: Sequence[PixelConfig], now: 
 
 # --- delivery ---------------------------------------------------------------------------------------
 
-def post_weekly_row(notifier: SlackNotifier, row: OutboxMessage) -> PostedMessage:
+def post_weekly_row(session: Session, notifier: SlackNotifier, row: OutboxMessage, now: datetime
+                    ) -> PostedMessage:
     """Post the report's message, then its picture in the channel right after it. Raises
     ``SlackDeliveryError`` when the message was not posted (the row stays pending). A picture that
     fails to upload is logged, not retried: retrying would post the message twice."""
     from agent.slack.notifier import PostedMessage, SlackDeliveryError, call_slack
+    from agent.slack.summary_blocks import thread_link
     from agent.summary.weekly_chart import render_png
-    from agent.summary.weekly_text import fallback, slack_blocks
+    from agent.summary.weekly_text import SLACK_DETAILED, fallback, slack_blocks
 
     report = WeeklyReport.from_json(row.payload["report"])
-    posted = notifier.post_blocks(row.channel, slack_blocks(report), fallback(report))
+    ids = [incident.id for pixel in report.pixels[:SLACK_DETAILED] for incident in pixel.open_incidents]
+    links = {incident_id: thread_link(channel, ts) for incident_id, (channel, ts)
+             in incident_posts(session, ids).items()}
+    late = now if as_utc(now) - parse_iso(report.week_end) > LATE_AFTER else None
+    posted = notifier.post_blocks(row.channel, slack_blocks(report, links=links, late_sent_at=late),
+                                  fallback(report))
     png = render_png(report)
     try:
         call_slack("files.upload", lambda: notifier.client.files_upload_v2(

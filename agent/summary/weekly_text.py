@@ -7,7 +7,10 @@ in Slack, so the report cannot mention people or forge links.
 
 from __future__ import annotations
 
-from agent.slack.blocks import HEADER_LIMIT, Block, _clip, _context, _section, escape_mrkdwn
+from collections.abc import Mapping
+from datetime import datetime
+
+from agent.slack.blocks import HEADER_LIMIT, Block, _clip, _context, _section, escape_mrkdwn, hhmm_utc
 from agent.summary.weekly import AppliedFix, PixelWeek, WeeklyReport, week_label
 
 TITLE = "capi-agent weekly report"
@@ -92,7 +95,7 @@ VERDICT_EMOJI = {"critical": ":red_circle:", "warning": ":warning:", "findings":
                  "audit failed": ":x:", "no data": ":grey_question:", "healthy": ":white_check_mark:"}
 
 
-def _slack_pixel(rank: int, pixel: PixelWeek) -> str:
+def _slack_pixel(rank: int, pixel: PixelWeek, links: Mapping[str, str]) -> str:
     word = verdict(pixel)
     name = f" {escape_mrkdwn(pixel.name)}" if pixel.name else ""
     lines = [f"{VERDICT_EMOJI[word]} *{rank}. {word}* · `{escape_mrkdwn(pixel.pixel_id)}`{name}"]
@@ -100,20 +103,26 @@ def _slack_pixel(rank: int, pixel: PixelWeek) -> str:
         lines.append("_no data this week: Meta counted no event_")
     lines.append(escape_mrkdwn(figures_line(pixel)))
     if pixel.open_incidents:
-        lines.append("Open: " + ", ".join(f"{escape_mrkdwn(i.title)} ({escape_mrkdwn(i.severity)})"
-                                          for i in pixel.open_incidents))
+        shown = []
+        for incident in pixel.open_incidents:
+            label = f"{escape_mrkdwn(incident.title)} ({escape_mrkdwn(incident.severity)})"
+            shown.append(f"<{links[incident.id]}|{label}>" if incident.id in links else label)
+        lines.append("Open: " + ", ".join(shown))
     if pixel.fixes:
         lines.append("Fixes: " + "; ".join(escape_mrkdwn(fix_line(f)) for f in pixel.fixes))
     return "\n".join(lines)
 
 
-def slack_blocks(report: WeeklyReport, *, picture: bool = True) -> list[Block]:
+def slack_blocks(report: WeeklyReport, *, picture: bool = True, links: Mapping[str, str] | None = None,
+                 late_sent_at: datetime | None = None) -> list[Block]:
+    """The message: the ten worst pixels in detail (open incidents linked to their Slack messages,
+    the agent's own links only), the others by group, and a note when it goes out late."""
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(TITLE, HEADER_LIMIT)}},
         _context(escape_mrkdwn(f"{week_label(report)} · {tally(report)}")),
     ]
     detailed = report.pixels[:SLACK_DETAILED]
-    texts = [_slack_pixel(rank, pixel) for rank, pixel in enumerate(detailed, start=1)]
+    texts = [_slack_pixel(rank, pixel, links or {}) for rank, pixel in enumerate(detailed, start=1)]
     for start in range(0, len(texts), PIXELS_PER_SECTION):
         blocks.append(_section("\n\n".join(texts[start:start + PIXELS_PER_SECTION])))
     rest = report.pixels[SLACK_DETAILED:]
@@ -127,6 +136,9 @@ def slack_blocks(report: WeeklyReport, *, picture: bool = True) -> list[Block]:
                                              + ". Every pixel: capi-agent report --week --format text")))
     if not report.pixels:
         blocks.append(_section("No pixels."))
+    if late_sent_at is not None:
+        blocks.append(_context(f"_Late: sent at {hhmm_utc(late_sent_at)}, after Slack or capi-agent was "
+                               "unavailable._"))
     if picture:
         blocks.append(_context("The picture of the week (coverage, server/browser, EMQ per pixel, worst "
                                "first) follows."))
