@@ -133,11 +133,14 @@ def test_selection_leaves_out_orders_that_have_a_purchase_and_respects_the_windo
 def test_only_purchase_events_and_no_raw_customer_data(ledger_engine: Engine) -> None:
     with pytest.raises(ValueError, match="Purchase"):
         preview(ledger_engine, {**WEEK, "event_names": ["Lead"]})
-    add_orders(ledger_engine, [order(0, BASE)])
+    line = {"order_id": "o-ip", "pixel_id": PIXEL, "created_at": to_iso(BASE), "value": 5, "currency": "EUR",
+            "user_data": {"em": email(0), "ph": "+1 (650) 555-1212", "client_ip_address": "203.0.113.77"}}
+    add_orders(ledger_engine, [parse_order_line(json.dumps(line))])
     with ledger_engine.connect() as conn:
         dump = " ".join(str(row) for row in conn.execute(text("SELECT * FROM orders")))
-    assert email(0) not in dump and email(0).lower() not in dump
-    assert sha(email(0).strip().lower()) in dump
+    for raw in (email(0), email(0).lower(), "555-1212", "203.0.113.77"):
+        assert raw not in dump
+    assert sha(email(0).strip().lower()) in dump and sha("16505551212") in dump
 
 
 def test_executes_once_sends_the_orders_as_purchases_and_a_second_run_or_proposal_sends_nothing(

@@ -378,13 +378,15 @@ def parse_order_line(text: str) -> dict[str, Any]:
 
 def _order_customer(user_data: dict[str, Any] | None) -> dict[str, Any] | None:
     """The order's customer information as the ledger keeps it: hashed by ``prepare_user_data``
-    (raw values are hashed here and never stored); None when nothing usable is left."""
+    (raw values are hashed here and never stored), without the IP address (Meta wants it clear, and
+    orders, unlike event payloads, are never purged); None when nothing usable is left."""
     if not user_data:
         return None
     from tools.meta.userdata import prepare_user_data
 
-    prepared = prepare_user_data(user_data).user_data
-    return dict(prepared) or None
+    prepared = dict(prepare_user_data(user_data).user_data)
+    prepared.pop("client_ip_address", None)
+    return prepared or None
 
 
 def store_orders(session: Session, orders: list[dict[str, Any]]) -> tuple[int, int]:
