@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,11 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
+from tests.agentworld import agent_world, small_scenario, world_template
+from tests.fakes.slack_api import RESPONSE_URL_METHOD, FakeSlackAPI
+from tests.fakes.slack_requests import bolt_request, command_body
 from tests.fixtures.db import PIXEL, event_line, sha, write_jsonl
+from tests.test_serve_world import APPROVER, BOT_TOKEN, CHANNEL, SECRET, everything_slack_saw, serve_over
 from tools.checks.payload_quality import check_payload, distinct_users
 from tools.checks.registry import run_checks
 from tools.checks.types import AuditInputs, Finding
@@ -207,4 +212,42 @@ def test_no_raw_customer_value_reaches_a_finding_or_the_log(ledger_engine: Engin
         f.code for f in findings}
     seen = json.dumps([f.model_dump(mode="json") for f in findings]) + caplog.text
     for raw in (RAW_EMAIL, RAW_PHONE, "6505550143", RAW_IP):
+        assert raw not in seen
+
+
+# --- end to end: ingest -> audit -> the Slack answer ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def slack_api() -> Iterator[FakeSlackAPI]:
+    """The fake Slack API with the canary bot token the serve world is configured with."""
+    with FakeSlackAPI(bot_token=BOT_TOKEN) as api:
+        yield api
+
+
+@pytest.mark.slow
+def test_payload_findings_reach_slack_and_no_raw_value_does(tmp_path_factory: pytest.TempPathFactory,
+                                                            tmp_path: Path, fake: FakeSlackAPI,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    scenario = small_scenario()
+    template = world_template(scenario, tmp_path_factory)
+    hour = scenario.audit_at.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    lines = []
+    for i in range(40):  # a release ships with a test code and without currency; raw PII arrives too
+        line = event_line(event_time=hour + timedelta(minutes=i), name="Purchase", event_id=f"canary-{i}",
+                          pixel_id=scenario.pixel_id, custom_data={"value": 30 + i, "order_id": f"canary-{i}"},
+                          user_data={"em": [RAW_EMAIL if i == 0 else f"buyer{i}@example.org"], "ph": RAW_PHONE,
+                                     "client_ip_address": RAW_IP, "client_user_agent": "Mozilla/5.0"})
+        line["event"]["test_event_code"] = TEST_CODE
+        lines.append(line)
+    with agent_world(template, tmp_path, extra_events=lines) as world, serve_over(world, fake) as serve:
+        text = "audit"
+        body = command_body(text=text, user=APPROVER, channel=CHANNEL, response_url=fake.response_url(text))
+        assert serve.app.dispatch(bolt_request(body, SECRET, form=True)).status == 200
+        [answer] = [c for c in fake.calls_to(RESPONSE_URL_METHOD) if c.args["_hook"] == text]
+    message = str(answer.args["text"])
+    assert "payload.test_event_code" in message and "payload.purchase_no_currency" in message
+    assert "carry a test_event_code" in message and "have no currency" in message
+    seen = everything_slack_saw(fake) + caplog.text
+    for raw in (RAW_EMAIL, RAW_PHONE, "6505550143", RAW_IP, TEST_CODE):
         assert raw not in seen
