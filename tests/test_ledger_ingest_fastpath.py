@@ -32,9 +32,10 @@ OTHER_PIXEL = "555000111"
 REFERENCE_SQLITE_DIGEST = "e0f6d1e6474ed359efd07c9e412fb90fd06d439fd3ca96e9c9f2a24539cfdd65"
 DIGEST_TABLES = ("events", "deliveries", "delivery_events", "orders", "event_hours", "delivery_hours",
                  "order_hours")
-# Columns added after that commit (migration 0006), left out of the digest: the bytes of every
-# column the reference knew must not change.
-ADDED_COLUMNS = {"events": {"purchase_key"}, "event_hours": {"double_order_ids", "double_purchase_keys"}}
+# Columns added after that commit (migrations 0006, 0010_order_customer), left out of the digest: the
+# bytes of every column the reference knew must not change.
+ADDED_COLUMNS = {"events": {"purchase_key"}, "event_hours": {"double_order_ids", "double_purchase_keys"},
+                 "orders": {"user_data"}}
 # Keys added to a JSON column later (migration 0009: flags["payload"], appended last), left out too.
 ADDED_JSON_KEYS = {("events", "flags"): "payload"}
 
