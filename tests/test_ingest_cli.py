@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,3 +76,31 @@ def test_ingest_rejects_a_bad_country(sqlite_url: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(build_app(), ["ingest", str(events), "--country", "USA",
                                               "--database-url", sqlite_url])
     assert result.exit_code == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_rate_and_eta_on_a_terminal_only() -> None:
+    from agent.commands.ingest import progress_display
+    from tools.ledger.ingest import IngestProgress
+
+    with progress_display(io.StringIO()) as update:
+        assert update is None  # a pipe or a log file gets only the final report
+    terminal = _Terminal()
+    with progress_display(terminal) as update:
+        assert update is not None
+        update(IngestProgress(lines=25_000, loaded=24_990, duplicates=10, skipped=0, position=2_500_000,
+                              size=10_000_000, elapsed=2.0))
+    shown = terminal.getvalue()
+    assert "25,000 lines" in shown and "12,500 events/s" in shown
+    assert "ETA 00:06" in shown and "25%" in shown
+
+
+def test_ingest_without_a_terminal_prints_no_progress(sqlite_url: str, tmp_path: Path) -> None:
+    events = write_jsonl(tmp_path / "events.jsonl", [event_line(event_time=T0)])
+    result = CliRunner().invoke(build_app(), ["ingest", str(events), "--database-url", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert "events/s" not in result.output and "ETA" not in result.output
