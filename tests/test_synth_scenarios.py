@@ -122,7 +122,8 @@ def test_trimmed_run_reproduces_the_full_run(tmp_path: Path) -> None:
 
 
 def test_cli_writes_the_three_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["healthy_short_history.v1", "--out", str(tmp_path / "cli")]) == 0
+    # On the library's own dates (--at in the scenario's audit hour) the CLI writes the library's files.
+    assert main(["healthy_short_history.v1", "--out", str(tmp_path / "cli"), "--at", "2026-11-12T18:00:00Z"]) == 0
     assert "healthy_short_history.v1" in capsys.readouterr().out
     files = materialize(find_scenario("healthy_short_history.v1"), tmp_path / "api")
     for name in ("events.jsonl", "orders.jsonl", "meta_state.json"):
