@@ -4,8 +4,9 @@ An order of the window becomes a Purchase (its id as ``event_id`` and ``custom_d
 time, value, currency and hashed customer information) only when the ledger holds no Purchase for it:
 none with the order id as event_id or custom_data.order_id (``orders.matched``), and none at the same
 time (``MATCH_TOLERANCE``) with the same value and currency and, where both carry one, the same hashed
-customer. Orders older than Meta's 7 days, without customer information (Meta would refuse the whole
-request), without a currency, or in another backfill's journal are left out and counted.
+customer. Orders older than Meta's 7 days, younger than ``SETTLE``, without customer information (Meta
+would refuse the whole request), without a currency, or in another backfill's journal are left out
+and counted.
 
 Never twice: once sent, the Purchases are stored in the ledger (which marks their orders matched, so
 no later selection takes them), in the same commit as the chunk's ``sent``; a chunk interrupted
@@ -38,6 +39,9 @@ NAME = "backfill_from_orders"
 PURCHASE = "Purchase"
 # How far apart an order and a Purchase without its order id may be and still be the same sale.
 MATCH_TOLERANCE = timedelta(minutes=10)
+# An order younger than this may still get its Purchase from the shop (under another event_id, which
+# Meta could not deduplicate against ours): it waits for a later backfill.
+SETTLE = timedelta(hours=1)
 # The order is not seen on the website here: no page URL or browser is known for it, and Meta's
 # "website" source requires both.
 ACTION_SOURCE = "system_generated"
@@ -162,6 +166,8 @@ def _skip_reasons(session: Session, pixel_id: str, orders: Sequence[_Order], *, 
             continue
         if order.created_at < cutoff:
             reasons[order.id] = "too_old"
+        elif order.created_at > as_utc(at) - SETTLE:
+            reasons[order.id] = "too_recent"
         elif order.id in held:
             reasons[order.id] = "in_another_fix"
         elif not order.user_data or not prepare_user_data(order.user_data).keys_present:
