@@ -356,11 +356,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("missed_batch_live", ("missed_batch",), 2, 4, "Batch runs skipped", _missed_batch_live),
     Family("late_delivery", ("late_delivery",), 3, 5, "Deliveries held 2-8 h", _late),
     Family("dedup_broken", ("dedup_broken",), 6, 6, "event_id missing on one side", _dedup),
-    Family("dedup_reasons", ("dedup_broken",), 6, 3, "Both sides carry event_id, in different forms",
-           _dedup_reasons),
     Family("hashing_error", ("hashing_error",), 2, 6, "Hashing broken", _hashing),
     Family("match_keys_lost", ("match_keys_lost",), 12, 6, "Match keys stop being sent", _keys_lost),
-    Family("payload_quality", ("match_keys_lost",), 12, 3, "Accepted but useless payloads", _payload_quality),
     Family("malformed_parameter", ("malformed_parameter",), 2, 4, "Batches rejected for a bad fbc", _malformed),
     Family("retry_storm", ("duplicate_events",), 3, 4, "Same event_id delivered repeatedly", _retry_storm),
     Family("order_sent_twice", ("duplicate_events",), 6, 4, "Same order under two event_ids", _order_twice),
@@ -371,6 +368,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("two_causes", (), 6, 6, "Two causes at once", _two),
     Family("sender_change", ("server_events_down",), 6, 4, "A sender update breaks Purchase, with a visible "
            "change of sender", _sender_change),
+    # Last, so the earlier families keep their pixel ids.
+    Family("dedup_reasons", ("dedup_broken",), 6, 4, "Both sides carry event_id, in different forms",
+           _dedup_reasons),
+    Family("payload_quality", ("match_keys_lost",), 12, 4, "Accepted but useless payloads", _payload_quality),
 )
 
 
