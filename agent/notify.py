@@ -24,6 +24,7 @@ from agent.slack.summaries import SUMMARY_KINDS, post_summary_row
 from agent.summary.queue import enqueue_ready, sweep_hours
 from tools.diagnosis.catalogue import cause_info
 from tools.fixes.planner import get_proposal
+from tools.fixes.preview import records_text
 from tools.ledger.outbox import (
     OutboxMessage,
     claim_for_delivery,
@@ -57,6 +58,8 @@ def incident_message(session: Session, *, pixel: PixelConfig, item: dict[str, An
         if proposal is None or proposal.status != "proposed":
             continue
         summary = next((f["summary"] for f in incident["fixes"] if f["kind"] == proposal.kind), proposal.kind)
+        if records := records_text(proposal.preview):  # a backfill names the orders it would send
+            summary = f"{summary} {records}."
         proposals.append(asdict(ProposalView(
             id=proposal.id, kind=proposal.kind, summary=summary, total_events=proposal.preview.total_events,
             requests=proposal.preview.requests,

@@ -25,7 +25,7 @@ from tests.test_fixes_support import AT, approved, event, received_ids, sessions
 from tools.checks.types import Finding, finding_fingerprint
 from tools.fixes.execute import execute_fix, release_uncertain
 from tools.fixes.planner import get_proposal, propose_fix
-from tools.fixes.preview import build_preview
+from tools.fixes.preview import build_preview, records_text
 from tools.fixes.trail import trail
 from tools.ledger.deliveries import record_delivery
 from tools.ledger.ingest import parse_order_line, store_orders
@@ -125,6 +125,9 @@ def test_selection_leaves_out_orders_that_have_a_purchase_and_respects_the_windo
         "no_customer_information": 1, "no_currency": 1}
     assert [(row.event_name, row.hour, row.count) for row in shown.by_event_hour] == [
         ("Purchase", floor_hour(hour), 3)]
+    # What the person approving reads (Slack's proposal summary).
+    assert records_text(shown) == "orders o-0, o-1, o-5 (value 140.00 EUR)"
+    assert records_text(shown, shown=1) == "orders o-0 and 2 more (value 140.00 EUR)"
     # A narrower window keeps to it.
     narrow = preview(ledger_engine, {"since": to_iso(hour + timedelta(minutes=1)), "until": to_iso(AT)})
     assert sorted(narrow.refs) == ["o-1", "o-5"]

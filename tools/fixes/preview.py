@@ -53,6 +53,16 @@ def build_preview(session: Session, *, pixel_id: str, kind: str, params: dict[st
     )
 
 
+def records_text(preview: FixPreview, *, shown: int = 10) -> str:
+    """For kinds that send the shop's records: which ones and their value, in one line ("" otherwise)."""
+    if not preview.refs and not preview.value_by_currency:
+        return ""
+    more = preview.total_events - min(shown, len(preview.refs))
+    refs = ", ".join(preview.refs[:shown]) + (f" and {more} more" if more > 0 else "")
+    value = ", ".join(f"{amount:,.2f} {currency}" for currency, amount in preview.value_by_currency.items())
+    return f"orders {refs}" + (f" (value {value})" if value else "")
+
+
 def _by_hour(item: tuple[tuple[str, datetime], int]) -> tuple[datetime, str]:
     (name, hour), _ = item
     return hour, name
