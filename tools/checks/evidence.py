@@ -120,42 +120,18 @@ def share_shift(target: Sequence[float], partner: Sequence[float], usable: Seque
     else:
         t_ref = _prefix([t if ok else 0.0 for t, ok in zip(target, usable, strict=True)])
         p_ref = _prefix([p if ok else 0.0 for p, ok in zip(partner, usable, strict=True)])
+    first_onset = max(known_from + 1, n_hours - lookback)
+    onsets = range(n_hours - 1, first_onset - 1, -1)  # newest first: on a tie the latest onset wins
+    if len(onsets) >= _SCREEN_FROM:
+        onsets = _screened_onsets(t_all, p_all, t_ref, p_ref, onsets, margin=margin, known_from=known_from)
     best: tuple[float, int, float] | None = None  # (llr, onset, reference ratio)
     power = 0.0
-    first_onset = max(known_from + 1, n_hours - lookback)
-    # This loop runs for every series, witness and match key of every audit (a few hundred onsets
-    # each): ``wilson_lower`` and ``share_drop_llr`` are inlined with the same operations in the same
-    # order, so the figures are the very same floats, without a Python call per onset.
-    sqrt, log, log1p = math.sqrt, math.log, math.log1p
-    z = REFERENCE_Z
-    t_end, p_end = t_all[n_hours], p_all[n_hours]
-    for onset in range(n_hours - 1, first_onset - 1, -1):
-        start = max(known_from, onset - REFERENCE_HOURS)
-        ref_t = t_ref[onset] - t_ref[start]
-        ref_p = p_ref[onset] - p_ref[start]
-        if ref_t < MIN_REFERENCE_TARGET or ref_p <= 0 or ref_t + ref_p < MIN_REFERENCE_POOL:
+    for onset in onsets:
+        figures = _onset_figures(t_all, p_all, t_ref, p_ref, onset, margin=margin, known_from=known_from)
+        if figures is None:
             continue
-        ratio = ref_t / ref_p
-        # The reference is itself an estimate: a few hours of it (a short history, an onset near its
-        # start) can be high by chance. Its lower 95 % bound is what a drop must fall below.
-        n = ref_t + ref_p  # wilson_lower(ref_t, n), n > 0 here
-        share = ref_t / n
-        centre = share + z * z / (2 * n)
-        spread = z * sqrt(share * (1 - share) / n + z * z / (4 * n * n))
-        low = max(0.0, (centre - spread) / (1 + z * z / n))
-        low_ratio = low / (1 - low) if low < 1 else ratio
-        p_null = margin * low_ratio / (1 + margin * low_ratio)
-        after_t = t_end - t_all[onset]
-        after_p = p_end - p_all[onset]
-        power = max(power, -after_p * log1p(-p_null))
-        k, n = after_t, after_t + after_p  # share_drop_llr(k, n, p_null)
-        if n <= 0 or k / n >= p_null:
-            llr = 0.0
-        else:
-            observed = min(max(k / n, 1e-12), 1 - 1e-12)
-            null = min(max(p_null, 1e-12), 1 - 1e-12)
-            llr = ((0.0 if k == 0 else k * log(observed)) + (0.0 if n - k == 0 else (n - k) * log(1 - observed))) \
-                - ((0.0 if k == 0 else k * log(null)) + (0.0 if n - k == 0 else (n - k) * log(1 - null)))
+        llr, ratio, onset_power = figures
+        power = max(power, onset_power)
         if best is None or llr > best[0]:
             best = (llr, onset, ratio)
     if best is None:
@@ -167,6 +143,94 @@ def share_shift(target: Sequence[float], partner: Sequence[float], usable: Seque
                  if llr >= ALARM_LLR else None)
     return ShareShift(llr=llr, onset=onset, reference_ratio=ratio, target_after=after_t,
                       partner_after=after_p, recovered_from=recovered, power=power)
+
+
+def _onset_figures(t_all: list[float], p_all: list[float], t_ref: list[float], p_ref: list[float], onset: int,
+                   *, margin: float, known_from: int) -> tuple[float, float, float] | None:
+    """(llr, reference ratio, power) of a drop starting at ``onset``; None without a trustworthy reference."""
+    n_hours = len(t_all) - 1
+    start = max(known_from, onset - REFERENCE_HOURS)
+    ref_t = t_ref[onset] - t_ref[start]
+    ref_p = p_ref[onset] - p_ref[start]
+    if ref_t < MIN_REFERENCE_TARGET or ref_p <= 0 or ref_t + ref_p < MIN_REFERENCE_POOL:
+        return None
+    ratio = ref_t / ref_p
+    # The reference is itself an estimate: a few hours of it (a short history, an onset near its
+    # start) can be high by chance. Its lower 95 % bound is what a drop must fall below.
+    low = wilson_lower(ref_t, ref_t + ref_p)
+    low_ratio = low / (1 - low) if low < 1 else ratio
+    p_null = margin * low_ratio / (1 + margin * low_ratio)
+    after_t = t_all[n_hours] - t_all[onset]
+    after_p = p_all[n_hours] - p_all[onset]
+    power = -after_p * math.log1p(-p_null)
+    return share_drop_llr(after_t, after_t + after_p, p_null), ratio, power
+
+
+# From this many candidate onsets on, numpy screens them first (see ``_screened_onsets``).
+_SCREEN_FROM = 24
+# Screening keeps every onset whose approximate figure is within this relative distance of the best
+# one. numpy's vectorised logarithms may differ from ``math``'s in the last bits (1e-15 relative):
+# this margin is a hundred thousand times that, so the onset with the best exact figure is never lost.
+_SCREEN_TOLERANCE = 1e-10
+
+
+def _screened_onsets(t_all: list[float], p_all: list[float], t_ref: list[float], p_ref: list[float],
+                     onsets: range, *, margin: float, known_from: int) -> list[int]:
+    """The few onsets (newest first) that can hold the best evidence or the highest power.
+
+    ``share_shift`` looks at every onset of the look-back for every series, witness and match key of
+    every audit: the figures of all onsets are computed at once with numpy, and only the onsets that
+    come within ``_SCREEN_TOLERANCE`` of the best llr or of the highest power are computed again
+    exactly (``_onset_figures``). An onset whose llr is 0 (share not below the null) needs no
+    logarithm and is exact already; of those only the newest can win a tie, so only it is kept."""
+    import numpy as np
+
+    n_hours = len(t_all) - 1
+    at = np.arange(onsets.start, onsets.stop, onsets.step)
+    starts = np.maximum(known_from, at - REFERENCE_HOURS)
+    t_ref_a, p_ref_a = np.asarray(t_ref, dtype=float), np.asarray(p_ref, dtype=float)
+    ref_t = t_ref_a[at] - t_ref_a[starts]
+    ref_p = p_ref_a[at] - p_ref_a[starts]
+    valid = (ref_t >= MIN_REFERENCE_TARGET) & (ref_p > 0) & (ref_t + ref_p >= MIN_REFERENCE_POOL)
+    if not valid.any():
+        return []
+    at, ref_t, ref_p = at[valid], ref_t[valid], ref_p[valid]
+    t_all_a, p_all_a = np.asarray(t_all, dtype=float), np.asarray(p_all, dtype=float)
+    after_t = t_all_a[n_hours] - t_all_a[at]
+    after_p = p_all_a[n_hours] - p_all_a[at]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = ref_t + ref_p
+        share = ref_t / n
+        z = REFERENCE_Z
+        centre = share + z * z / (2 * n)
+        spread = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+        low = np.maximum(0.0, (centre - spread) / (1 + z * z / n))
+        low_ratio = np.where(low < 1, low / (1 - low), ref_t / ref_p)
+        p_null = margin * low_ratio / (1 + margin * low_ratio)
+        power = -after_p * np.log1p(-p_null)
+        total = after_t + after_p
+        dropped = (total > 0) & (after_t / total < p_null)
+        observed = np.clip(after_t / total, 1e-12, 1 - 1e-12)
+        null = np.clip(p_null, 1e-12, 1 - 1e-12)
+        rest = total - after_t
+        # The same operations as ``share_drop_llr`` (the arguments of each log are the same floats).
+        at_observed = (np.where(after_t == 0, 0.0, after_t * np.log(observed))
+                       + np.where(rest == 0, 0.0, rest * np.log(1 - observed)))
+        at_null = (np.where(after_t == 0, 0.0, after_t * np.log(null))
+                   + np.where(rest == 0, 0.0, rest * np.log(1 - null)))
+        llr = at_observed - at_null
+        llr = np.where(dropped, llr, 0.0)
+    keep = np.zeros(len(at), dtype=bool)
+    if dropped.any():
+        # The terms of an llr are up to ~28 nats per event (shares clipped at 1e-12): the error of the
+        # approximation scales with them, not with the llr (a difference of two such sums).
+        scale = 30.0 * float(total[dropped].max()) + 1.0
+        keep |= dropped & (llr >= float(llr.max()) - _SCREEN_TOLERANCE * scale)
+    if not dropped.all() and (not dropped.any() or float(llr.max()) <= _SCREEN_TOLERANCE * 30.0 * float(total.max())):
+        keep[int(np.argmin(dropped))] = True  # the newest onset with llr 0
+    top = float(power.max())
+    keep |= power >= top - _SCREEN_TOLERANCE * (abs(top) + 1.0)
+    return [int(onset) for onset in at[keep]]
 
 
 def _recovered_from(t_all: list[float], p_all: list[float], onset: int, end: int,
