@@ -14,11 +14,14 @@ from tools.timeutil import as_utc
 
 
 def record_delivery(session: Session, *, pixel_id: str, event_row_ids: Sequence[int],
-                    outcome: DeliveryOutcome, fix_id: str | None = None) -> int:
+                    outcome: DeliveryOutcome, fix_id: str | None = None,
+                    deltas: RollupDeltas | None = None) -> int:
     """Record one attempt to send these ledger events and Meta's answer; returns the delivery id.
 
     Promises: the events' status, attempt counts and errors follow the answer (a delivered event
     stays delivered); the retry number is the events' earlier attempts; rollups follow. No commit.
+    With ``deltas`` the rollup increments are added to it for the caller to apply once for several
+    deliveries (the relay's group commits), instead of being written here.
     """
     if outcome.attempted_at is None:
         raise ValueError("a delivery attempt needs attempted_at")
@@ -42,7 +45,8 @@ def record_delivery(session: Session, *, pixel_id: str, event_row_ids: Sequence[
         "fbtrace_id": outcome.fbtrace_id, "retry_number": retry_number, "fix_id": fix_id}]).scalar_one()
     session.execute(insert(DeliveryEvent.__table__), [{"delivery_id": delivery_id, "event_row_id": row["id"]}
                                             for row in events])
-    deltas = RollupDeltas()
+    own_deltas = deltas is None
+    deltas = RollupDeltas() if deltas is None else deltas
     deltas.add_delivery(pixel_id=pixel_id, attempted_at=attempted_at, status=outcome.status,
                         events_sent=sent, events_received=received, error_code=outcome.error_code,
                         error_subcode=outcome.error_subcode, retry_number=retry_number)
@@ -63,5 +67,6 @@ def record_delivery(session: Session, *, pixel_id: str, event_row_ids: Sequence[
         first_attempt_at=bindparam("new_first"), last_attempt_at=bindparam("new_last"),
         last_error_code=bindparam("new_code"), last_error_subcode=bindparam("new_subcode")),
         updates)
-    apply_deltas(session, deltas)
+    if own_deltas:
+        apply_deltas(session, deltas)
     return delivery_id

@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from tools.ledger.deliveries import record_delivery
 from tools.ledger.models import Event
 from tools.ledger.pixels import ensure_pixels, mark_relay_unconfigured
+from tools.ledger.rollups import RollupDeltas, apply_deltas
 from tools.ledger.store import DeliveryOutcome, IncomingEvent, store_events
 from tools.relay.claims import set_uncertain
 
@@ -107,29 +108,35 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
             ids = stored.event_row_ids[offset:offset + len(w.events)] if stored is not None else []
             offset += len(w.events)
             results[index] = [row_id for row_id in ids if row_id is not None]
-    in_flight = [{"row_id": row_id, "at": w.received_at} for index, w in records if w.after == "sending"
-                 for row_id in results[index]]
-    if in_flight:
+    in_flight: dict[datetime, list[int]] = {}
+    for index, w in records:
+        if w.after == "sending" and results[index]:
+            in_flight.setdefault(w.received_at, []).extend(results[index])
+    for at, row_ids in in_flight.items():
         # Journal before the request: rows left "sending" by a crash become "uncertain", never resent.
-        table = Event.__table__
-        session.execute(update(table).where(table.c.id == bindparam("row_id")).values(
-            delivery_status="sending", last_attempt_at=bindparam("at")), in_flight)
+        session.execute(update(Event).where(Event.id.in_(row_ids)).values(
+            delivery_status="sending", last_attempt_at=at), execution_options={"synchronize_session": False})
     pending = [row_id for index, w in records if w.after == "pending" for row_id in results[index]]
     if pending:
         session.execute(update(Event).where(Event.id.in_(pending)).values(delivery_status="pending"),
                         execution_options={"synchronize_session": False})
+    # Every delivery of the group adds to one set of rollup increments, written once at the end.
+    deltas = RollupDeltas()
     for index, w in records:
         if w.also is not None:
             w.also(session, results[index])
         if isinstance(w.after, DeliveryOutcome) and results[index]:
-            record_delivery(session, pixel_id=w.pixel_id, event_row_ids=results[index], outcome=w.after)
+            record_delivery(session, pixel_id=w.pixel_id, event_row_ids=results[index], outcome=w.after,
+                            deltas=deltas)
     for w in writes:
         if not isinstance(w, AnswerWrite) or not w.row_ids:
             continue
         if isinstance(w.outcome, DeliveryOutcome):
-            record_delivery(session, pixel_id=w.pixel_id, event_row_ids=w.row_ids, outcome=w.outcome)
+            record_delivery(session, pixel_id=w.pixel_id, event_row_ids=w.row_ids, outcome=w.outcome,
+                            deltas=deltas)
         else:
             set_uncertain(session, list(w.row_ids))
+    apply_deltas(session, deltas)
     return results
 
 
