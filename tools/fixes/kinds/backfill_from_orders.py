@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import field_validator
@@ -222,9 +222,13 @@ class BackfillFromOrders(FixKindSpec):
 
     def ledger_rows(self, session: Session, *, pixel_id: str, ids: Sequence[int],
                     events: Sequence[Mapping[str, Any]], at: datetime) -> list[int]:
-        """The sent Purchases, stored as server events received now (their orders become matched)."""
-        stored = store_events(session, [IncomingEvent(pixel_id=pixel_id, received_at=at, event=event)
-                                        for event in events])
+        """The sent Purchases, stored as server events (their orders become matched).
+
+        Received "at" the order's time, not now: arrival rollups would otherwise show days-late
+        arrivals this hour, a backlog the latency check would blame on the shop's sender."""
+        stored = store_events(session, [
+            IncomingEvent(pixel_id=pixel_id, received_at=datetime.fromtimestamp(int(event["event_time"]), UTC),
+                          event=event) for event in events])
         return [row_id for row_id in stored.event_row_ids if row_id is not None]
 
 
