@@ -189,3 +189,17 @@ def _dump(engine: Engine) -> str:
     with engine.connect() as connection:
         return "\n".join(repr(tuple(row)) for table in SENDER_TABLES
                          for row in connection.execute(text(f"SELECT * FROM {table}")))
+
+
+def test_a_new_event_name_is_a_change_a_rare_event_of_the_first_day_is_not(ledger_engine: Engine) -> None:
+    with Session(ledger_engine) as session:
+        for hour in range(96):
+            at = T0 + timedelta(hours=hour, minutes=10)
+            name = "Purchase" if hour < 60 else "purchase"  # a plugin update renames the event
+            batch = [shape(name, {"em"})] * 5
+            if hour % 4 == 1:  # a Lead every four hours from the first day: judged after days, not new
+                batch.append(shape("Lead", {"em"}))
+            observe(session, pixel_id=PIXEL, info=PLUGIN_OLD, shapes=batch, at=at)
+        session.commit()
+    assert [(c[0], c[1], c[4]) for c in changes(ledger_engine)] == [
+        ("2026-11-04T12:00:00Z", "event_names", "purchase")]

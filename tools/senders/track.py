@@ -15,7 +15,8 @@ normally (a browser-side tag and a server plugin, two servers) never look like a
   ``USUAL_MIN_EVENTS``) and now absent from every one is gone; a key never seen and now carried by most
   is new. A key only some customers have (a phone number, an ad click's fbc) is neither, whatever the
   hour's luck, so it does not come and go. Dated at the first hour of the judged events;
-* ``event_names``: an event name the identity had never sent, once it is older than ``REVIVAL``.
+* ``event_names``: an event name the identity first sent after its first day (``REVIVAL``), once it
+  has ``HOUR_MIN_EVENTS`` events; dated at its first hour.
 
 Nothing here commits.
 """
@@ -48,7 +49,9 @@ KIND_OF_SET = {"f": "fields", "m": "match_keys"}
 
 def _count(state: dict[str, Any], shapes: Iterable[EventShape], hour: datetime) -> None:
     counts: dict[str, Any] = state.setdefault("counts", {})
+    names: dict[str, str] = state.setdefault("names", {})  # when each event name was first sent
     for shape in shapes:
+        names.setdefault(shape.event_name, to_iso(hour))
         entry = counts.setdefault(shape.event_name, {"n": 0, "since": to_iso(hour), "f": {}, "m": {}})
         entry["n"] += 1
         for part, keys in (("f", shape.fields), ("m", shape.match_keys)):
@@ -78,8 +81,11 @@ def _judge(state: dict[str, Any], *, identity: str, first_seen: datetime) -> lis
         del pending[name]
         known = usual.get(name)
         if known is None:
-            if usual and since - first_seen >= REVIVAL:
-                changes.append(SenderChange(at=since, kind="event_names", sender=identity, before="",
+            # New: first sent after the sender's first day (a rare event of that day is no change,
+            # even when it needs days to be judged), and now with a volume.
+            appeared = parse_iso(state.get("names", {}).get(name, entry["since"]))
+            if usual and appeared - first_seen >= REVIVAL:
+                changes.append(SenderChange(at=appeared, kind="event_names", sender=identity, before="",
                                             after=name, event_name=name))
             usual[name] = {"n": n, "f": {k: [c, 0] for k, c in entry["f"].items()},
                            "m": {k: [c, 0] for k, c in entry["m"].items()}}
