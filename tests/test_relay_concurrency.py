@@ -211,3 +211,17 @@ def test_unconfigured_pixel_while_meta_is_down_gets_metas_answer_not_a_queue(
     assert response.status_code == 503 and response.json()["error"]["code"]
     with Session(sqlite_engine) as session:
         assert session.scalars(select(Event.delivery_status)).all() == ["failed"]
+
+
+def test_meta_silent_past_the_timeout_leaves_the_events_uncertain_never_resent(
+        ledger_engine: Engine, meta_sim: RunningSimulator) -> None:
+    meta_sim.state.add_fault(Fault(mode="timeout", remaining=1, endpoint="events", delay_seconds=2.0))
+    with GraphClient(base_url=meta_sim.url, access_token=SIM_TOKEN, timeout=0.3, max_retries=0) as client:
+        answer = accept_batch(session_factory(ledger_engine), RelayRequest(PIXEL, [make_event("t-1")]),
+                              client=client, now=utcnow())
+        # Meta may have the events: a retry by the sender could count them twice, so none is asked for.
+        assert answer.status == 200 and "uncertain" in answer.body["messages"][0]
+        assert [e.delivery_status for e in ledger_events(ledger_engine)] == ["uncertain"]
+        report = forward_pending(session_factory(ledger_engine), client_for_pixel=lambda _p: client,
+                                 now=utcnow() + timedelta(minutes=20))
+    assert report.sent == 0

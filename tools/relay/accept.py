@@ -169,7 +169,8 @@ def accept_batch(session_factory: Callable[[], Session], request: RelayRequest, 
     try:
         result = send_batch(client, request.pixel_id, to_send, request.params)
     except MetaApiError as exc:
-        if isinstance(exc, MetaUnreachableError) and "timed out" in exc.message:
+        if isinstance(exc, MetaUnreachableError) and "timed out" in exc.message and not any(
+                never_sent in exc.message for never_sent in ("ConnectTimeout", "PoolTimeout")):
             # The request may have reached Meta (as in forward_pending): never re-sent, reported.
             writes.answer(AnswerWrite(request.pixel_id, row_ids, "uncertain"))
             return unanswered(len(events))
