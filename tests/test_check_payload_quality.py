@@ -90,6 +90,20 @@ def test_flags_name_the_problem_and_keep_no_customer_value() -> None:
     assert set(web["pq"]) == {"website_no_source_url", "website_no_user_agent"} and web["web"] == 1
 
 
+def test_an_event_time_in_milliseconds_is_a_clear_line_error_not_a_crash(sqlite_url: str, tmp_path: Path) -> None:
+    from tools.ledger.db import make_engine, migrate
+
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    good = _clean(WINDOW, 1)
+    bad = _clean(WINDOW, 2)
+    bad["event"]["event_time"] = int(WINDOW.timestamp()) * 1000
+    report = ingest_events_jsonl(session_or_engine=engine, path=write_jsonl(tmp_path / "e.jsonl", [bad, good]))
+    engine.dispose()
+    assert report.loaded == 1 and report.skipped == [(1, "event.event_time looks like milliseconds; Meta wants "
+                                                        "unix seconds")]
+
+
 @pytest.mark.parametrize(("event_id", "shape"), [
     ("srv_000123", "srv_09"), ("ord-1001", "a-9"), ("ev-3fa9c0d1", "a-x"), ("1001-server", "9-server"),
     ("0000001001", "09"), ("123e4567-e89b-12d3-a456-426614174000", "uuid")])

@@ -48,6 +48,8 @@ except ImportError:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 5000
+# Unix seconds stay below this until the year 5138; a larger event_time is in milliseconds.
+MAX_UNIX_SECONDS = 10**11
 # Events per transaction of a bulk import: a commit (and SQLite's WAL checkpoint after it) per 5000
 # events cost about a tenth of the import; 50k events hold SQLite's write lock for a few seconds at
 # most, under the relay's busy timeout (10 s).
@@ -219,7 +221,10 @@ def parse_event_line(text: str, *, now: datetime) -> IncomingEvent:
     name = event.get("event_name")
     if not isinstance(name, str) or not name.strip():
         raise LineError("missing event.event_name" if name is None else "event.event_name must be a string")
-    _int(event.get("event_time"), "event.event_time", required=True)
+    event_time = _int(event.get("event_time"), "event.event_time", required=True)
+    if event_time is not None and not -MAX_UNIX_SECONDS < event_time < MAX_UNIX_SECONDS:
+        # Milliseconds (or worse): no date to store it under, and Meta would refuse it anyway.
+        raise LineError("event.event_time looks like milliseconds; Meta wants unix seconds")
     for key in ("user_data", "custom_data"):
         if event.get(key) is not None and not isinstance(event[key], dict):
             raise LineError(f"event.{key} must be an object")
