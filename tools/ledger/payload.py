@@ -20,6 +20,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -56,11 +57,8 @@ def mask(text: str, keep: int = 2) -> str:
     return f"{text[:keep]}***({len(text)})"
 
 
-def mask_ip(value: Any) -> str | None:
-    """The network of an address (``203.0.113.x``, ``2001:db8:1::/48``) plus a 4-hex fingerprint
-    of the full address; None when the value is not an IP address."""
-    if not isinstance(value, str):
-        return None
+@lru_cache(maxsize=8192)
+def _mask_ip(value: str) -> str | None:
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
@@ -71,6 +69,13 @@ def mask_ip(value: Any) -> str | None:
     else:
         network = str(ipaddress.ip_network(f"{address}/48", strict=False))
     return f"{network}#{fingerprint}"
+
+
+def mask_ip(value: Any) -> str | None:
+    """The network of an address (``203.0.113.x``, ``2001:db8:1::/48``) plus a 4-hex fingerprint
+    of the full address; None when the value is not an IP address."""
+    # Cached: a customer sends many events from one address, parsing it is most of the cost.
+    return _mask_ip(value) if isinstance(value, str) else None
 
 
 def id_shape(event_id: str) -> str:
@@ -120,51 +125,58 @@ def payload_flags(event: Mapping[str, Any], *, event_time: datetime, received_at
     event_time; ``idf``: event_id shape; ``idm``: 1 when a Purchase's event_id is not its order id.
     Keys are only present when they say something, to keep every row small.
     """
+    # Runs for every event on every import: cheap checks first, example text only for an issue.
     out: dict[str, Any] = {}
-    issues: dict[str, str] = {}
+    issues: dict[str, str] = {}  # issue -> what is wrong (the example, once prefixed with the event)
     name = event.get("event_name")
-    when = as_utc(event_time).strftime("%Y-%m-%dT%H:%MZ")
-    about = _describe(event, when)
     code = event.get("test_event_code")
     if code not in (None, ""):
-        issues["test_event_code"] = f"{about}: test_event_code {mask(str(code))}"
+        issues["test_event_code"] = f"test_event_code {mask(str(code))}"
     source = event.get("action_source")
     if source in (None, ""):
-        issues["no_action_source"] = f"{about}: no action_source"
-    user_data = event.get("user_data") if isinstance(event.get("user_data"), Mapping) else {}
+        issues["no_action_source"] = "no action_source"
+    user_data = event.get("user_data")
+    if not isinstance(user_data, Mapping):
+        user_data = {}
     if source == WEBSITE:
         out["web"] = 1
         if not event.get("event_source_url"):
-            issues["website_no_source_url"] = f"{about}: website event without event_source_url"
+            issues["website_no_source_url"] = "website event without event_source_url"
         if not user_data.get("client_user_agent"):
-            issues["website_no_user_agent"] = f"{about}: website event without client_user_agent"
-    custom = event.get("custom_data") if isinstance(event.get("custom_data"), Mapping) else {}
+            issues["website_no_user_agent"] = "website event without client_user_agent"
     if name == PURCHASE:
+        custom = event.get("custom_data")
+        if not isinstance(custom, Mapping):
+            custom = {}
         value = custom.get("value")
         if not custom.get("currency"):
-            issues["purchase_no_currency"] = f"{about}: Purchase without currency"
+            issues["purchase_no_currency"] = "Purchase without currency"
         if isinstance(value, str):
-            issues["purchase_value_text"] = f"{about}: value sent as text ({mask(value, 0)})"
+            issues["purchase_value_text"] = f"value sent as text ({mask(value, 0)})"
         elif value is None or isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
-            issues["purchase_value_zero"] = f"{about}: value {'missing' if value is None else 'zero'}"
+            issues["purchase_value_zero"] = f"value {'missing' if value is None else 'zero'}"
         event_id, order_id = event.get("event_id"), custom.get("order_id")
         if event_id not in (None, "") and order_id not in (None, "") and str(event_id) != str(order_id):
             out["idm"] = 1
     odd = sorted(f"{field} ({kind})" for field, value in user_data.items()
-                 if (field in HASHED_FIELDS or field in MUST_NOT_HASH) and (kind := _value_kind(value)))
+                 if value.__class__ is not str and (field in HASHED_FIELDS or field in MUST_NOT_HASH)
+                 and (kind := _value_kind(value)))
     if odd:
-        issues["user_data_not_string"] = f"{about}: user_data " + ", ".join(odd) + " instead of strings"
+        issues["user_data_not_string"] = "user_data " + ", ".join(odd) + " instead of strings"
     ip = mask_ip(user_data.get("client_ip_address"))
     if ip is not None:
         out["ip"] = ip
-    if (as_utc(received_at) - as_utc(event_time)).total_seconds() > DEDUP_WINDOW_SECONDS:
+    if event_time.tzinfo is None or received_at.tzinfo is None:
+        event_time, received_at = as_utc(event_time), as_utc(received_at)
+    if (received_at - event_time).total_seconds() > DEDUP_WINDOW_SECONDS:
         out["late"] = 1
     event_id = event.get("event_id")
     if event_id not in (None, "") and not isinstance(event_id, bool):
         out["idf"] = id_shape(str(event_id))
     if issues:
+        about = _describe(event, as_utc(event_time).strftime("%Y-%m-%dT%H:%MZ"))
         # redact: a sender may paste a token where a value belongs; never let one into an example.
-        out["pq"] = {issue: redact(text) for issue, text in sorted(issues.items())}
+        out["pq"] = {issue: redact(f"{about}: {text}") for issue, text in sorted(issues.items())}
     return out
 
 
