@@ -33,6 +33,7 @@ import json
 import os
 import pstats
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -143,6 +144,20 @@ def sql_rate(url: str, requests: int, per_request: int) -> float:
     return requests * per_request / elapsed
 
 
+def _wait_until_listening(url: str, timeout: float = 30.0) -> None:
+    """The socket is bound before the server listens on it: connect until it accepts."""
+    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @contextmanager
 def process(args: list[str], *, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A child process that prints ``listening on URL`` once serving; yields it and the URL."""
@@ -153,7 +168,9 @@ def process(args: list[str], *, env: dict[str, str] | None = None) -> Iterator[t
         line = child.stdout.readline()
         if not line.startswith("listening on "):
             raise RuntimeError(f"{args[:3]} did not start: {line!r}")
-        yield child, line.split()[-1]
+        url = line.split()[-1]
+        _wait_until_listening(url)
+        yield child, url
     finally:
         child.terminate()
         try:
@@ -196,16 +213,23 @@ def post_all(url: str, bodies: list[list[bytes]]) -> tuple[float, list[float]]:
 
     def sender(own: list[bytes]) -> None:
         mine = []
-        with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-                          timeout=60) as client:
-            client.post(f"{url}/v25.0/{PIXEL}/events", content=b"")  # connect first (a 400)
-            start.wait()
-            for body in own:
-                began = time.perf_counter()
-                response = client.post(f"{url}/v25.0/{PIXEL}/events", content=body)
-                mine.append(time.perf_counter() - began)
-                if response.status_code != 200 or "queued" in response.text:
-                    errors.append(f"{response.status_code}: {response.text[:200]}")
+        started = False
+        try:
+            with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                              timeout=60) as client:
+                client.post(f"{url}/v25.0/{PIXEL}/events", content=b"")  # connect first (a 400)
+                start.wait()
+                started = True
+                for body in own:
+                    began = time.perf_counter()
+                    response = client.post(f"{url}/v25.0/{PIXEL}/events", content=body)
+                    mine.append(time.perf_counter() - began)
+                    if response.status_code != 200 or "queued" in response.text:
+                        errors.append(f"{response.status_code}: {response.text[:200]}")
+        except Exception as exc:  # reported below; the other senders are not left waiting
+            errors.append(f"{type(exc).__name__}: {exc}")
+            if not started:
+                start.wait()
         with lock:
             latencies.extend(mine)
 
@@ -336,6 +360,9 @@ def serve(database_url: str, graph_url: str, profile_to: str | None) -> None:
         writer_module.apply_writes = profiles.wrap(writer_module.apply_writes)  # type: ignore[assignment]
         import agent.relay.app as app_module
         app_module.accept_batch = accept_module.accept_batch  # type: ignore[assignment]
+        # What the event loop does before the worker thread: read, parse and check the request.
+        for name in ("parse_body", "decode_events", "check_events"):
+            setattr(app_module, name, profiles.wrap(getattr(app_module, name)))
     engine = make_engine(database_url, pool_size=40, max_overflow=10) if not database_url.startswith(
         "sqlite") else make_engine(database_url)
     # Every sender is 127.0.0.1 here: the per-address rate limit would throttle the benchmark itself.
