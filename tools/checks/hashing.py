@@ -25,7 +25,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from tools.checks.series import MIN_SHARE_EVENTS, ledger_by_event, pool_until, span_label, window_hours
+from tools.checks.series import (
+    MAX_POOLED_HOURS,
+    MIN_SHARE_EVENTS,
+    ledger_by_event,
+    pool_until,
+    span_label,
+    window_hours,
+)
 from tools.checks.stats import ShareVerdict, judge_share, open_since, usual_counts
 from tools.checks.types import AuditInputs, EventHour, Finding, Severity, make_finding
 from tools.timeutil import DAY, HOUR
@@ -228,7 +235,10 @@ def check_hashing(inputs: AuditInputs) -> list[Finding]:
         out.extend(findings)
         out.extend(_dominant(inputs, series, name))
     news = {f.code for f in out if f.severity != "info"}
-    pixel = _pixel_rows(by_event)
+    # Only the hours the pixel's series can look at (its pooled hours and the 7 days before them):
+    # merging all 4 weeks of rows hour by hour was most of this check's time.
+    since = window[0] - MAX_POOLED_HOURS * HOUR - HISTORY_DAYS * DAY
+    pixel = _pixel_rows({name: {h: r for h, r in rows.items() if h >= since} for name, rows in by_event.items()})
     if any(h in pixel and pixel[h].events for h in window):
         _, together = _judge_event(inputs, "all events", pixel, event_name=None)
         out.extend(f for f in together if f.severity != "info" and f.code not in news)

@@ -85,5 +85,6 @@ def load_meta_counts(session: Session, *, pixel_id: str, start: datetime,
                 hour = hours[text] = parse_iso(text)
             if start <= hour < end:
                 latest[(hour, item["event_name"], item["source"])] = int(item["count"])
-    return tuple(MetaHourlyCount(hour=h, event_name=n, source=s, count=c)  # type: ignore[arg-type]
+    # Positional arguments: half the cost of keywords on the thousands of counts of 4 weeks.
+    return tuple(MetaHourlyCount(h, n, s, c)  # type: ignore[arg-type]
                  for (h, n, s), c in sorted(latest.items()))
