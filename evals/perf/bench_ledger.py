@@ -208,7 +208,10 @@ def run_benchmark(sizes: list[int], *, database_url: str | None = None,
         for size in sizes:
             row = bench_size(size, database_url=database_url, workdir=Path(tmp), audit_step=audit_step,
                              bulk=bulk)
-            print(f"  done {size:>9,} events", file=sys.stderr, flush=True)
+            # Each size as it finishes: a long run (10^7) is readable before the end.
+            print(f"  done {size:>9,} events: {row.events_per_second:,.0f} events/s, cpu {row.ingest_cpu_seconds:.1f} s"
+                  f" (+ server {row.server_cpu_seconds or 0:.1f} s), audit {row.audit_ms_median:.0f} ms",
+                  file=sys.stderr, flush=True)
             rows.append(row)
     return rows
 
