@@ -75,8 +75,9 @@ def _rollups(session: Session) -> dict[str, list[tuple[Any, ...]]]:
     out: dict[str, list[tuple[Any, ...]]] = {}
     for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup, ArrivalHourRollup, PayloadHourRollup):
         rows = session.scalars(select(model)).all()
+        # In the model's field order (a loaded row's model_dump() order may vary): keys first.
         out[model.__tablename__] = sorted(
-            tuple(as_utc(v) if isinstance(v, datetime) else v for v in row.model_dump().values())
+            tuple(as_utc(v) if isinstance(v, datetime) else v for v in (getattr(row, f) for f in model.model_fields))
             for row in rows)
     return out
 
