@@ -201,14 +201,15 @@ def bench_one(database: str, size: int, *, keep: Path, persistent: bool, postgre
 
 
 def format_table(rows: list[AuditRow], before: dict[tuple[str, int], dict[str, Any]]) -> str:
-    header = (f"{'database':<9} | {'events':>10} | {'event hours':>11} | {'before ms':>9} | "
-              f"{'median ms':>9} | {'p95 ms':>7} | {'cpu ms':>7} | {'findings':>8}")
+    header = (f"{'database':<9} | {'events':>10} | {'event hours':>11} | {'before ms':>9} | {'median ms':>9} | "
+              f"{'p95 ms':>7} | {'before cpu':>10} | {'cpu ms':>7} | {'findings':>8}")
     out = [header, "-" * len(header)]
     for r in rows:
         old = before.get((r.database, r.events))
-        old_ms = f"{old['wall_ms_median']:9.1f}" if old else f"{'-':>9}"
-        out.append(f"{r.database:<9} | {r.events:>10,} | {r.event_hours:>11} | {old_ms} | "
-                   f"{r.wall_ms_median:9.1f} | {r.wall_ms_p95:7.1f} | {r.cpu_ms_median:7.1f} | {r.findings:>8}")
+        old_wall = f"{old['wall_ms_median']:9.1f}" if old else f"{'-':>9}"
+        old_cpu = f"{old['cpu_ms_median']:10.1f}" if old else f"{'-':>10}"
+        out.append(f"{r.database:<9} | {r.events:>10,} | {r.event_hours:>11} | {old_wall} | {r.wall_ms_median:9.1f} | "
+                   f"{r.wall_ms_p95:7.1f} | {old_cpu} | {r.cpu_ms_median:7.1f} | {r.findings:>8}")
     return "\n".join(out)
 
 
