@@ -90,6 +90,9 @@ def check_value(value: Any, what: str, *, depth: int = 1, skip: frozenset[str] =
         item, level = stack.pop()
         if level > MAX_DEPTH:
             raise BadRequest(f"{what} is nested more than {MAX_DEPTH} levels deep")
+        kind = type(item)
+        if kind is int or kind is bool or item is None:  # most values: skip the ABC checks below
+            continue
         if isinstance(item, str):
             _check_string(item, what)
         elif isinstance(item, float) and not math.isfinite(item):
@@ -108,6 +111,8 @@ def _check_string(text: str, what: str) -> None:
         raise BadRequest(f"{what} holds a string longer than {MAX_STRING_CHARS} characters")
     if "\x00" in text:
         raise BadRequest(f"{what} holds a NUL character")
+    if text.isascii():  # constant time in CPython, and most strings are: no surrogate to look for
+        return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
