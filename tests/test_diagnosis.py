@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.checkdata import WINDOW_END, ShopData
+from tests.checkdata import WINDOW_END, ShopData, _lag
 from tools.checks.registry import run_checks
 from tools.diagnosis.catalogue import CATALOGUE
 from tools.diagnosis.rules import diagnose
@@ -108,6 +108,38 @@ def test_an_undetermined_incident_gives_way_to_the_cause_the_next_hour_shows() -
     out = triage(decided, [undetermined])
     assert [(t.status, t.incident.root_cause) for t in out] == [("new", "missed_batch"),
                                                                 ("superseded", "undetermined")]
+
+
+def test_a_queue_draining_hours_late_is_late_delivery_not_a_missed_batch() -> None:
+    """Nothing sent after the first unsent hour, and what went out just before it went out hours late:
+    the sender is delivering a backlog, not skipping batches. No replay of events still queued."""
+    def backlog(shop: ShopData) -> None:
+        shop.inject_missed_batch(onset=shop.window_end - 2 * HOUR)
+        drained = shop.window_end - 3 * HOUR
+        for name in shop.server_events():
+            row = shop.ledger[(drained, name)]
+            row["lag_buckets"] = _lag(row["events"], bucket=4)  # 1-3 h after event_time
+
+    incidents = _diagnose(backlog)
+    assert [i.root_cause for i in incidents] == ["late_delivery"]
+    # The same unsent hours with the hour before delivered on time: the queue is not draining.
+    (stopped,) = _diagnose(lambda s: s.inject_missed_batch(onset=s.window_end - 2 * HOUR))
+    assert stopped.root_cause == "undetermined"
+
+
+def test_unsent_hours_followed_by_sent_ones_are_a_missed_batch() -> None:
+    """A later hour went out while earlier ones did not: the sender moved on past them."""
+    def gap(shop: ShopData) -> None:
+        shop.inject_missed_batch(onset=shop.window_end - 4 * HOUR)
+        for name in shop.server_events():  # the last hour's batch ran
+            row = shop.ledger[(shop.window_end - HOUR, name)]
+            row["undelivered"], row["lag_buckets"] = 0, _lag(row["events"])
+            shop.meta_server_override.pop((shop.window_end - HOUR, name), None)
+        shop.unsent_hours.discard(shop.window_end - HOUR)
+
+    (incident,) = _diagnose(gap)
+    assert incident.root_cause == "missed_batch"
+    assert any(f.kind == "replay" for f in incident.fixes)
 
 
 def test_malformed_fbc_gets_repair_and_replay() -> None:

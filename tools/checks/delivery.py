@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 
 from tools.checks.series import hour_label, merge_same_problem, span_label, window_hours
-from tools.checks.types import AuditInputs, DeliveryHour, Finding, Severity, make_finding
+from tools.checks.types import LAG_BUCKET_EDGES, AuditInputs, DeliveryHour, Finding, Severity, make_finding
 from tools.timeutil import HOUR, META_MAX_EVENT_AGE, to_iso
 
 TOKEN_CODES = frozenset({190})
@@ -21,6 +21,10 @@ TRANSIENT_CODES = frozenset({1, 2})
 # Share of a window's events left undelivered that means a send was skipped (a 15-minute batcher
 # normally leaves at most the last quarter-hour waiting).
 NOT_SENT_SHARE = 0.6
+# Draining a backlog: of the events delivered since just before the first unsent hour, at least this
+# much more (absolute share) went out an hour or more after their event_time than the sender's usual.
+DRAIN_EXCESS = 0.4
+MIN_DRAINED_EVENTS = 3
 SENDS_HOURLY_SHARE = 0.5
 MIN_TRANSPORT_ERRORS = 3
 
@@ -142,6 +146,45 @@ def _is_gap(t_min: float, events: int, unsent: int, names: dict[str, int],
     return all(names.get(name, 0) >= 0.5 * n for name, n in by_name_events.items() if n >= t_min)
 
 
+def _late_share(rows: list[tuple[int, ...]]) -> tuple[int, float]:
+    """(events delivered, share delivered an hour or more after their event_time) of lag histograms."""
+    lower = (0, *LAG_BUCKET_EDGES)
+    delivered = late = 0
+    for buckets in rows:
+        for edge, count in zip(lower, buckets, strict=False):
+            delivered += count
+            if edge >= 3600:
+                late += count
+    return delivered, (late / delivered if delivered else 0.0)
+
+
+def _unsent_pattern(inputs: AuditInputs, first: datetime, gaps: set[datetime]) -> tuple[str, bool]:
+    """How the unsent hours sit in time, and whether the sender is draining a backlog.
+
+    ``gap``: a later hour's events went out while the first unsent hour's did not; the sender moved
+    on and skipped them (a batch that never ran). ``suffix``: nothing after the first unsent hour was
+    sent; a stopped sender and a backed-up queue look alike until the queue drains. ``draining``:
+    the events delivered from the hour before the first unsent one on went out an hour or more late,
+    far more often than the sender's usual (a queue that is delivering, hours behind).
+    """
+    totals: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
+    recent: list[tuple[int, ...]] = []
+    usual: list[tuple[int, ...]] = []
+    for row in inputs.event_hours:
+        if row.hour > first and row.hour not in gaps:
+            totals[row.hour][0] += row.events
+            totals[row.hour][1] += row.undelivered
+        if row.hour >= first - HOUR:
+            recent.append(row.lag_buckets)
+        elif row.hour >= first - HOUR - 7 * 24 * HOUR:
+            usual.append(row.lag_buckets)
+    moved_on = any(events - unsent >= max(1, events / 2) for events, unsent in totals.values() if events)
+    delivered, late = _late_share(recent)
+    _, usual_late = _late_share(usual)
+    draining = delivered >= MIN_DRAINED_EVENTS and late - usual_late >= DRAIN_EXCESS
+    return ("gap" if moved_on else "suffix"), draining
+
+
 def check_not_sent(inputs: AuditInputs) -> list[Finding]:
     """delivery.not_sent: hours whose events sit in the ledger, recorded but never sent.
 
@@ -182,6 +225,8 @@ def check_not_sent(inputs: AuditInputs) -> list[Finding]:
     # the previous hour's tail) skipped a batch; one that delivered nothing may be a backlog instead.
     received = sum(r.events_received for r in inputs.delivery_hours if r.hour in window)
     share = unsent / recorded if recorded else 1.0
+    pattern, draining = _unsent_pattern(inputs, first, set(gaps))
+    silent_hours = round((inputs.window_end - first) / HOUR)
     where = span_label(window) if gaps == window else f"{len(gaps)} hour(s) since {hour_label(first)}"
     return [make_finding(
         inputs, check="delivery", code="delivery.not_sent", severity="critical" if in_window else "warning",
@@ -191,7 +236,8 @@ def check_not_sent(inputs: AuditInputs) -> list[Finding]:
                  "undelivered_share": round(share, 3), "attempts": attempts,
                  "event_names": ",".join(sorted(names)), "since": to_iso(first),
                  "until": to_iso(gaps[-1] + HOUR), "gap_hours": len(gaps), "in_window": int(in_window),
-                 "window_received": received},
+                 "window_received": received, "pattern": pattern, "draining": int(draining),
+                 "silent_hours": silent_hours},
         evidence=[f"{span_label([h])}: {hours[h][1]} of {hours[h][0]} events recorded, never sent"
                   for h in gaps[-12:]]
         + ([f"{span_label(window)}: {attempts} delivery attempt(s), none of them for these events"]

@@ -28,6 +28,8 @@ SERVER_DROPS = ("parity.server_below_browser", "volume.zero", "volume.drop", "pa
 PIXEL_WIDE = frozenset({"access_token_invalid", "missed_batch", "undetermined", "rate_limited", "malformed_parameter",
                         "late_delivery", "clock_skew", "hashing_error"})
 TOO_OLD_SUBCODE = 2804003
+# Hours of a sender's silence (nothing sent since its first unsent hour) that may still be a backlog.
+UNDETERMINED_MAX_HOURS = 12
 DELIVERY_FAILURES = frozenset({"access_token_invalid", "missed_batch", "rate_limited", "malformed_parameter"})
 
 
@@ -144,12 +146,13 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
                         f.code == "emq.key_coverage_drop" and f.metrics.get("key") in malformed_keys))
     # A sender running hours late also leaves the window unsent: that is late_delivery, below.
     late = any(f.code in ("latency.p95_high", "latency.backlog_arrivals", "latency.clock_offset")
-               for f in pool.left)
-    # Nothing at all reached Meta this hour and the hour's events wait unsent: a skipped batch and a
-    # backlog look the same until the sender delivers again. Say so and propose nothing.
+               or (f.code == "delivery.not_sent" and f.metrics.get("draining") == 1) for f in pool.left)
+    # Nothing after the first unsent hour went out (and what did go out was not hours late): a stopped
+    # batch and a backed-up queue look the same until the sender delivers again. Say so and propose
+    # nothing; after half a day of silence a queue that drains nothing is a sender that stopped.
     drafts += _rule(pool, "undetermined",
-                    lambda f: f.code == "delivery.not_sent" and not late and f.metrics.get("in_window") == 1
-                    and f.metrics.get("window_received") == 0, _server_side)
+                    lambda f: f.code == "delivery.not_sent" and not late and f.metrics.get("pattern") == "suffix"
+                    and int(f.metrics.get("silent_hours") or 0) < UNDETERMINED_MAX_HOURS, _server_side)
     drafts += _rule(pool, "missed_batch", lambda f: f.code == "delivery.not_sent" and not late, _server_side)
     drafts += _rule(pool, "rate_limited", lambda f: f.code == "delivery.rate_limited",
                     lambda f: f.code in ("latency.p95_high", "latency.freshness_degraded",
@@ -183,7 +186,7 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
                         or f.code in ("volume.zero", "volume.drop", "volume.spike"))
     drafts += _rule(pool, "late_delivery",
                     lambda f: f.code in ("latency.p95_high", "latency.too_old", "latency.backlog_arrivals")
-                    or _is_too_old_rejection(f),
+                    or _is_too_old_rejection(f) or (f.code == "delivery.not_sent" and f.metrics.get("draining") == 1),
                     # Events still queued are missing from Meta's server counts of the window.
                     lambda f: f.code in ("latency.freshness_degraded", "delivery.transport_errors",
                                          "delivery.not_sent") or _server_side(f))
@@ -217,6 +220,15 @@ def fallback_cause(f: Finding) -> str | None:
         # A sender re-delivering event_ids Meta already has: Meta keeps one copy per event_id, so
         # nothing is over-counted and no fix of ours applies. It stays a warning in the audit.
         return None
+    if f.code == "latency.freshness_degraded":
+        # Meta's label alone, with nothing late in the ledger: supporting evidence only.
+        return None
+    if f.code in ("emq.drop", "emq.below_floor", "emq.below_goal"):
+        # Meta's score fell but the ledger's own key coverage did not (that would be
+        # emq.key_coverage_drop, claimed above): the score moves with the mix of channels too (server
+        # events lost leave only the Pixel's thinner keys). A warning, and an incident once a
+        # channel's share or a key's coverage says which.
+        return None
     if f.code == "delivery.meta_unreachable":
         # Our own reads of Meta failed: not a fault of the integration unless Meta says why.
         kind = f.metrics.get("kind")
@@ -226,7 +238,6 @@ def fallback_cause(f: Finding) -> str | None:
         "parity.orders_unmatched": "server_events_down",
         "delivery.transport_errors": "late_delivery",
         "delivery.partial_receipt": "server_events_down",
-        "latency.freshness_degraded": "late_delivery",
         "parity.dedup_key_missing": "dedup_broken",
         # Why the pairs do not merge; of the payload checks only spoiled match keys have a cause
         # (the other payload.* findings are standalone warnings for the sender's owner).
@@ -341,5 +352,5 @@ def diagnose(findings: Sequence[Finding], inputs: AuditInputs) -> list[Incident]
         else:
             merged[draft.cause] = draft
     incidents = [_incident(d, inputs) for d in [*merged.values(), *singles]]
-    return sorted(incidents, key=lambda i: (-SEVERITY_RANK[i.severity], -i.confidence, i.root_cause))
     incidents = attach_changes(incidents, inputs.sender_changes)
+    return sorted(incidents, key=lambda i: (-SEVERITY_RANK[i.severity], -i.confidence, i.root_cause))
