@@ -225,3 +225,25 @@ def test_meta_silent_past_the_timeout_leaves_the_events_uncertain_never_resent(
         report = forward_pending(session_factory(ledger_engine), client_for_pixel=lambda _p: client,
                                  now=utcnow() + timedelta(minutes=20))
     assert report.sent == 0
+
+
+def test_pixel_policy_is_read_again_once_its_ttl_has_passed(ledger_engine: Engine) -> None:
+    from tools.ledger.pixels import PixelConfig, sync_pixels
+    from tools.relay.accept import PolicyCache
+
+    now = [0.0]
+    reads = [0]
+
+    def counting() -> Session:
+        reads[0] += 1
+        return Session(ledger_engine)
+
+    cache = PolicyCache(ttl=2.0, clock=lambda: now[0])
+    assert cache.get(counting, PIXEL).mode == "observe"
+    with Session(ledger_engine) as session:
+        sync_pixels(session, [PixelConfig(id=PIXEL, relay_mode="repair")])
+        session.commit()
+    now[0] = 1.5
+    assert cache.get(counting, PIXEL).mode == "observe" and reads[0] == 1
+    now[0] = 2.6  # an approved switch to repair applies within the ttl
+    assert cache.get(counting, PIXEL).mode == "repair" and reads[0] == 2

@@ -46,7 +46,7 @@ from tools.meta.wire import (
     token_missing,
     unknown_object,
 )
-from tools.relay.accept import PIXEL_ID_RE, RelayRequest, accept_batch
+from tools.relay.accept import PIXEL_ID_RE, PolicyCache, RelayRequest, accept_batch
 from tools.relay.access import KnownPixel, RefusalReason, RelayAuth, record_refusal
 from tools.relay.forward import ForwardReport, forward_pending
 from tools.relay.limits import check_events, decode_events, parse_body, read_body
@@ -113,6 +113,8 @@ class RelayDeps:
     app_secret: str | None = field(default=None, repr=False)
     # The ledger writes of all requests, grouped into short transactions (tools.relay.writer).
     writer: LedgerWriter | None = field(default=None)
+    # Each pixel's relay mode and default country, read at most every 2 s.
+    policies: PolicyCache = field(default_factory=PolicyCache)
 
     def __post_init__(self) -> None:
         if self.clients is None:
@@ -225,7 +227,7 @@ def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
         # A worker thread: validation and hashing are CPU work, Meta's answer is waited for without a
         # transaction, and the writes join the writer's next group commit.
         answer = await run_in_threadpool(accept_batch, deps.session_factory, relay_request, client=client,
-                                         now=deps.clock(), writes=deps.writer)
+                                         now=deps.clock(), writes=deps.writer, policies=deps.policies)
         logger.info("relay %s pixel %s: %d events -> %s", version, pixel_id, len(events), answer.status)
         return JSONResponse(answer.body, status_code=answer.status)
 
