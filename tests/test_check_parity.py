@@ -67,6 +67,17 @@ def test_event_ids_that_were_never_sent_are_only_info() -> None:
     assert [f.severity for f in findings] == ["info"]
 
 
+def test_event_ids_lost_days_ago_are_still_a_loss() -> None:
+    """Lost three days ago: the last 7 days average under the floor, as for a shop that never sent
+    ids, but the change point and the level before it say it is a loss (not a standing gap)."""
+    shop = ShopData()
+    shop.inject_dedup_broken(onset=shop.window_end - 3 * 24 * HOUR, events=["ViewContent"])
+    shop.quality_now["ViewContent"]["dedupe_server"] = 98.0
+    (finding,) = [f for f in check_parity(shop.inputs()) if f.code == "parity.dedup_key_missing"]
+    assert finding.severity == "critical" and float(finding.metrics["baseline"]) > 0.9  # type: ignore[arg-type]
+    assert any("fell from" in line for line in finding.evidence)
+
+
 def test_meta_unreachable_skips_browser_server_comparison() -> None:
     shop = ShopData()
     shop.inject_browser_down()

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from tools.checks.evidence import ShareShift, share_shift
 from tools.checks.series import (
     MIN_SHARE_EVENTS,
     history_hours,
@@ -24,13 +27,15 @@ from tools.checks.types import AuditInputs, EventHour, Finding, QualitySnapshot,
 from tools.checks.witness import (
     ALL_EVENTS,
     CROSS_MARGIN,
+    LOOKBACK_HOURS,
     WitnessVerdict,
     describe,
     drop_severity,
     orders_verdict,
+    settled_until,
     witness_report,
 )
-from tools.timeutil import DAY, HOUR, to_iso
+from tools.timeutil import DAY, HOUR, hours_between, to_iso
 
 # Both sides need this many events over the last week before their ratio is trusted.
 MIN_RATIO_HISTORY = 50
@@ -130,6 +135,27 @@ def _dedupe_feedback(inputs: AuditInputs) -> dict[str, tuple[float, float]]:
     }
 
 
+# event_id coverage must fall below this share of its level before the change (relative) to count.
+EVENT_ID_MARGIN = 0.75
+
+
+def _event_id_shift(inputs: AuditInputs, rows: dict) -> tuple[ShareShift, datetime] | None:
+    """A change point in the share of server events carrying an event_id over Meta's 7 days, its
+    reference taken before the change: a loss that began days ago (before the first audit, or absorbed
+    by a 7-day average) is still a loss."""
+    hours = hours_between(inputs.history_start, settled_until(inputs))
+    if not hours:
+        return None
+    carried = [float(rows[h].with_event_id) if h in rows else 0.0 for h in hours]
+    missing = [float(rows[h].events - rows[h].with_event_id) if h in rows else 0.0 for h in hours]
+    start = next((i for i, h in enumerate(hours) if h in rows and rows[h].events), None)
+    if start is None:
+        return None
+    shift = share_shift(carried, missing, [True] * len(hours), lookback=LOOKBACK_HOURS,
+                        margin=EVENT_ID_MARGIN, known_from=start)
+    return (shift, hours[shift.onset]) if shift is not None and shift.alarm else None
+
+
 def check_event_ids(inputs: AuditInputs) -> list[Finding]:
     """parity.dedup_key_missing from the ledger and Meta's feedback."""
     t = inputs.thresholds
@@ -152,6 +178,15 @@ def check_event_ids(inputs: AuditInputs) -> list[Finding]:
             )
             if usual is not None:
                 evidence.append(f"previous 7 days: {usual:.0%} of {past_n}")
+            if usual is not None and usual < t.event_id_min_coverage:
+                # The last 7 days were thin on ids too: never had them (standing), or lost them days
+                # ago. A change point with the level before it tells the two apart.
+                found = _event_id_shift(inputs, rows)
+                if found is not None:
+                    shift, onset = found
+                    usual = shift.reference_ratio / (1 + shift.reference_ratio)
+                    evidence.append(f"event_id share fell from {usual:.0%} since {onset:%a %H:00} UTC "
+                                    f"(evidence {shift.llr:.1f} nats)")
             if usual is None or usual >= t.event_id_min_coverage:
                 severity = "critical" if coverage < 0.5 else "warning"
             else:
