@@ -320,6 +320,22 @@ def test_a_late_hour_waits_at_most_six_hours_and_off_or_unwatched_channels_get_n
         assert enqueue_weekly_due(session, pixels=pixels(), now=END + timedelta(days=7, hours=73)) == 0
 
 
+def test_a_report_that_cannot_be_built_leaves_the_hourly_summaries_alone(
+        sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.summary.weekly_queue as weekly_queue
+
+    def broken(*args: object, **kwargs: object) -> WeeklyReport:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(weekly_queue, "build_weekly", broken)
+    with Session(sqlite_engine) as session:
+        seed(session)
+        after_round(session, pixels=pixels(), audited=[END], now=END + timedelta(minutes=10))
+        session.commit()
+        kinds = {row.kind for row in session.scalars(select(OutboxMessage))}
+    assert "summary" in kinds and not kinds & {"weekly", "email_weekly"}
+
+
 def test_two_replicas_and_two_rounds_post_the_report_and_upload_its_picture_once(
         ledger_engine: Engine, fake: FakeSlackAPI, notifier: SlackNotifier) -> None:
     with Session(ledger_engine) as session:

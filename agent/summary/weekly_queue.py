@@ -116,7 +116,14 @@ def enqueue_weekly_due(session: Session, *, pixels: Sequence[PixelConfig], now: 
         if not ready and not (now - end >= WAIT_AT_MOST
                               and _watched(session, ids, local_days(end, audience.timezone)[0][1], end)):
             continue
-        queued += enqueue_weekly(session, audience=audience, week_end=end)
+        try:
+            # A savepoint: a report that cannot be built must not undo or block the hourly summaries
+            # queued in the same transaction; it is tried again next round.
+            with session.begin_nested():
+                queued += enqueue_weekly(session, audience=audience, week_end=end)
+        except Exception as exc:
+            log.error("weekly report for %s could not be built: %s", audience.target, type(exc).__name__,
+                      exc_info=exc)
     return queued
 
 
