@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from agent.summary.collect import failed_hours, latest_audits
@@ -229,8 +229,9 @@ def _title(root_cause: str) -> str:
 def _incidents(session: Session, pixel_id: str, start: datetime, end: datetime
                ) -> tuple[list[WeekIncident], int, int]:
     """(open at ``end`` worst first, opened during the week, resolved during the week)."""
-    rows = session.scalars(select(IncidentRow).where(
-        IncidentRow.pixel_id == pixel_id, IncidentRow.opened_at < end)
+    rows = session.scalars(select(IncidentRow).where(  # those the week saw: not resolved before it
+        IncidentRow.pixel_id == pixel_id, IncidentRow.opened_at < end,
+        or_(IncidentRow.resolved_at.is_(None), IncidentRow.resolved_at >= start))  # type: ignore[union-attr]
         .order_by(IncidentRow.opened_at, IncidentRow.id)).all()
     still_open = [r for r in rows if r.resolved_at is None or as_utc(r.resolved_at) >= end]
     opened = sum(start <= as_utc(r.opened_at) for r in rows)
