@@ -193,9 +193,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def relay(database_url: str, graph_url: str, *, profile: Path | None = None) -> Iterator[tuple[str, int]]:
+def relay(database_url: str, graph_url: str, *, profile: Path | None = None,
+          stats: Path | None = None) -> Iterator[tuple[str, int]]:
     args = [sys.executable, "-m", "evals.perf.bench_relay", "serve", "--database-url", database_url,
             "--graph-url", graph_url]
+    if stats is not None:
+        args += ["--stats-to", str(stats)]
     if profile is not None:
         args += ["--profile-to", str(profile)]
     with process(args) as (child, url):
@@ -285,10 +288,13 @@ def concurrent_run(database_url: str, *, senders: int, rounds: int, per_request:
         httpx.post(f"{graph_url}/_sim/reset", timeout=10)
         httpx.post(f"{graph_url}/_sim/usage", json={"latency_ms": latency_ms}, timeout=10)
         bodies = sender_bodies(senders, rounds, per_request, first=0)
-        with relay(database_url, graph_url, profile=profile) as (relay_url, pid):
-            cpu_before = cpu_seconds(pid)
-            elapsed, through = post_all(relay_url, bodies)
-            relay_cpu = cpu_seconds(pid) - cpu_before
+        with tempfile.TemporaryDirectory() as tmp:
+            stats_file = Path(tmp) / "writer.json"
+            with relay(database_url, graph_url, profile=profile, stats=stats_file) as (relay_url, pid):
+                cpu_before = cpu_seconds(pid)
+                elapsed, through = post_all(relay_url, bodies)
+                relay_cpu = cpu_seconds(pid) - cpu_before
+            writer = json.loads(stats_file.read_text()) if stats_file.exists() else {}
         total = senders * rounds * per_request
         check = check_nothing_lost_or_doubled(database_url, graph_url, total)
     p50, p99 = percentile(through, 0.5), percentile(through, 0.99)
@@ -299,7 +305,7 @@ def concurrent_run(database_url: str, *, senders: int, rounds: int, per_request:
             "meta_p50_ms": meta50 * 1000, "meta_p99_ms": meta99 * 1000,
             "added_p50_ms": (p50 - meta50) * 1000, "added_p99_ms": (p99 - meta99) * 1000,
             "relay_cpu_s": relay_cpu, "relay_cpu_ms_per_1000_events": relay_cpu / total * 1e6,
-            "load_average": os.getloadavg()[0], "check": check}
+            "load_average": os.getloadavg()[0], "elapsed_s": elapsed, "writer": writer, "check": check}
 
 
 def sequential_http_rate(database_url: str, requests: int, per_request: int) -> float:
@@ -342,7 +348,7 @@ class ThreadProfiles:
             stats.dump_stats(str(path))
 
 
-def serve(database_url: str, graph_url: str, profile_to: str | None) -> None:
+def serve(database_url: str, graph_url: str, profile_to: str | None, stats_to: str | None = None) -> None:
     import uvicorn
 
     import tools.relay.accept as accept_module
@@ -378,8 +384,9 @@ def serve(database_url: str, graph_url: str, profile_to: str | None) -> None:
         pass
     finally:
         assert deps.writer is not None
-        print(f"relay writer: {deps.writer.writes} writes in {deps.writer.groups} transactions",
-              file=sys.stderr, flush=True)
+        if stats_to:
+            Path(stats_to).write_text(json.dumps({"writes": deps.writer.writes, "transactions": deps.writer.groups,
+                                                  "busy_s": deps.writer.busy_seconds}))
         if profiles is not None and profile_to:
             profiles.write(Path(profile_to))
 
@@ -423,6 +430,7 @@ def main() -> None:
     serve_parser.add_argument("--database-url", required=True)
     serve_parser.add_argument("--graph-url", required=True)
     serve_parser.add_argument("--profile-to", default=None)
+    serve_parser.add_argument("--stats-to", default=None)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--postgres-url", default=os.environ.get("CAPI_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
     parser.add_argument("--requests", type=int, default=200, help="sequential batches")
@@ -434,7 +442,7 @@ def main() -> None:
     parser.add_argument("--parts", default="write,http,concurrent", help="which measures to run")
     args = parser.parse_args()
     if args.command == "serve":
-        serve(args.database_url, args.graph_url, args.profile_to)
+        serve(args.database_url, args.graph_url, args.profile_to, args.stats_to)
         return
     results: dict[str, Any] = {"date": utcnow().date().isoformat(), "cpus": os.cpu_count(),
                                "command": "python -m evals.perf.bench_relay " + " ".join(sys.argv[1:]),
@@ -487,6 +495,10 @@ def main() -> None:
          lambda r: f"{r['concurrent']['meta_p50_ms']:.0f} / {r['concurrent']['meta_p99_ms']:.0f}"),
         ("  added by the relay p50 / p99 (ms)",
          lambda r: f"{r['concurrent']['added_p50_ms']:.0f} / {r['concurrent']['added_p99_ms']:.0f}"),
+        ("  writes per transaction (group commit)",
+         lambda r: f"{r['concurrent']['writer']['writes'] / max(1, r['concurrent']['writer']['transactions']):.1f}"),
+        ("  writer busy, share of the run",
+         lambda r: f"{r['concurrent']['writer']['busy_s'] / r['concurrent']['elapsed_s']:.0%}"),
         ("  relay CPU per 1000 events (ms)", lambda r: f"{r['concurrent']['relay_cpu_ms_per_1000_events']:,.0f}"),
         ("  load average during the run", lambda r: f"{r['concurrent']['load_average']:.1f}"),
         ("  nothing lost or doubled", lambda r: "yes" if r["concurrent"]["check"]["ok"] else "NO"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -177,6 +178,7 @@ class LedgerWriter:
         self._closed = False
         self.groups = 0  # transactions committed (for tests and benchmarks: writes / groups)
         self.writes = 0
+        self.busy_seconds = 0.0  # time spent writing (benchmarks: near the run's length = the bottleneck)
 
     def record(self, write: RecordWrite) -> list[int]:
         return list(self._submit(write))
@@ -225,6 +227,7 @@ class LedgerWriter:
             self._commit(jobs)
 
     def _commit(self, jobs: list[_Job]) -> None:
+        began = time.perf_counter()
         try:
             with self._session_factory() as session:
                 results = apply_writes(session, [job.write for job in jobs])
@@ -244,5 +247,6 @@ class LedgerWriter:
             raise
         self.groups += 1
         self.writes += len(jobs)
+        self.busy_seconds += time.perf_counter() - began
         for job, result in zip(jobs, results, strict=True):
             job.future.set_result(result)
