@@ -173,7 +173,8 @@ def _issue_findings(inputs: AuditInputs) -> list[Finding]:
     out: list[Finding] = []
     for issue, (kind, meaning, repair) in ISSUES.items():
         hours = _window(inputs, kind)
-        now = [row for row in inputs.payload_hours if row.hour in set(hours)]
+        in_window = set(hours)
+        now = [row for row in inputs.payload_hours if row.hour in in_window]
         k, n = _counts(now, issue, kind)
         if k < MIN_AFFECTED:
             continue
