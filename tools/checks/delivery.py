@@ -21,9 +21,10 @@ TRANSIENT_CODES = frozenset({1, 2})
 # Share of a window's events left undelivered that means a send was skipped (a 15-minute batcher
 # normally leaves at most the last quarter-hour waiting).
 NOT_SENT_SHARE = 0.6
-# Draining a backlog: of the events delivered since just before the first unsent hour, at least this
-# much more (absolute share) went out an hour or more after their event_time than the sender's usual.
-DRAIN_EXCESS = 0.4
+# Draining a backlog: at least MIN_DRAINED_EVENTS of the events delivered since just before the first
+# unsent hour went out an hour or more after their event_time, DRAIN_FACTOR times what the sender's
+# usual share of late deliveries gives.
+DRAIN_FACTOR = 3.0
 MIN_DRAINED_EVENTS = 3
 SENDS_HOURLY_SHARE = 0.5
 MIN_TRANSPORT_ERRORS = 3
@@ -146,8 +147,8 @@ def _is_gap(t_min: float, events: int, unsent: int, names: dict[str, int],
     return all(names.get(name, 0) >= 0.5 * n for name, n in by_name_events.items() if n >= t_min)
 
 
-def _late_share(rows: list[tuple[int, ...]]) -> tuple[int, float]:
-    """(events delivered, share delivered an hour or more after their event_time) of lag histograms."""
+def _late_share(rows: list[tuple[int, ...]]) -> tuple[int, int]:
+    """(events delivered, of them delivered an hour or more after their event_time) of lag histograms."""
     lower = (0, *LAG_BUCKET_EDGES)
     delivered = late = 0
     for buckets in rows:
@@ -155,7 +156,7 @@ def _late_share(rows: list[tuple[int, ...]]) -> tuple[int, float]:
             delivered += count
             if edge >= 3600:
                 late += count
-    return delivered, (late / delivered if delivered else 0.0)
+    return delivered, late
 
 
 def _unsent_pattern(inputs: AuditInputs, first: datetime, gaps: set[datetime]) -> tuple[str, bool]:
@@ -180,8 +181,11 @@ def _unsent_pattern(inputs: AuditInputs, first: datetime, gaps: set[datetime]) -
             usual.append(row.lag_buckets)
     moved_on = any(events - unsent >= max(1, events / 2) for events, unsent in totals.values() if events)
     delivered, late = _late_share(recent)
-    _, usual_late = _late_share(usual)
-    draining = delivered >= MIN_DRAINED_EVENTS and late - usual_late >= DRAIN_EXCESS
+    usual_delivered, usual_late = _late_share(usual)
+    # Late deliveries well beyond what the sender's usual share of late ones explains (the hour before
+    # the gap may be wholly on time, so the count, not the share of all recent deliveries, decides).
+    expected = delivered * (usual_late / usual_delivered if usual_delivered else 0.0)
+    draining = late >= MIN_DRAINED_EVENTS and late >= DRAIN_FACTOR * expected
     return ("gap" if moved_on else "suffix"), draining
 
 

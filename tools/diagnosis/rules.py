@@ -147,11 +147,14 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
     # A sender running hours late also leaves the window unsent: that is late_delivery, below.
     late = any(f.code in ("latency.p95_high", "latency.backlog_arrivals", "latency.clock_offset")
                or (f.code == "delivery.not_sent" and f.metrics.get("draining") == 1) for f in pool.left)
-    # Nothing after the first unsent hour went out (and what did go out was not hours late): a stopped
-    # batch and a backed-up queue look the same until the sender delivers again. Say so and propose
-    # nothing; after half a day of silence a queue that drains nothing is a sender that stopped.
+    # Nothing after the first unsent hour went out and nothing at all reached Meta this hour (what did
+    # go out was not hours late): a stopped batch and a backed-up queue look the same until the sender
+    # delivers again. Say so and propose nothing; after half a day of silence a queue that drains
+    # nothing is a sender that stopped. A sender that delivered on time this hour and skipped the
+    # rest, or moved on past unsent hours, skipped a batch.
     drafts += _rule(pool, "undetermined",
                     lambda f: f.code == "delivery.not_sent" and not late and f.metrics.get("pattern") == "suffix"
+                    and f.metrics.get("window_received") == 0
                     and int(f.metrics.get("silent_hours") or 0) < UNDETERMINED_MAX_HOURS, _server_side)
     drafts += _rule(pool, "missed_batch", lambda f: f.code == "delivery.not_sent" and not late, _server_side)
     drafts += _rule(pool, "rate_limited", lambda f: f.code == "delivery.rate_limited",
