@@ -183,7 +183,11 @@ def _missed_batch_live(rng: random.Random) -> dict[str, Any]:
 
 def _late(rng: random.Random) -> dict[str, Any]:
     delay = round(rng.uniform(2, 8), 1)
+    # Until the queue delivers its first late batch (up to 1.4 x the delay after the onset), a backlog
+    # and a stopped sender are the same picture: the cause is audited until it can be seen, two hours
+    # past that. The detection target stays the family's.
     return {"injections": [_inj("late_delivery", draw_onset(rng), magnitude=delay)],
+            "audit_hours": math.ceil(delay * 1.4) + 2,
             "what": f"A queue backlog holds server events about {delay:g} h"}
 
 

@@ -25,7 +25,7 @@ NOT_SENT_SHARE = 0.6
 # unsent hour went out an hour or more after their event_time, DRAIN_FACTOR times what the sender's
 # usual share of late deliveries gives.
 DRAIN_FACTOR = 3.0
-MIN_DRAINED_EVENTS = 3
+MIN_DRAINED_EVENTS = 2
 SENDS_HOURLY_SHARE = 0.5
 MIN_TRANSPORT_ERRORS = 3
 
