@@ -264,8 +264,12 @@ def known_content_hashes(session: Session, pixel_id: str, hashes: list[str]) -> 
 def event_names_by_id(session: Session, pixel_id: str, event_ids: list[str]) -> set[tuple[str, str, str]]:
     """(pixel, event name, event id) of stored events of the pixel carrying one of these ids."""
     if is_sqlite(session):
+        # INDEXED BY: without statistics SQLite prefers the covering (pixel_id, event_name, event_id)
+        # index, usable here on pixel_id alone, and walks every event of the pixel for each chunk
+        # (the import's cost then grew with the ledger: 0.1 s a chunk at 250k events, against 2 ms).
         return {(pixel_id, name, event_id) for name, event_id in sqlite_rows_in(
-            session, "SELECT event_name, event_id FROM events WHERE pixel_id = ? AND event_id IN ({marks})",
+            session, "SELECT event_name, event_id FROM events INDEXED BY ix_events_pixel_event_id"
+                     " WHERE pixel_id = ? AND event_id IN ({marks})",
             (pixel_id,), event_ids, _CHUNK)}
     return {(pixel_id, name, event_id) for name, event_id in _pg_rows_any(
         session, "SELECT event_name, event_id FROM events WHERE pixel_id = %s AND event_id = ANY(%s)",
