@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agent.service import AgentServices
+from agent.agent_services import AgentServices
 from tools.fixes.execute import release_uncertain
 from tools.fixes.models import FixChunk
 from tools.fixes.planner import get_proposal

@@ -24,14 +24,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.orm import Session
 
-from agent.audit_service import llm_adapter
-from agent.checkpoint import open_checkpointer
-from agent.runtime import Runtime
-from agent.service import AgentServices
 from tools.audit.meta_side import PREFETCH_READ_TIMEOUT, PREFETCH_WORKERS, MetaPrefetch, prefetch_meta_sides
 from tools.fixes.planner import expire_proposals
 from tools.ledger.pixels import PixelConfig
@@ -48,25 +44,13 @@ from tools.schedule.claims import (
 from tools.schedule.plan import DEFAULT_GRACE, DEFAULT_MAX_CATCH_UP, plan_hours
 from tools.timeutil import as_utc, to_iso, utcnow
 
+if TYPE_CHECKING:  # the scheduler runs whatever the factory opens: the agent, or a test's stand-in
+    from agent.agent_services import AgentServices
+
 logger = logging.getLogger(__name__)
 
 
-class _SessionSource(Protocol):
-    def session(self) -> Session: ...
-
-    def pixels(self, only: list[str] | None = None) -> list[PixelConfig]: ...
-
-
-class AuditServices(Protocol):
-    """What the scheduler needs of ``agent.service.AgentServices``."""
-
-    @property
-    def runtime(self) -> _SessionSource: ...
-
-    def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]: ...
-
-
-ServicesFactory = Callable[[], AbstractContextManager[AuditServices]]
+ServicesFactory = Callable[[], AbstractContextManager["AgentServices"]]
 OnAudit = Callable[[PixelConfig, dict[str, Any]], None]
 
 
@@ -94,17 +78,6 @@ class SkippedHours:
     count: int
 
 
-def runtime_services(runtime: Runtime) -> ServicesFactory:
-    """A ``services_factory`` for ``capi-agent serve``: each round opens a checkpointer on the
-    runtime's database and the agent's services with the configured LLM (or the offline reasoner)."""
-    @contextmanager
-    def open_services() -> Iterator[AuditServices]:
-        with open_checkpointer(runtime.settings.database_url) as checkpointer:
-            yield AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=llm_adapter(runtime))
-
-    return open_services
-
-
 def default_worker_id() -> str:
     """Unique per process, readable in the claims table: host, pid and a random suffix."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -116,7 +89,7 @@ class Scheduler:
     ``services_factory`` is either the services themselves or a callable returning a context manager
     that yields them (opened once per round, e.g. to hold a checkpointer connection)."""
 
-    def __init__(self, *, services_factory: ServicesFactory | AuditServices,
+    def __init__(self, *, services_factory: ServicesFactory | AgentServices,
                  pixels: Callable[[], list[PixelConfig]] | None = None, worker_id: str | None = None,
                  clock: Callable[[], datetime] = utcnow, grace: timedelta = DEFAULT_GRACE,
                  max_catch_up: int = DEFAULT_MAX_CATCH_UP, on_audit: OnAudit | None = None,
@@ -201,7 +174,7 @@ class Scheduler:
                     prefetch.discard()
         return records
 
-    def _prefetch(self, services: AuditServices, by_id: dict[str, PixelConfig],
+    def _prefetch(self, services: AgentServices, by_id: dict[str, PixelConfig],
                   queue: list[tuple[datetime, str]]) -> MetaPrefetch | None:
         """Meta's side of each pixel's first due hour, read for all pixels at once before the audits
         (which then take it from the snapshots). Needs ``services.client_for``; a failure here only
@@ -226,7 +199,7 @@ class Scheduler:
         self.last_prefetch = prefetch
         return prefetch
 
-    def _audit_hour(self, services: AuditServices, pixel: PixelConfig, window_end: datetime,
+    def _audit_hour(self, services: AgentServices, pixel: PixelConfig, window_end: datetime,
                     now: datetime, waiting: set[str]) -> RunRecord | None:
         """Claim, audit and finish one pixel-hour; None when the hour was not ours to audit."""
         sessions = services.runtime.session
@@ -274,10 +247,10 @@ class Scheduler:
     # --- helpers --------------------------------------------------------------------------------
 
     @contextmanager
-    def _open_services(self) -> Iterator[AuditServices]:
+    def _open_services(self) -> Iterator[AgentServices]:
         source = self._services_source
         if hasattr(source, "audit_pixel"):
-            manager: AbstractContextManager[AuditServices] = nullcontext(source)  # type: ignore[arg-type]
+            manager: AbstractContextManager[AgentServices] = nullcontext(source)  # type: ignore[arg-type]
         else:
             manager = source()  # type: ignore[operator]
         with manager as services:

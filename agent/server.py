@@ -26,14 +26,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from agent.agent_services import AgentServices
+from agent.announce import after_round, enqueue_summaries
 from agent.email.deliver import EMAIL_KINDS, deliver_email_outbox
-from agent.notify import SLACK_KINDS, after_round, deliver_outbox, enqueue_summaries
 from agent.relay.app import forward_pending_with_runtime, relay_deps, relay_routes
 from agent.retention import PURGE_INTERVAL_SECONDS, PurgeStatus, purge_round
-from agent.runtime import Runtime
 from agent.scheduler import Scheduler
-from agent.service import AgentServices
-from agent.slack_service import SlackAgentService
+from agent.slack.agent import SlackAgent
+from agent.slack.outbox import SLACK_KINDS, deliver_outbox
+from agent.wiring import AgentWiring
 from tools.ledger.models import Audit, Event
 from tools.ledger.outbox import OutboxMessage
 from tools.ledger.pixels import PixelConfig
@@ -62,7 +63,7 @@ class Loop:
 
 @dataclass
 class ServerParts:
-    runtime: Runtime
+    wiring: AgentWiring
     services: AgentServices
     slack_app: Any | None = None  # slack_bolt.App
     notifier: Any | None = None  # agent.slack.notifier.SlackNotifier
@@ -80,8 +81,8 @@ def on_audit(parts: ServerParts) -> Callable[[PixelConfig, dict], None]:
     """After each scheduled audit: the summaries it completed (the audit itself queued its incident
     messages and, normally, these summaries too: queueing is idempotent)."""
     def hook(pixel: PixelConfig, state: dict) -> None:
-        with parts.runtime.session() as session:
-            enqueue_summaries(session, pixels=parts.runtime.pixels(),
+        with parts.wiring.session() as session:
+            enqueue_summaries(session, pixels=parts.wiring.pixels(),
                               hours=[parse_iso(state["report"]["window"]["end"])])
             session.commit()
     return hook
@@ -90,8 +91,8 @@ def on_audit(parts: ServerParts) -> Callable[[PixelConfig, dict], None]:
 def scheduled_round(parts: ServerParts, scheduler: Scheduler) -> None:
     """One scheduler round, then the summaries of the hours it audited (those a failed audit settled)."""
     records = scheduler.run_once()
-    with parts.runtime.session() as session:
-        after_round(session, pixels=parts.runtime.pixels(), audited=[r.window_end for r in records],
+    with parts.wiring.session() as session:
+        after_round(session, pixels=parts.wiring.pixels(), audited=[r.window_end for r in records],
                     now=parts.clock())
         session.commit()
 
@@ -100,28 +101,28 @@ def build_loops(parts: ServerParts) -> list[Loop]:
     scheduler = Scheduler(services_factory=parts.services, clock=parts.clock, on_audit=on_audit(parts))
     loops = [Loop("scheduler", parts.scheduler_interval, lambda: scheduled_round(parts, scheduler)),
              Loop("relay-forward", parts.forward_interval,
-                  lambda: forward_pending_with_runtime(parts.runtime, now=parts.clock())),
+                  lambda: forward_pending_with_runtime(parts.wiring, now=parts.clock())),
              Loop("payload-purge", parts.purge_interval,
-                  lambda: purge_round(parts.runtime.session, purge_status(parts), now=parts.clock()))]
+                  lambda: purge_round(parts.wiring.session, purge_status(parts), now=parts.clock()))]
     if parts.notifier is not None:
         loops.append(Loop("slack-outbox", parts.outbox_interval,
-                          lambda: deliver_outbox(parts.runtime.session, parts.notifier, now=parts.clock())))
+                          lambda: deliver_outbox(parts.wiring.session, parts.notifier, now=parts.clock())))
     if parts.mailer is not None:
         loops.append(Loop("email-outbox", parts.outbox_interval,
-                          lambda: deliver_email_outbox(parts.runtime.session, parts.mailer, now=parts.clock())))
+                          lambda: deliver_email_outbox(parts.wiring.session, parts.mailer, now=parts.clock())))
     return loops
 
 
 def purge_status(parts: ServerParts) -> PurgeStatus:
     if parts.purge is None:
-        parts.purge = PurgeStatus(retention_days=parts.runtime.settings.payload_retention_days)
+        parts.purge = PurgeStatus(retention_days=parts.wiring.settings.payload_retention_days)
     return parts.purge
 
 
 def health(parts: ServerParts) -> Callable[[Request], Any]:
     async def healthz(_: Request) -> JSONResponse:
         try:
-            with parts.runtime.session() as session:
+            with parts.wiring.session() as session:
                 session.execute(text("SELECT 1"))
                 last_audit = session.scalar(select(func.max(Audit.window_end)))
                 queued = session.scalar(select(func.count()).select_from(Event).where(
@@ -151,7 +152,7 @@ def build_server_app(parts: ServerParts, *, run_loops: bool = True) -> Starlette
     if parts.slack_app is not None:
         routes += slack_routes(parts.slack_app)
     # The relay reads the app's clock too (validation of event_time, store-and-forward stamps).
-    relay = relay_deps(parts.runtime, clock=parts.clock)  # with who may send and how fast (settings)
+    relay = relay_deps(parts.wiring, clock=parts.clock)  # with who may send and how fast (settings)
     routes += relay_routes(relay)
 
     @contextlib.asynccontextmanager
@@ -176,15 +177,15 @@ def build_server_app(parts: ServerParts, *, run_loops: bool = True) -> Starlette
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def slack_parts(runtime: Runtime, services: AgentServices) -> tuple[Any | None, Any | None, Any | None]:
+def slack_parts(wiring: AgentWiring, services: AgentServices) -> tuple[Any | None, Any | None, Any | None]:
     """(bolt app, notifier, socket-mode handler) when Slack is configured, else Nones."""
-    settings = runtime.settings
+    settings = wiring.settings
     if settings.slack_bot_token is None:
         return None, None, None
     from agent.slack.app import build_slack_app, socket_mode_handler
     from agent.slack.notifier import SlackNotifier
 
-    service = SlackAgentService(services=services, approvers=settings.approver_ids)
+    service = SlackAgent(services=services, approvers=settings.approver_ids)
     app = build_slack_app(settings=settings, service=service, approvers=settings.approver_ids)
     handler = socket_mode_handler(app, settings=settings) if settings.slack_app_token is not None else None
     return app, SlackNotifier(app.client), handler

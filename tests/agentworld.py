@@ -20,11 +20,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agent.checkpoint import open_checkpointer
+from agent.agent_services import AgentServices
 from agent.llm import LLMAdapter
-from agent.runtime import Runtime
-from agent.service import AgentServices
 from agent.settings import load_settings
+from agent.wiring import AgentWiring, open_agent
 from evals.harness import ScenarioWorld, scenario_world
 from tests.fakes.openai_server import Answer, ToolCalls
 from tools.fixes.models import FixProposalRow
@@ -121,12 +120,11 @@ def agent_services(world: ScenarioWorld, *, adapter: LLMAdapter | None = None,
     world.simulator.state.set_now(world.scenario.audit_at)
     engine = make_engine(url)
     try:
-        runtime = Runtime(settings=load_settings(database_url=url), engine=engine)
-        with open_checkpointer(url) as checkpointer:
-            yield AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=adapter,
-                                clock=lambda: world.scenario.audit_at,
-                                auto_approve_kinds=frozenset(auto_approve_kinds),
-                                client_factory=client_factory or (lambda _pixel: world.client()))
+        wiring = AgentWiring(settings=load_settings(database_url=url), engine=engine)
+        with open_agent(wiring, adapter=adapter, clock=lambda: world.scenario.audit_at,
+                        auto_approve_kinds=frozenset(auto_approve_kinds),
+                        client_factory=client_factory or (lambda _pixel: world.client())) as services:
+            yield services
     finally:
         engine.dispose()
 

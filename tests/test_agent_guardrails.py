@@ -13,7 +13,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from sqlalchemy.orm import Session
 
-from agent.graphs.chat import build_chat_graph, chat_input
+from agent.graphs.chat import ChatGraphContext, build_chat_graph, chat_input
 from agent.llm import LLMAdapter
 from agent.reasoning.context import ChatContext
 from evals.harness import ScenarioWorld
@@ -122,9 +122,9 @@ def chat_turn(world: ScenarioWorld, adapter: LLMAdapter, question: str) -> dict[
                                    at=world.scenario.audit_at, created_by="chat")
         return {"id": proposal.id, "kind": proposal.kind, "status": proposal.status}
 
-    graph = build_chat_graph(adapter=adapter, context_loader=load, propose=propose,
-                             checkpointer=InMemorySaver())
-    return graph.invoke(chat_input(question, world.pixel.id), {"configurable": {"thread_id": "c1"}})
+    graph = build_chat_graph(checkpointer=InMemorySaver())
+    return graph.invoke(chat_input(question, world.pixel.id), {"configurable": {"thread_id": "c1"}},
+                        context=ChatGraphContext(adapter=adapter, load_context=load, propose=propose))
 
 
 READ_TOOL_CALLS = [

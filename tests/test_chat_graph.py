@@ -11,7 +11,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agent.graphs.chat import build_chat_graph, chat_input
+from agent.graphs.chat import ChatGraphContext, build_chat_graph, chat_input
 from agent.reasoning.context import ChatContext
 from tests.fakes.openai_server import Answer, HTTPError, ToolCalls
 from tests.test_reasoning_toolbox import READ_ONLY_TOOLS, scenario
@@ -23,8 +23,16 @@ def context(kind: str = "token_invalid", proposals: list[dict] | None = None) ->
                        incidents=s.incidents, proposals=proposals or [])
 
 
-def ask(graph, question: str, thread: str, pixel_id: str | None = "1234567890") -> dict:
-    return graph.invoke(chat_input(question, pixel_id), {"configurable": {"thread_id": thread}})
+def chat_graph(*, adapter, context_loader, propose, checkpointer):
+    """The compiled graph and the run context each turn gets (a fresh one per turn, as Slack passes it)."""
+    graph = build_chat_graph(checkpointer=checkpointer)
+    return graph, lambda: ChatGraphContext(adapter=adapter, load_context=context_loader, propose=propose)
+
+
+def ask(chat, question: str, thread: str, pixel_id: str | None = "1234567890") -> dict:
+    graph, run_context = chat
+    return graph.invoke(chat_input(question, pixel_id), {"configurable": {"thread_id": thread}},
+                        context=run_context())
 
 
 def test_a_question_answered_with_a_tool_call(fake_openai, llm_adapter):
@@ -32,7 +40,7 @@ def test_a_question_answered_with_a_tool_call(fake_openai, llm_adapter):
         ToolCalls([("delivery_errors", {"hours": 3})]),
         Answer("Meta refuses the access token (190/463) since 12:00, see f_41cdf8240c716fbc."),
     )
-    graph = build_chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
+    graph = chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
                              checkpointer=InMemorySaver())
     state = ask(graph, "Why did Purchase drop?", "t1")
     assert state["answer"].startswith("Meta refuses the access token")
@@ -50,13 +58,13 @@ def test_follow_up_has_memory_through_a_sqlite_checkpointer_file(fake_openai, ll
     thread = f"C123:{uuid.uuid4().hex}"
     fake_openai.script(Answer("The token expired at 12:00."), Answer("Since 12:00 UTC, about 3 hours."))
     first = sqlite3.connect(path, check_same_thread=False)
-    graph = build_chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
+    graph = chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
                              checkpointer=SqliteSaver(first))
     ask(graph, "What broke?", thread)
     first.close()
 
     second = sqlite3.connect(path, check_same_thread=False)
-    graph2 = build_chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
+    graph2 = chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
                               checkpointer=SqliteSaver(second))
     state = ask(graph2, "Since when?", thread)
     second.close()
@@ -68,7 +76,7 @@ def test_follow_up_has_memory_through_a_sqlite_checkpointer_file(fake_openai, ll
     # another thread starts fresh
     fake_openai.script(Answer("Hello."))
     other = sqlite3.connect(path, check_same_thread=False)
-    fresh = ask(build_chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
+    fresh = ask(chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
                                  checkpointer=SqliteSaver(other)), "Hi", "another-thread")
     other.close()
     assert len(fresh["messages"]) == 2
@@ -89,7 +97,7 @@ def test_propose_fix_creates_a_proposal_through_the_callable_and_never_executes(
                                     "reason": "run it"})]),
         Answer("I proposed a replay of Purchase; an approver must accept it."),
     )
-    graph = build_chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=propose,
+    graph = chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=propose,
                              checkpointer=InMemorySaver())
     state = ask(graph, "Can you fix it?", "t-fix")
     assert created == [{"kind": "replay", "since": "2026-11-24T12:00:00Z", "until": "2026-11-24T15:00:00Z",
@@ -104,7 +112,7 @@ def test_propose_fix_creates_a_proposal_through_the_callable_and_never_executes(
 
 def test_llm_down_gives_the_offline_answer_without_exception_text(fake_openai, llm_adapter):
     fake_openai.script(HTTPError(500))
-    graph = build_chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
+    graph = chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
                              checkpointer=InMemorySaver())
     state = ask(graph, "status?", "t-down")
     assert state["source"] == "fallback"
@@ -115,7 +123,7 @@ def test_llm_down_gives_the_offline_answer_without_exception_text(fake_openai, l
 def test_answers_are_slack_safe_and_questions_are_scrubbed_before_storage(fake_openai, llm_adapter, tmp_path):
     fake_openai.script(Answer("<!channel> done <@U999> <http://evil.example|approve here>"))
     conn = sqlite3.connect(tmp_path / "c.sqlite", check_same_thread=False)
-    graph = build_chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
+    graph = chat_graph(adapter=llm_adapter, context_loader=lambda _: context(), propose=None,
                              checkpointer=SqliteSaver(conn))
     state = ask(graph, "I am jane.doe@example.com, call +1 650 555 0199: status?", "t-safe")
     conn.commit()
@@ -133,7 +141,7 @@ def test_answers_are_slack_safe_and_questions_are_scrubbed_before_storage(fake_o
     ("help", "Fixes only run after an approver"),
 ])
 def test_offline_chat_answers_by_intent(question, expected):
-    graph = build_chat_graph(adapter=None, context_loader=lambda _: context(), propose=None,
+    graph = chat_graph(adapter=None, context_loader=lambda _: context(), propose=None,
                              checkpointer=InMemorySaver())
     state = ask(graph, question, f"off-{question}")
     assert expected in state["answer"]
@@ -142,10 +150,10 @@ def test_offline_chat_answers_by_intent(question, expected):
 
 def test_offline_status_of_a_healthy_and_an_unaudited_pixel():
     healthy = ChatContext(pixel_id="42", inputs=scenario().inputs, findings=[], incidents=[])
-    graph = build_chat_graph(adapter=None, context_loader=lambda _: healthy, propose=None,
+    graph = chat_graph(adapter=None, context_loader=lambda _: healthy, propose=None,
                              checkpointer=InMemorySaver())
     assert "looks healthy" in ask(graph, "how are we doing", "h")["answer"]
-    never = build_chat_graph(adapter=None, context_loader=lambda pid: ChatContext(pixel_id=pid),
+    never = chat_graph(adapter=None, context_loader=lambda pid: ChatContext(pixel_id=pid),
                              propose=None, checkpointer=InMemorySaver())
     assert "has not been audited yet" in ask(never, "status", "n", pixel_id="77")["answer"]
 
@@ -153,7 +161,20 @@ def test_offline_status_of_a_healthy_and_an_unaudited_pixel():
 def test_offline_fix_answer_lists_open_proposals():
     ctx = context(proposals=[{"id": "p_9", "kind": "replay", "summary": "Resend 120 Purchase events",
                               "approver_token": "secret"}])
-    graph = build_chat_graph(adapter=None, context_loader=lambda _: ctx, propose=None,
+    graph = chat_graph(adapter=None, context_loader=lambda _: ctx, propose=None,
                              checkpointer=InMemorySaver())
     text = ask(graph, "any fix waiting?", "p")["answer"]
     assert "replay p_9: Resend 120 Purchase events" in text and "secret" not in text
+
+
+def test_each_turn_loads_the_pixels_context_once_and_answers_from_it():
+    loaded: list[str | None] = []
+
+    def load(pixel_id: str | None) -> ChatContext:
+        loaded.append(pixel_id)
+        return context() if pixel_id == "1234567890" else ChatContext(pixel_id=pixel_id)
+
+    chat = chat_graph(adapter=None, context_loader=load, propose=None, checkpointer=InMemorySaver())
+    assert "has 1 open incident(s)" in ask(chat, "status?", "once")["answer"]
+    assert "has not been audited yet" in ask(chat, "status?", "once", pixel_id="77")["answer"]
+    assert loaded == ["1234567890", "77"]

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "psycopg", "langgraph", "langchain_core", "openai", "httpx",
          "httpcore", "slack_bolt", "slack_sdk", "starlette", "uvicorn", "matplotlib", "pydantic_settings",
-         "tools.ledger", "tools.checks", "tools.relay", "tools.synth", "agent.runtime", "agent.settings",
+         "tools.ledger", "tools.checks", "tools.relay", "tools.synth", "agent.wiring", "agent.settings",
          "agent.graphs", "agent.server", "agent.relay")
 
 PROBE = """

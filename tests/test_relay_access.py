@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from agent.cli import build_app
 from agent.relay.app import forward_pending_with_runtime
-from agent.runtime import Runtime
 from agent.settings import load_settings
+from agent.wiring import AgentWiring
 from tests.fixtures.db import migrated_engine
 from tests.fixtures.meta import SIM_TOKEN
 from tests.relay_support import (
@@ -196,13 +196,13 @@ def test_unconfigured_pixel_on_opt_in_uses_the_callers_token_and_never_the_opera
     # The operator's token (META_ACCESS_TOKEN) is never used for that pixel: not by the agent's clients,
     # not by store-and-forward, not by the replay command.
     settings = load_settings(meta_access_token=SIM_TOKEN, meta_graph_url=meta_sim.url)
-    runtime = Runtime(settings=settings, engine=ledger_engine)
-    assert runtime.pixel_token(marked) is None and runtime.graph_client(marked) is None
-    assert runtime.pixel_token(PixelConfig(id=PIXEL)) == SIM_TOKEN
+    wiring = AgentWiring(settings=settings, engine=ledger_engine)
+    assert wiring.pixel_token(marked) is None and wiring.graph_client(marked) is None
+    assert wiring.pixel_token(PixelConfig(id=PIXEL)) == SIM_TOKEN
     with Session(ledger_engine) as session:
         session.execute(update(Event).values(delivery_status="pending"))  # as if Meta had been down
         session.commit()
-    report = forward_pending_with_runtime(runtime)
+    report = forward_pending_with_runtime(wiring)
     assert report.sent == 0 and report.pixels[0].waiting_reason
     monkeypatch.setenv("META_ACCESS_TOKEN", SIM_TOKEN)
     result = CliRunner().invoke(build_app(), [

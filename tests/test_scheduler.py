@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from agent.runtime import Runtime
 from agent.scheduler import RunRecord, Scheduler
 from agent.settings import load_settings
+from agent.wiring import AgentWiring
 from tools.fixes.models import FixProposalRow
 from tools.ledger.db import make_engine, migrate
 from tools.ledger.pixels import PixelConfig
@@ -48,7 +48,7 @@ class AuditLog:
 class StubServices:
     """Stands in for AgentServices: records audits; fails on chosen pixel-hours."""
 
-    runtime: Runtime
+    runtime: AgentWiring
     log: AuditLog
     worker: str = "w"
     delay: float = 0.0
@@ -73,8 +73,8 @@ def engine(sqlite_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def runtime_on(engine: Engine) -> Runtime:
-    return Runtime(settings=load_settings(database_url=str(engine.url)), engine=engine)
+def wiring_on(engine: Engine) -> AgentWiring:
+    return AgentWiring(settings=load_settings(database_url=str(engine.url)), engine=engine)
 
 
 def pixels_of(*ids: str) -> list[PixelConfig]:
@@ -102,7 +102,7 @@ def test_catch_up_after_downtime_audits_each_missed_hour_once_in_order(engine: E
     mark_done(engine, "1", at(10))
     log = AuditLog()
     seen: list[tuple[str, str]] = []
-    sched = scheduler(StubServices(runtime_on(engine), log), pixels_of("1"),
+    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"),
                       on_audit=lambda pixel, state: seen.append((pixel.id, state["report"]["pixel_id"])))
     records = sched.run_once(now=at(15, 12))
     expected = [("1", at(h)) for h in range(11, 16)]
@@ -119,13 +119,13 @@ def test_pixels_are_caught_up_together_oldest_hour_first(engine: Engine) -> None
     mark_done(engine, "a", at(12))
     mark_done(engine, "b", at(11))
     log = AuditLog()
-    scheduler(StubServices(runtime_on(engine), log), pixels_of("a", "b")).run_once(now=at(14, 30))
+    scheduler(StubServices(wiring_on(engine), log), pixels_of("a", "b")).run_once(now=at(14, 30))
     assert log.hours() == [("b", at(12)), ("a", at(13)), ("b", at(13)), ("a", at(14)), ("b", at(14))]
 
 
 def test_first_run_audits_the_latest_settled_hour_only(engine: Engine) -> None:
     log = AuditLog()
-    sched = scheduler(StubServices(runtime_on(engine), log), pixels_of("1"))
+    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"))
     sched.run_once(now=at(15, 5))  # 15:00 has not settled yet (grace 10 min)
     assert log.hours() == [("1", at(14))]
     sched.run_once(now=at(15, 10))
@@ -135,7 +135,7 @@ def test_first_run_audits_the_latest_settled_hour_only(engine: Engine) -> None:
 def test_catch_up_is_limited_and_older_hours_are_reported_once(engine: Engine) -> None:
     mark_done(engine, "1", at(3))
     log = AuditLog()
-    sched = scheduler(StubServices(runtime_on(engine), log), pixels_of("1"), max_catch_up=4)
+    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"), max_catch_up=4)
     sched.run_once(now=at(15, 12))
     assert log.hours() == [("1", at(h)) for h in (12, 13, 14, 15)]
     assert len(sched.skipped) == 1
@@ -150,7 +150,7 @@ def test_a_failing_hour_is_recorded_and_retried_without_stopping_other_pixels(en
     for pixel_id in ("bad", "good"):
         mark_done(engine, pixel_id, at(10))
     log = AuditLog()
-    services = StubServices(runtime_on(engine), log, failures={("bad", at(12)): 1})
+    services = StubServices(wiring_on(engine), log, failures={("bad", at(12)): 1})
     sched = scheduler(services, pixels_of("bad", "good"))
 
     first = sched.run_once(now=at(14, 15))
@@ -175,7 +175,7 @@ def test_a_failing_hour_is_recorded_and_retried_without_stopping_other_pixels(en
 def test_an_hour_that_keeps_failing_is_given_up_after_max_attempts(engine: Engine) -> None:
     mark_done(engine, "1", at(10))
     log = AuditLog()
-    services = StubServices(runtime_on(engine), log, failures={("1", at(11)): 99})
+    services = StubServices(wiring_on(engine), log, failures={("1", at(11)): 99})
     sched = scheduler(services, pixels_of("1"), max_attempts=2)
     assert [r.status for r in sched.run_once(now=at(12, 15))] == ["failed"]
     assert [r.status for r in sched.run_once(now=at(12, 16))] == ["failed"]
@@ -190,7 +190,7 @@ def test_a_dead_workers_claim_is_taken_over_once_its_lease_expires(engine: Engin
         assert claim(session, pixel_id="1", window_end=at(11), worker="dead", now=at(11, 12),
                      lease=timedelta(minutes=30))
     log = AuditLog()
-    sched = scheduler(StubServices(runtime_on(engine), log, worker="alive"), pixels_of("1"),
+    sched = scheduler(StubServices(wiring_on(engine), log, worker="alive"), pixels_of("1"),
                       lease=timedelta(minutes=30))
     assert sched.run_once(now=at(11, 20)) == []  # the lease is live: maybe it is just slow
     assert log.calls == []
@@ -206,7 +206,7 @@ def test_an_on_audit_failure_does_not_undo_the_audit(engine: Engine) -> None:
     def broken_hook(_pixel: PixelConfig, _state: dict[str, Any]) -> None:
         raise ConnectionError("slack is down")
 
-    sched = scheduler(StubServices(runtime_on(engine), log), pixels_of("1"), on_audit=broken_hook)
+    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"), on_audit=broken_hook)
     assert [r.status for r in sched.run_once(now=at(9, 30))] == ["done"]
     assert claims(engine)[("1", at(9))].status == "done"
 
@@ -218,7 +218,7 @@ def test_each_round_expires_stale_fix_proposals(engine: Engine) -> None:
         session.add(FixProposalRow(id="p-2", pixel_id="1", kind="replay", status="proposed",
                                    created_at=at(1), expires_at=at(23)))
         session.commit()
-    scheduler(StubServices(runtime_on(engine), AuditLog()), pixels_of("1")).run_once(now=at(9, 30))
+    scheduler(StubServices(wiring_on(engine), AuditLog()), pixels_of("1")).run_once(now=at(9, 30))
     with Session(engine) as session:
         assert session.get(FixProposalRow, "p-1").status == "expired"  # type: ignore[union-attr]
         assert session.get(FixProposalRow, "p-2").status == "proposed"  # type: ignore[union-attr]
@@ -233,7 +233,7 @@ def test_a_services_factory_is_opened_once_per_round(engine: Engine) -> None:
     @contextmanager
     def factory() -> Iterator[StubServices]:
         opened.append(1)
-        yield StubServices(runtime_on(engine), log)
+        yield StubServices(wiring_on(engine), log)
 
     mark_done(engine, "1", at(10))
     sched = Scheduler(services_factory=factory, pixels=lambda: pixels_of("1"), grace=GRACE)
@@ -245,7 +245,7 @@ def test_a_services_factory_is_opened_once_per_round(engine: Engine) -> None:
 def test_run_forever_runs_rounds_until_stopped(engine: Engine) -> None:
     log = AuditLog()
     mark_done(engine, "1", at(10))
-    sched = scheduler(StubServices(runtime_on(engine), log), pixels_of("1"))
+    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"))
     sched.clock = lambda: at(12, 30)
     stop = threading.Event()
     thread = threading.Thread(target=sched.run_forever, args=(stop,), kwargs={"interval_seconds": 0.01})
@@ -272,7 +272,7 @@ def run_replicas(url: str, *, replicas: int = 2) -> tuple[AuditLog, list[list[Ru
     engines = [make_engine(url) for _ in range(replicas)]
 
     def replica(index: int) -> None:
-        services = StubServices(runtime_on(engines[index]), log, worker=f"replica-{index}", delay=0.02)
+        services = StubServices(wiring_on(engines[index]), log, worker=f"replica-{index}", delay=0.02)
         sched = scheduler(services, pixels_of(*pixel_ids))
         barrier.wait()
         results[index] = sched.run_once(now=at(15, 12))

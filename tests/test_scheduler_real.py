@@ -12,10 +12,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agent.runtime import Runtime, open_runtime
-from agent.scheduler import Scheduler, runtime_services
-from agent.service import AgentServices
+from agent.agent_services import AgentServices
+from agent.scheduler import Scheduler
 from agent.settings import load_settings
+from agent.wiring import AgentWiring, open_agent, open_wiring
 from evals.harness import scenario_world
 from tools.ledger.models import Audit
 from tools.ledger.pixels import PixelConfig
@@ -37,8 +37,8 @@ def test_scheduler_runs_real_audits_for_each_due_hour(tmp_path: Path) -> None:
     last = floor_hour(now) - timedelta(hours=3)
     with scenario_world(scenario, tmp_path) as world:
         world.simulator.state.set_now(now)
-        runtime = Runtime(settings=load_settings(database_url=str(world.engine.url)), engine=world.engine)
-        services = AgentServices(runtime=runtime, checkpointer=InMemorySaver(),
+        wiring = AgentWiring(settings=load_settings(database_url=str(world.engine.url)), engine=world.engine)
+        services = AgentServices(runtime=wiring, checkpointer=InMemorySaver(),
                                  client_factory=lambda _pixel: world.client(), clock=lambda: now)
         with Session(world.engine) as session:
             claim(session, pixel_id=world.pixel.id, window_end=last, worker="past", now=last)
@@ -65,15 +65,15 @@ def test_scheduler_runs_real_audits_for_each_due_hour(tmp_path: Path) -> None:
         assert sched.run_once() == []  # nothing left for this hour
 
 
-def test_runtime_services_audit_an_empty_ledger_with_the_offline_reasoner(tmp_path: Path) -> None:
+def test_the_agent_opened_per_round_audits_an_empty_ledger_with_the_offline_reasoner(tmp_path: Path) -> None:
     settings = load_settings(database_url=f"sqlite:///{tmp_path / 'agent.db'}", openai_api_key=None,
                              llm_model=None, meta_access_token=None)
     now = floor_hour(short_scenario().audit_at) + timedelta(minutes=15)
-    with open_runtime(settings=settings) as runtime:
-        sched = Scheduler(services_factory=runtime_services(runtime), pixels=lambda: [PixelConfig(id="42")],
+    with open_wiring(settings=settings) as wiring:
+        sched = Scheduler(services_factory=lambda: open_agent(wiring), pixels=lambda: [PixelConfig(id="42")],
                           worker_id="serve", clock=lambda: now)
         records = sched.run_once()
         assert [(r.pixel_id, r.window_end, r.status) for r in records] == [("42", floor_hour(now), "done")]
-        with Session(runtime.engine) as session:
+        with Session(wiring.engine) as session:
             audits = session.scalars(select(Audit)).all()
         assert [(a.pixel_id, as_utc(a.window_end)) for a in audits] == [("42", floor_hour(now))]

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from agent.runtime import Runtime
 from agent.server import ServerParts, build_server_app, slack_parts
+from agent.wiring import AgentWiring
 from evals.harness import SIM_TOKEN
 from tests.agentworld import WorldTemplate, agent_services, agent_world, small_scenario, world_template
 from tests.fakes.slack_api import FakeSlackAPI
@@ -61,11 +61,11 @@ def test_serve_over_http_health_relay_slack_route_and_loops_that_audit_and_post(
             fake, meta_graph_url=world.simulator.url).model_dump(exclude_unset=True))
         # The operator's token: the relay accepts the pixel's events only with it (or a relay key).
         settings = settings.model_copy(update={"meta_access_token": SecretStr(SIM_TOKEN)})
-        runtime = Runtime(settings=settings, engine=services.runtime.engine)
-        services.runtime = runtime
-        slack_app, notifier, socket_handler = slack_parts(runtime, services)
+        wiring = AgentWiring(settings=settings, engine=services.runtime.engine)
+        services.runtime = wiring
+        slack_app, notifier, socket_handler = slack_parts(wiring, services)
         assert slack_app is not None and notifier is not None and socket_handler is None
-        parts = ServerParts(runtime=runtime, services=services, slack_app=slack_app, notifier=notifier,
+        parts = ServerParts(wiring=wiring, services=services, slack_app=slack_app, notifier=notifier,
                             scheduler_interval=0.2, outbox_interval=0.2, forward_interval=0.2, clock=clock)
 
         with serving(parts, run_loops=True) as base, httpx.Client(base_url=base, timeout=10) as http:

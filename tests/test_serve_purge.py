@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
+from agent.agent_services import AgentServices
 from agent.checkpoint import open_checkpointer
-from agent.runtime import Runtime
 from agent.server import ServerParts, build_server_app
-from agent.service import AgentServices
 from agent.settings import load_settings
+from agent.wiring import AgentWiring
 from tests.test_fixes_support import seed
 from tests.test_serve_world import Clock
 from tools.ledger.models import Event
@@ -38,10 +38,10 @@ def ledger(ledger_engine: Engine) -> Engine:
 @contextmanager
 def serving(engine: Engine, url: str, *, run_loops: bool, **settings: Any) -> Iterator[httpx.Client]:
     """The server's app with its loops (the purge every 0.1 s) on a fixed clock; yields an HTTP client."""
-    runtime = Runtime(settings=load_settings(database_url=url, **settings), engine=engine)
+    wiring = AgentWiring(settings=load_settings(database_url=url, **settings), engine=engine)
     with open_checkpointer(url) as checkpointer:
-        services = AgentServices(runtime=runtime, checkpointer=checkpointer, clock=Clock(NOW))
-        parts = ServerParts(runtime=runtime, services=services, clock=Clock(NOW), purge_interval=0.1,
+        services = AgentServices(runtime=wiring, checkpointer=checkpointer, clock=Clock(NOW))
+        parts = ServerParts(wiring=wiring, services=services, clock=Clock(NOW), purge_interval=0.1,
                             scheduler_interval=3600, forward_interval=3600)
         with ThreadedServer(build_server_app(parts, run_loops=run_loops), lifespan="on", name="serve") as server, \
                 httpx.Client(base_url=server.url, timeout=10) as http:

@@ -2,7 +2,7 @@
 
 A serve world is the small ``missed_batch.v1`` scenario (ledger copy + Graph API simulator, see
 ``tests.agentworld``) with its pixel configured for a Slack channel, the agent's real services, the
-real ``SlackAgentService`` behind a real Bolt app whose ``WebClient`` talks to the fake Slack Web API
+real ``SlackAgent`` behind a real Bolt app whose ``WebClient`` talks to the fake Slack Web API
 over loopback, and the real outbox notifier. Lazy listeners run inline so that assertions follow the
 requests they are about.
 """
@@ -20,18 +20,18 @@ from typing import Any
 from slack_bolt import App
 from sqlalchemy.orm import Session
 
-from agent.notify import OutboxReport, deliver_outbox
+from agent.agent_services import AgentServices
 from agent.server import ServerParts, on_audit
-from agent.service import AgentServices
 from agent.settings import Settings
+from agent.slack.agent import SlackAgent
 from agent.slack.app import build_slack_app
 from agent.slack.notifier import SlackNotifier
-from agent.slack_service import SlackAgentService
+from agent.slack.outbox import OutboxReport, deliver_outbox
 from evals.harness import ScenarioWorld
 from tests.agentworld import WorldTemplate, agent_services, agent_world
+from tests.fakes.slack_agent import InlineExecutor
 from tests.fakes.slack_api import FakeSlackAPI, SlackCall
 from tests.fakes.slack_requests import action_body, bolt_request
-from tests.fakes.slack_service import InlineExecutor
 from tests.fixtures.db import event_line
 from tools.ledger.outbox import OutboxMessage
 from tools.ledger.pixels import PixelConfig, sync_pixels
@@ -72,7 +72,7 @@ class ServeWorld:
 
     world: ScenarioWorld
     services: AgentServices
-    slack: SlackAgentService
+    slack: SlackAgent
     app: App
     notifier: SlackNotifier
     fake: FakeSlackAPI
@@ -81,7 +81,7 @@ class ServeWorld:
     parts: ServerParts = field(init=False)
 
     def __post_init__(self) -> None:
-        self.parts = ServerParts(runtime=self.services.runtime, services=self.services, slack_app=self.app,
+        self.parts = ServerParts(wiring=self.services.runtime, services=self.services, slack_app=self.app,
                                  notifier=self.notifier, clock=self.clock)
 
     def audit(self, at: datetime | None = None) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def serve_over(world: ScenarioWorld, fake: FakeSlackAPI) -> Iterator[ServeWorld]
     with agent_services(world) as services:
         services.clock = clock
         settings = slack_settings(fake)
-        slack = SlackAgentService(services=services, approvers=settings.approver_ids, clock=clock)
+        slack = SlackAgent(services=services, approvers=settings.approver_ids, clock=clock)
         app = build_slack_app(settings=settings, service=slack, approvers=settings.approver_ids,
                               listener_executor=InlineExecutor())
         yield ServeWorld(world=world, services=services, slack=slack, app=app,

@@ -13,7 +13,8 @@ from agent.slack.app import build_slack_app
 from agent.slack.blocks import IncidentMessage, ProposalView
 from agent.slack.listeners.errors import SAFE_ERROR_TEXT
 from agent.slack.notifier import PostedMessage, SlackNotifier
-from agent.slack.service import DecisionOutcome
+from agent.slack.port import DecisionOutcome
+from tests.fakes.slack_agent import FakeSlackAgent, InlineExecutor
 from tests.fakes.slack_api import BOT_USER_ID, RESPONSE_URL_METHOD, FakeSlackAPI
 from tests.fakes.slack_requests import (
     action_body,
@@ -22,7 +23,6 @@ from tests.fakes.slack_requests import (
     event_body,
     message_event,
 )
-from tests.fakes.slack_service import FakeAgentService, InlineExecutor
 from tests.fixtures.slack import SLACK_TEST_TOKEN
 
 SECRET = "test-signing-secret"
@@ -33,12 +33,12 @@ STRANGER = "USTRANGER"
 
 
 @pytest.fixture()
-def service() -> FakeAgentService:
-    return FakeAgentService()
+def service() -> FakeSlackAgent:
+    return FakeSlackAgent()
 
 
 @pytest.fixture()
-def app(fake: FakeSlackAPI, service: FakeAgentService) -> App:
+def app(fake: FakeSlackAPI, service: FakeSlackAgent) -> App:
     settings = Settings(slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=fake.url)
     return build_slack_app(settings=settings, service=service, approvers=frozenset({APPROVER}),
                            listener_executor=InlineExecutor())
@@ -83,7 +83,7 @@ def _approved(at: datetime, status: str = "approved_executed",
 
 
 def test_approval_by_an_approver_updates_the_message_with_who_when_and_result(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     service.outcomes.append(_approved(datetime(2026, 11, 20, 12, 5, tzinfo=UTC)))
     posted, message = _posted_incident(fake)
 
@@ -101,7 +101,7 @@ def test_approval_by_an_approver_updates_the_message_with_who_when_and_result(
     assert "Server Purchase events missing" in text  # the rest of the message is kept
 
 
-def test_reject_is_shown_as_rejected_by(app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+def test_reject_is_shown_as_rejected_by(app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     service.outcomes.append(DecisionOutcome(status="rejected", message="rejected", proposal_id="prop-1",
                                             decided_by=APPROVER, decided_at=at))
@@ -112,7 +112,7 @@ def test_reject_is_shown_as_rejected_by(app: App, fake: FakeSlackAPI, service: F
 
 
 def test_a_non_approver_gets_a_private_note_and_nothing_is_decided(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     _click(app, fake, user=STRANGER)
 
     assert service.calls_to("decide") == []
@@ -123,7 +123,7 @@ def test_a_non_approver_gets_a_private_note_and_nothing_is_decided(
 
 
 def test_a_double_click_runs_once_and_the_second_click_only_gets_a_note(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     decided_at = datetime(2026, 11, 20, 12, 5, tzinfo=UTC)
     service.outcomes.extend([
         _approved(decided_at),
@@ -143,7 +143,7 @@ def test_a_double_click_runs_once_and_the_second_click_only_gets_a_note(
 
 @pytest.mark.parametrize(("status", "phrase"), [("expired", "expired"), ("not_found", "could not find")])
 def test_an_expired_or_unknown_proposal_leaves_the_message_alone(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService, status: str, phrase: str) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent, status: str, phrase: str) -> None:
     service.outcomes.append(DecisionOutcome(status=status, message="Proposals expire after 24 hours.",  # type: ignore[arg-type]
                                             proposal_id="prop-1"))
     _click(app, fake, user=APPROVER)
@@ -152,7 +152,7 @@ def test_an_expired_or_unknown_proposal_leaves_the_message_alone(
     assert phrase in note.args["text"] and note.args["user"] == APPROVER
 
 
-def test_a_failed_fix_is_shown_as_failed(app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+def test_a_failed_fix_is_shown_as_failed(app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     service.outcomes.append(_approved(datetime(2026, 11, 20, 12, 5, tzinfo=UTC), status="approved_failed",
                                       result="Meta rejected the batch (code 100)"))
     _click(app, fake, user=APPROVER)
@@ -161,7 +161,7 @@ def test_a_failed_fix_is_shown_as_failed(app: App, fake: FakeSlackAPI, service: 
 
 
 def test_a_question_in_an_incident_thread_is_answered_in_the_thread(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     service.incident_threads[(CHANNEL, "1700000000.000100")] = "1234567890"
     event = message_event(channel=CHANNEL, user="UASKER", text="why did it stop?", ts="1700000050.000200",
                           thread_ts="1700000000.000100")
@@ -176,7 +176,7 @@ def test_a_question_in_an_incident_thread_is_answered_in_the_thread(
 
 
 def test_messages_outside_incident_threads_bots_and_subtypes_are_ignored(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     service.incident_threads[(CHANNEL, "1700000000.000100")] = "1234567890"
     events = [
         message_event(channel=CHANNEL, user="U1", text="lunch?", ts="1700000060.1", thread_ts="1699.1"),
@@ -193,7 +193,7 @@ def test_messages_outside_incident_threads_bots_and_subtypes_are_ignored(
 
 
 def test_an_app_mention_is_answered_once_even_when_it_also_arrives_as_a_message(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     service.incident_threads[(CHANNEL, "1700000000.000100")] = "1234567890"
     text = f"<@{BOT_USER_ID}> is EMQ back to normal?"
     common = {"channel": CHANNEL, "user": "UASKER", "text": text, "ts": "1700000070.000300",
@@ -207,7 +207,7 @@ def test_an_app_mention_is_answered_once_even_when_it_also_arrives_as_a_message(
 
 
 def test_a_top_level_mention_is_answered_in_a_new_thread(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     event = message_event(kind="app_mention", channel=CHANNEL, user="UASKER",
                           text=f"<@{BOT_USER_ID}> how are my pixels?", ts="1700000080.000400")
     app.dispatch(bolt_request(event_body(event), SECRET))
@@ -217,7 +217,7 @@ def test_a_top_level_mention_is_answered_in_a_new_thread(
 
 
 def test_a_retried_event_is_acknowledged_and_not_handled_again(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     event = message_event(kind="app_mention", channel=CHANNEL, user="UASKER",
                           text=f"<@{BOT_USER_ID}> status?", ts="1700000090.000500")
     body = event_body(event, event_id="Ev0RETRY")
@@ -230,7 +230,7 @@ def test_a_retried_event_is_acknowledged_and_not_handled_again(
     assert len(fake.calls_to("chat.postMessage")) == 1
 
 
-def test_an_answer_cannot_ping_the_channel(app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+def test_an_answer_cannot_ping_the_channel(app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     service.answer_text = "The event <!channel> came from <https://evil.example|your shop>"
     event = message_event(kind="app_mention", channel=CHANNEL, user="UASKER", text="hi", ts="1700000095.1")
     app.dispatch(bolt_request(event_body(event), SECRET))
@@ -245,7 +245,7 @@ def test_an_answer_cannot_ping_the_channel(app: App, fake: FakeSlackAPI, service
     ("audit 1234567890", "run_audit_text", {"pixel_id": "1234567890"}, "in_channel"),
 ])
 def test_slash_commands_call_the_service_and_respond(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService, text: str, method: str,
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent, text: str, method: str,
         kwargs: dict, response_type: str) -> None:
     body = command_body(text=text, user="UASKER", channel=CHANNEL, response_url=fake.response_url())
     response = app.dispatch(bolt_request(body, SECRET, form=True))
@@ -259,7 +259,7 @@ def test_slash_commands_call_the_service_and_respond(
 
 @pytest.mark.parametrize("text", ["help", "", "frobnicate now"])
 def test_help_and_unknown_subcommands_show_help_without_calling_the_service(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService, text: str) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent, text: str) -> None:
     body = command_body(text=text, user="UASKER", channel=CHANNEL, response_url=fake.response_url())
     response = app.dispatch(bolt_request(body, SECRET, form=True))
     assert response.status == 200
@@ -272,7 +272,7 @@ SECRET_DETAIL = "password=hunter2 host=db.internal"
 
 @pytest.mark.parametrize("where", ["answer", "decide", "status_text"])
 def test_a_service_exception_gives_a_safe_message_and_leaks_nothing(
-        app: App, fake: FakeSlackAPI, service: FakeAgentService, where: str) -> None:
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent, where: str) -> None:
     service.errors[where] = RuntimeError(SECRET_DETAIL)
     if where == "answer":
         event = message_event(kind="app_mention", channel=CHANNEL, user="UASKER", text="hi",
@@ -292,7 +292,7 @@ def test_a_service_exception_gives_a_safe_message_and_leaks_nothing(
     assert "RuntimeError" not in _all_text(fake)
 
 
-def test_a_bad_signature_is_refused_with_401(app: App, fake: FakeSlackAPI, service: FakeAgentService) -> None:
+def test_a_bad_signature_is_refused_with_401(app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
     event = message_event(kind="app_mention", channel=CHANNEL, user="UASKER", text="hi", ts="1700000100.1")
     forged = app.dispatch(bolt_request(event_body(event), "not-the-secret"))
     stale = app.dispatch(bolt_request(event_body(event), SECRET, timestamp=1_000_000_000))

@@ -15,22 +15,22 @@ from starlette.applications import Starlette
 
 from agent.settings import Settings
 from agent.slack.app import EVENTS_PATH, build_slack_app, slack_routes
+from tests.fakes.slack_agent import FakeSlackAgent
 from tests.fakes.slack_api import BOT_USER_ID, FakeSlackAPI
 from tests.fakes.slack_requests import event_body, message_event, signed_headers
-from tests.fakes.slack_service import FakeAgentService
 
 SECRET = "http-signing-secret"
 TOKEN = "xoxb-http-token"
 
 
-class SlowService(FakeAgentService):
+class SlowService(FakeSlackAgent):
     def answer(self, **kwargs: object) -> str:  # type: ignore[override]
         time.sleep(0.5)  # slower than an acknowledgement must be
         return super().answer(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture()
-def served() -> Iterator[tuple[str, FakeSlackAPI, FakeAgentService]]:
+def served() -> Iterator[tuple[str, FakeSlackAPI, FakeSlackAgent]]:
     with FakeSlackAPI(bot_token=TOKEN) as fake:
         service = SlowService()
         settings = Settings(slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=fake.url)
@@ -52,7 +52,7 @@ def served() -> Iterator[tuple[str, FakeSlackAPI, FakeAgentService]]:
 
 
 def test_a_mention_is_acknowledged_at_once_and_answered_afterwards(
-        served: tuple[str, FakeSlackAPI, FakeAgentService]) -> None:
+        served: tuple[str, FakeSlackAPI, FakeSlackAgent]) -> None:
     url, fake, service = served
     body = event_body(message_event(kind="app_mention", channel="C1", user="U1",
                                     text=f"<@{BOT_USER_ID}> what broke?", ts="1700000000.000001"))
@@ -67,7 +67,7 @@ def test_a_mention_is_acknowledged_at_once_and_answered_afterwards(
     assert service.calls_to("answer")[0]["question"] == "what broke?"
 
 
-def test_a_bad_signature_gets_401_over_http(served: tuple[str, FakeSlackAPI, FakeAgentService]) -> None:
+def test_a_bad_signature_gets_401_over_http(served: tuple[str, FakeSlackAPI, FakeSlackAgent]) -> None:
     url, fake, service = served
     body = event_body(message_event(kind="app_mention", channel="C1", user="U1", text="hi", ts="1.2"))
     headers = signed_headers(body, SECRET)
@@ -79,7 +79,7 @@ def test_a_bad_signature_gets_401_over_http(served: tuple[str, FakeSlackAPI, Fak
     assert service.calls == [] and fake.calls_to("chat.postMessage") == []
 
 
-def test_url_verification_is_answered(served: tuple[str, FakeSlackAPI, FakeAgentService]) -> None:
+def test_url_verification_is_answered(served: tuple[str, FakeSlackAPI, FakeSlackAgent]) -> None:
     url, _, _ = served
     body = '{"token": "x", "challenge": "c-123", "type": "url_verification"}'
     response = httpx.post(url, content=body, headers=signed_headers(body, SECRET))

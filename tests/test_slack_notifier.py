@@ -167,7 +167,7 @@ def test_the_manifest_asks_for_what_the_app_uses() -> None:
     from pathlib import Path
 
     yaml = pytest.importorskip("yaml")
-    manifest = yaml.safe_load((Path(__file__).parents[1] / "slack" / "manifest.yaml").read_text())
+    manifest = yaml.safe_load((Path(__file__).parents[1] / "agent" / "slack" / "manifest.yaml").read_text())
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"chat:write", "files:write", "commands", "app_mentions:read", "channels:history"} <= scopes
     assert {"app_mention", "message.channels", "message.groups"} <= set(
@@ -182,12 +182,12 @@ def test_the_manifest_asks_for_what_the_app_uses() -> None:
 def test_missing_slack_settings_are_named_without_values() -> None:
     from agent.settings import Settings
     from agent.slack.app import SlackNotConfigured, build_slack_app
-    from tests.fakes.slack_service import FakeAgentService
+    from tests.fakes.slack_agent import FakeSlackAgent
 
     with pytest.raises(SlackNotConfigured, match="SLACK_BOT_TOKEN"):
         build_slack_app(settings=Settings(slack_bot_token=None, slack_signing_secret="s"),
-                        service=FakeAgentService(), approvers=frozenset())
+                        service=FakeSlackAgent(), approvers=frozenset())
     with pytest.raises(SlackNotConfigured, match="SLACK_SIGNING_SECRET"):
         build_slack_app(settings=Settings(slack_bot_token="xoxb-1", slack_signing_secret=None,
                                           slack_app_token=None),
-                        service=FakeAgentService(), approvers=frozenset())
+                        service=FakeSlackAgent(), approvers=frozenset())

@@ -188,9 +188,9 @@ def test_a_channel_table_in_pixels_toml_sets_the_summaries_of_its_pixels(tmp_pat
 
 def test_a_message_that_cannot_be_built_is_failed_and_does_not_block_the_channel(
         sqlite_url: str, fake) -> None:
-    from agent.notify import deliver_outbox
     from agent.slack.client import build_web_client
     from agent.slack.notifier import SlackNotifier
+    from agent.slack.outbox import deliver_outbox
     from tests.fixtures.slack import SLACK_TEST_TOKEN
     from tools.ledger.db import make_engine, migrate
     from tools.ledger.outbox import OutboxMessage, enqueue

@@ -26,9 +26,9 @@ from agent.server import build_server_app
 from agent.slack.app import build_slack_app
 from evals.harness import scenario_world
 from tests.agentworld import WorldTemplate, agent_world, database_url, small_scenario, world_template
+from tests.fakes.slack_agent import InlineExecutor
 from tests.fakes.slack_api import RESPONSE_URL_METHOD, FakeSlackAPI
 from tests.fakes.slack_requests import bolt_request, command_body
-from tests.fakes.slack_service import InlineExecutor
 from tests.test_email_delivery import CANARY_PHONE, Mailbox, canary_lines, free_port, mailer
 from tests.test_serve_world import APPROVER, BOT_TOKEN, CANARY_EMAIL, SECRET, slack_settings
 from tests.test_summary_world import (
@@ -245,9 +245,9 @@ def test_an_hour_audited_by_hand_is_summarized_too(template: WorldTemplate, tmp_
 
 
 def _slack_service(shop: Shop):
-    from agent.slack_service import SlackAgentService
+    from agent.slack.agent import SlackAgent
 
-    return SlackAgentService(services=shop.services, approvers=frozenset({APPROVER}), clock=shop.clock)
+    return SlackAgent(services=shop.services, approvers=frozenset({APPROVER}), clock=shop.clock)
 
 
 @pytest.mark.postgres

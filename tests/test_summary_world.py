@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
-from agent.notify import OutboxReport, deliver_outbox
+from agent.agent_services import AgentServices
 from agent.scheduler import Scheduler
 from agent.server import ServerParts, scheduled_round
-from agent.service import AgentServices
 from agent.slack.client import build_web_client
 from agent.slack.notifier import SlackNotifier
+from agent.slack.outbox import OutboxReport, deliver_outbox
 from evals.harness import ScenarioWorld
 from tests.agentworld import agent_services
 from tests.fakes.slack_api import FakeSlackAPI
@@ -110,7 +110,7 @@ def serve_shop(world: ScenarioWorld, fake: FakeSlackAPI, *, worker: str = "repli
     with agent_services(world, client_factory=client_factory(world)) as services:
         services.clock = clock
         notifier = SlackNotifier(build_web_client(token=BOT_TOKEN, base_url=fake.url))
-        parts = ServerParts(runtime=services.runtime, services=services, notifier=notifier, clock=clock)
+        parts = ServerParts(wiring=services.runtime, services=services, notifier=notifier, clock=clock)
         scheduler = Scheduler(services_factory=services, clock=clock, worker_id=worker,
                               max_catch_up=max_catch_up)
         yield Shop(world=world, services=services, parts=parts, scheduler=scheduler, fake=fake, clock=clock)

@@ -20,11 +20,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from agent.announce import after_round
 from agent.cli import build_app
 from agent.email.deliver import deliver_email_outbox
-from agent.notify import after_round, deliver_outbox
 from agent.slack.client import build_web_client
 from agent.slack.notifier import SlackNotifier
+from agent.slack.outbox import deliver_outbox
 from agent.summary.weekly import DayPoint, PixelWeek, WeeklyReport, build_weekly, local_days, week_end_at
 from agent.summary.weekly_chart import MAX_PANELS, PANEL_GID, build_figure, render_png
 from agent.summary.weekly_queue import WAIT_AT_MOST, enqueue_weekly_due, weekly_audiences

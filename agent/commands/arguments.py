@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-if TYPE_CHECKING:  # the runtime pulls in the database layer: only when a command runs
-    from agent.runtime import Runtime
+if TYPE_CHECKING:  # the wiring pulls in the database layer: only when a command runs
+    from agent.wiring import AgentWiring
     from tools.ledger.pixels import PixelConfig
 
 
@@ -25,10 +25,10 @@ def parse_at(at: str | None) -> datetime | None:
         raise typer.Exit(2) from None
 
 
-def chosen_pixels(runtime: Runtime, pixel: list[str] | None) -> list[PixelConfig]:
+def chosen_pixels(wiring: AgentWiring, pixel: list[str] | None) -> list[PixelConfig]:
     """The pixels named with ``--pixel`` (all known ones without it); exit 2 when unknown or none."""
     try:
-        pixels = runtime.pixels(pixel or None)
+        pixels = wiring.pixels(pixel or None)
     except KeyError as exc:
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(2) from None

@@ -68,14 +68,14 @@ def audit(
                                        help="pixels TOML (default: CAPI_CONFIG)"),
 ) -> None:
     """Run the checks and the diagnosis for the last complete hour before --at, store and print them."""
-    from agent.audit_service import run_audit_round  # heavy imports only when the command runs
-    from agent.commands.arguments import chosen_pixels, parse_at
-    from agent.runtime import open_runtime
+    from agent.commands.arguments import chosen_pixels, parse_at  # heavy imports only when the command runs
+    from agent.wiring import open_agent, open_wiring
 
     when = parse_at(at) or utcnow()
-    with open_runtime(database_url=database_url, config_file=config) as runtime:
-        pixels = chosen_pixels(runtime, pixel)
-        report = run_audit_round(runtime, pixels=pixels, at=when)
+    with open_wiring(database_url=database_url, config_file=config) as wiring:
+        pixels = chosen_pixels(wiring, pixel)
+        with open_agent(wiring) as services:
+            report = services.audit_round(pixels, when)
     typer.echo(json.dumps(report, indent=2) if output is OutputFormat.json else render_text(report))
     raise typer.Exit(exit_code(report, fail_on))
 

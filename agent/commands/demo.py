@@ -106,11 +106,8 @@ def demo(
     workdir: Path | None = typer.Option(None, "--workdir", help="keep the demo's files here (default: temp)"),
 ) -> None:
     """Generate a demo shop with an incident, audit it, propose a fix, approve it, run it, verify it."""
-    from agent.audit_service import llm_adapter
-    from agent.checkpoint import open_checkpointer
-    from agent.runtime import Runtime
-    from agent.service import AgentServices
     from agent.settings import load_settings
+    from agent.wiring import AgentWiring, open_agent
     from tools.meta.client import GraphClient
     from tools.meta.simulator import run_simulator_in_thread
     from tools.meta.simulator.state import SimState
@@ -135,15 +132,12 @@ def demo(
             simulator = stack.enter_context(run_simulator_in_thread(SimState.load(files.meta_state_path)))
             typer.echo(f"   {simulator.url}")
         settings = load_settings().model_copy(update={"database_url": database_url})
-        runtime = Runtime(settings=settings, engine=engine)
-        adapter = llm_adapter(runtime)
         clock = scenario_clock(scenario.audit_at)
         simulator.state.set_now(scenario.audit_at)
-        services = AgentServices(
-            runtime=runtime, checkpointer=stack.enter_context(open_checkpointer(database_url)),
-            adapter=adapter, clock=clock,
-            client_factory=lambda _p: GraphClient(base_url=simulator.url, access_token=SIM_TOKEN, timeout=5.0))
-        reasoner = "the configured LLM" if adapter is not None else "the offline reasoner (no LLM configured)"
+        services = stack.enter_context(open_agent(
+            AgentWiring(settings=settings, engine=engine), clock=clock,
+            client_factory=lambda _p: GraphClient(base_url=simulator.url, access_token=SIM_TOKEN, timeout=5.0)))
+        reasoner = "the configured LLM" if services.adapter is not None else "the offline reasoner (no LLM configured)"
         with progress.step(f"auditing the hour before {scenario.audit_at:%Y-%m-%d %H:%M} UTC with {reasoner}"):
             state = services.audit_pixel(pixel, scenario.audit_at)
         show_report(state)

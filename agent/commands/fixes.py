@@ -38,7 +38,7 @@ def list_fixes(
 ) -> None:
     """Fix proposals, newest first."""
     from agent.fix_ops import uncertain_counts
-    from agent.runtime import open_runtime
+    from agent.wiring import open_wiring as open_runtime
     from tools.fixes.planner import list_proposals
 
     with open_runtime(database_url=database_url, config_file=config) as runtime, runtime.session() as session:
@@ -72,7 +72,7 @@ def show_fix(
     from sqlalchemy import select
 
     from agent.commands.replay import print_preview
-    from agent.runtime import open_runtime
+    from agent.wiring import open_wiring as open_runtime
     from tools.fixes.models import FixChunk
     from tools.fixes.planner import get_proposal
     from tools.fixes.trail import trail
@@ -130,12 +130,12 @@ def release_uncertain_command(
     config: Path | None = CONFIG,
 ) -> None:
     """Resend a fix's uncertain events (check Events Manager first: Meta may already have them)."""
-    from agent.audit_service import llm_adapter
+    from agent.agent_services import AgentServices
     from agent.checkpoint import open_checkpointer
     from agent.commands.replay import print_outcome
     from agent.fix_ops import release_and_resend, release_text, uncertain_chunks
-    from agent.runtime import open_runtime
-    from agent.service import AgentServices
+    from agent.wiring import llm_adapter
+    from agent.wiring import open_wiring as open_runtime
     from tools.fixes.planner import get_proposal
 
     actor = _actor(by)
@@ -177,11 +177,11 @@ def resume_fix(
     config: Path | None = CONFIG,
 ) -> None:
     """Go on with an approved fix that paused (rate limited, Meta unreachable, interrupted)."""
-    from agent.audit_service import llm_adapter
+    from agent.agent_services import AgentServices
     from agent.checkpoint import open_checkpointer
     from agent.commands.replay import print_outcome
-    from agent.runtime import open_runtime
-    from agent.service import AgentServices
+    from agent.wiring import llm_adapter
+    from agent.wiring import open_wiring as open_runtime
     from tools.fixes.planner import get_proposal
 
     with open_runtime(database_url=database_url, config_file=config) as runtime:

@@ -23,16 +23,16 @@ def issue(
     config: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False, help=CONFIG_HELP),
 ) -> None:
     """Issue a key for one pixel and print it (once: only its hash is kept)."""
-    from agent.runtime import open_runtime
+    from agent.wiring import open_wiring
     from tools.relay.keys import issue_key
     from tools.timeutil import utcnow
 
-    with open_runtime(database_url=database_url, config_file=config) as runtime:
-        known = {p.id: p for p in runtime.pixels()}
+    with open_wiring(database_url=database_url, config_file=config) as wiring:
+        known = {p.id: p for p in wiring.pixels()}
         if pixel not in known or known[pixel].relay_unconfigured:
             typer.echo(f"warning: pixel {pixel} is not configured: events sent with this key wait until it "
                        "has an access token (CAPI_CONFIG or META_ACCESS_TOKEN)", err=True)
-        with runtime.session() as session:
+        with wiring.session() as session:
             key, row = issue_key(session, pixel_id=pixel, now=utcnow(), label=label)
             session.commit()
             key_id = row.id
@@ -48,11 +48,11 @@ def list_(
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_HELP),
 ) -> None:
     """List keys (id, pixel, label, issued, revoked); never the keys themselves."""
-    from agent.runtime import open_runtime
+    from agent.wiring import open_wiring
     from tools.relay.keys import list_keys
     from tools.timeutil import to_iso
 
-    with open_runtime(database_url=database_url) as runtime, runtime.session() as session:
+    with open_wiring(database_url=database_url) as wiring, wiring.session() as session:
         rows = list_keys(session, pixel)
     if not rows:
         typer.echo("no relay keys")
@@ -67,11 +67,11 @@ def revoke(
     database_url: str | None = typer.Option(None, "--database-url", help=DATABASE_HELP),
 ) -> None:
     """Revoke a key: the relay refuses it from now on."""
-    from agent.runtime import open_runtime
+    from agent.wiring import open_wiring
     from tools.relay.keys import revoke_key
     from tools.timeutil import utcnow
 
-    with open_runtime(database_url=database_url) as runtime, runtime.session() as session:
+    with open_wiring(database_url=database_url) as wiring, wiring.session() as session:
         done = revoke_key(session, key_id=key_id, now=utcnow())
         session.commit()
     if not done:

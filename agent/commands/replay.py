@@ -17,7 +17,7 @@ import typer
 from tools.timeutil import parse_iso, to_iso, utcnow
 
 if TYPE_CHECKING:  # the heavy modules are imported inside the command (the CLI starts instantly)
-    from agent.runtime import Runtime
+    from agent.wiring import AgentWiring as Runtime
     from tools.fixes.types import FixPreview
 
 
@@ -79,10 +79,10 @@ def replay(
 ) -> None:
     """Resend undelivered or failed events of a window (older than 7 days: skipped and reported)."""
     # Imported here: building the CLI (and every other command) must stay free of the ledger.
-    from agent.audit_service import llm_adapter
+    from agent.agent_services import AgentServices
     from agent.checkpoint import open_checkpointer
-    from agent.runtime import open_runtime
-    from agent.service import AgentServices
+    from agent.wiring import llm_adapter
+    from agent.wiring import open_wiring as open_runtime
     from tools.fixes.planner import propose_fix
     from tools.fixes.preview import build_preview
     from tools.fixes.types import ALL_UNDELIVERED

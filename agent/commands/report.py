@@ -39,16 +39,16 @@ def report(
     import json
 
     from agent.commands.arguments import chosen_pixels, parse_at
-    from agent.runtime import open_runtime
     from agent.summary.weekly import build_weekly, week_end_at
+    from agent.wiring import open_wiring
     from tools.timeutil import utcnow
 
     when = parse_at(at) or utcnow()
-    with open_runtime(database_url=database_url, config_file=config) as runtime:
-        pixels = chosen_pixels(runtime, pixel)
+    with open_wiring(database_url=database_url, config_file=config) as wiring:
+        pixels = chosen_pixels(wiring, pixel)
         first = min(pixels, key=lambda p: p.id)  # a channel's report follows its first pixel, here too
         end = week_end_at(when, timezone=first.timezone, weekday=first.weekly_day, hour=first.weekly_hour)
-        with runtime.session() as session:
+        with wiring.session() as session:
             result = build_weekly(session, pixels=pixels, end=end, timezone=first.timezone)
     if output is ReportFormat.png:
         from agent.summary.weekly_chart import render_png

@@ -19,22 +19,17 @@ def serve(
     """Serve until interrupted: relay at /{version}/{pixel}/events, Slack at /slack/events, /healthz."""
     import uvicorn
 
-    from agent.audit_service import llm_adapter
-    from agent.checkpoint import open_checkpointer
     from agent.email.smtp import mailer_from_settings
-    from agent.runtime import open_runtime
     from agent.server import ServerParts, build_server_app, slack_parts
-    from agent.service import AgentServices
+    from agent.wiring import open_agent, open_wiring
     from tools.meta.redact import install_log_redaction
 
     install_log_redaction()
     logging.getLogger().setLevel(logging.INFO)
-    with open_runtime(database_url=database_url, config_file=config) as runtime, \
-            open_checkpointer(runtime.settings.database_url) as checkpointer:
-        services = AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=llm_adapter(runtime))
-        slack_app, notifier, socket_handler = slack_parts(runtime, services)
-        settings = runtime.settings
-        parts = ServerParts(runtime=runtime, services=services, slack_app=slack_app, notifier=notifier,
+    with open_wiring(database_url=database_url, config_file=config) as wiring, open_agent(wiring) as services:
+        slack_app, notifier, socket_handler = slack_parts(wiring, services)
+        settings = wiring.settings
+        parts = ServerParts(wiring=wiring, services=services, slack_app=slack_app, notifier=notifier,
                             mailer=mailer_from_settings(settings.smtp_url, settings.email_from))
         app = build_server_app(parts, run_loops=not no_scheduler)
         if socket_handler is not None:

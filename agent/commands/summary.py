@@ -32,15 +32,15 @@ def summary(
     from datetime import timedelta
 
     from agent.commands.arguments import chosen_pixels, parse_at
-    from agent.runtime import open_runtime
     from agent.summary.collect import build_summary, latest_hour
     from agent.summary.text import render_text
+    from agent.wiring import open_wiring
     from tools.timeutil import HOUR, audit_window
 
     when = parse_at(at)
-    with open_runtime(database_url=database_url, config_file=config) as runtime:
-        pixels = chosen_pixels(runtime, pixel)
-        with runtime.session() as session:
+    with open_wiring(database_url=database_url, config_file=config) as wiring:
+        pixels = chosen_pixels(wiring, pixel)
+        with wiring.session() as session:
             end = audit_window(when)[1] if when is not None else latest_hour(
                 session, pixel_ids=[p.id for p in pixels])
             if end is None:

@@ -11,9 +11,9 @@ from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
+from agent.announce import chart_data, render_chart  # the same chart as the Slack message
 from agent.email.compose import incident_email, summary_email
 from agent.email.smtp import EmailDeliveryError, Mailer
-from agent.notify import chart_data, render_chart  # the same chart as the Slack message
 from agent.slack.summaries import incident_links, late_at
 from agent.slack.summary_blocks import thread_link
 from agent.summary.model import Summary

@@ -4,21 +4,22 @@
 proposal a person must still approve; there is no execute tool), or, with no LLM, answers from the
 context by keyword intents. The thread id is the conversation id; the checkpointer keeps the message
 history, so follow-up questions have memory. State is JSON-serialisable and holds no raw PII: the
-question is scrubbed before it is stored.
+question is scrubbed before it is stored. The LLM, the context loader and the proposal store come in
+through the run's ``ChatGraphContext``, the way the audit and fix graphs take theirs.
 """
 
 from __future__ import annotations
 
 import json
 import operator
-import threading
-import uuid
-from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, NotRequired, TypedDict
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 
 import prompts
 from agent.llm import LLMAdapter, LLMUnavailable, scrub
@@ -57,8 +58,6 @@ class ChatState(ChatInput, total=False):
     messages: Annotated[list[dict[str, str]], operator.add]
     # JSON digest of the context this turn was answered from.
     context: dict[str, Any]
-    # Key of the loaded ChatContext in the graph's in-process cache (AuditInputs are not JSON).
-    context_key: str
     answer: str
     source: str  # llm | offline | fallback
     tool_calls: list[str]
@@ -73,50 +72,46 @@ def chat_input(question: str, pixel_id: str | None = None) -> ChatInput:
     return {"question": scrub(question)[:MAX_QUESTION_CHARS], "pixel_id": pixel_id}
 
 
-class _ContextCache:
-    """Loaded contexts between ``load_context`` and ``answer`` of one turn (bounded, thread-safe)."""
+@dataclass(kw_only=True)
+class ChatGraphContext:
+    """Per-run dependencies of the chat graph (not checkpointed), as ``AuditContext`` and ``FixContext``
+    are for the other graphs."""
 
-    def __init__(self, size: int = 32) -> None:
-        self._items: OrderedDict[str, ChatContext] = OrderedDict()
-        self._lock = threading.Lock()
-        self._size = size
-
-    def put(self, context: ChatContext) -> str:
-        key = uuid.uuid4().hex
-        with self._lock:
-            self._items[key] = context
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return key
-
-    def pop(self, key: str | None) -> ChatContext | None:
-        with self._lock:
-            return self._items.pop(key, None) if key else None
+    adapter: LLMAdapter | None
+    # pixel id (or None) -> what the answer is drawn from: the pixel's latest audit and open incidents.
+    load_context: ContextLoader
+    # Creates a proposal a person must still approve; None: the chat cannot propose.
+    propose: Propose | None = None
+    # The context loaded by ``load_context`` for ``answer`` of the same turn (AuditInputs are not JSON).
+    memo: dict[str | None, ChatContext] = field(default_factory=dict)
 
 
-def build_chat_graph(*, adapter: LLMAdapter | None, context_loader: ContextLoader,
-                     propose: Propose | None, checkpointer: Any) -> CompiledStateGraph:
-    """Compiles the chat graph. Invoke with ``chat_input(...)`` and
-    ``{"configurable": {"thread_id": conversation_id}}``; the result holds ``answer``."""
-    cache = _ContextCache()
+def load_context(state: ChatState, runtime: Runtime[ChatGraphContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    pixel_id = state.get("pixel_id")
+    context = ctx.memo[pixel_id] = ctx.load_context(pixel_id)
+    return {"question": scrub(state["question"])[:MAX_QUESTION_CHARS], "context": context_digest(context)}
 
-    def load_context(state: ChatState) -> dict[str, Any]:
-        context = context_loader(state.get("pixel_id"))
-        return {"question": scrub(state["question"])[:MAX_QUESTION_CHARS],
-                "context": context_digest(context), "context_key": cache.put(context)}
 
-    def answer(state: ChatState) -> dict[str, Any]:
-        question = state["question"]
-        context = cache.pop(state.get("context_key")) or context_loader(state.get("pixel_id"))
-        history = list(state.get("messages") or [])[-MAX_HISTORY_MESSAGES:]
-        reply = _answer(adapter, propose, question, context, state.get("context") or context_digest(context),
-                        history)
-        reply["messages"] = [{"role": "user", "content": question},
-                             {"role": "assistant", "content": reply["answer"]}]
-        reply["usage"] = reply["turn_usage"]
-        return reply
+def answer(state: ChatState, runtime: Runtime[ChatGraphContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    question = state["question"]
+    pixel_id = state.get("pixel_id")
+    context = ctx.memo.pop(pixel_id) if pixel_id in ctx.memo else ctx.load_context(pixel_id)
+    history = list(state.get("messages") or [])[-MAX_HISTORY_MESSAGES:]
+    reply = _answer(ctx.adapter, ctx.propose, question, context, state.get("context") or context_digest(context),
+                    history)
+    reply["messages"] = [{"role": "user", "content": question},
+                         {"role": "assistant", "content": reply["answer"]}]
+    reply["usage"] = reply["turn_usage"]
+    return reply
 
-    graph = StateGraph(ChatState, input_schema=ChatInput)
+
+def build_chat_graph(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+    """Compiles the chat graph. Invoke with ``chat_input(...)``,
+    ``{"configurable": {"thread_id": conversation_id}}`` and ``context=ChatGraphContext(...)``; the
+    result holds ``answer``."""
+    graph = StateGraph(ChatState, context_schema=ChatGraphContext, input_schema=ChatInput)
     graph.add_node("load_context", load_context)
     graph.add_node("answer", answer)
     graph.add_edge(START, "load_context")

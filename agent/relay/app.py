@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.runtime import Runtime
+from agent.wiring import AgentWiring as Runtime
 from tools.meta.client import GraphClient
 from tools.meta.wire import (
     BadRequest,

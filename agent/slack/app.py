@@ -18,7 +18,7 @@ from agent.slack.client import build_web_client
 from agent.slack.dedupe import RecentKeys, ignore_event_retries
 from agent.slack.listeners import ListenerDeps, register_listeners
 from agent.slack.listeners.errors import handle_global_error
-from agent.slack.service import AgentService
+from agent.slack.port import AgentPort
 
 EVENTS_PATH = "/slack/events"
 
@@ -27,7 +27,7 @@ class SlackNotConfigured(ValueError):
     """A required Slack setting is missing (the message names the variable, never its value)."""
 
 
-def build_slack_app(*, settings: Settings, service: AgentService, client: WebClient | None = None,
+def build_slack_app(*, settings: Settings, service: AgentPort, client: WebClient | None = None,
                     approvers: frozenset[str], listener_executor: Executor | None = None,
                     verify_token: bool = True) -> App:
     """A Bolt app answering buttons, thread questions and ``/capi`` through ``service``.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from agent.slack.service import DecisionOutcome
+from agent.slack.port import DecisionOutcome
 from tools.senders.types import change_from_json
 
 Block = dict[str, Any]

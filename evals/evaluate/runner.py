@@ -125,38 +125,34 @@ def _proposal_rows(session: Any, pixel_id: str) -> dict[str, dict[str, Any]]:
 
 def run_scenario_eval(scenario: Scenario, workdir: Path, options: EvalOptions) -> dict[str, Any]:
     """One scenario's raw outputs: ``{"scenario_id", "reference", "audits", "unsafe", "timings"}``."""
-    from agent.audit_service import llm_adapter
-    from agent.checkpoint import open_checkpointer
-    from agent.runtime import Runtime
-    from agent.service import AgentServices
     from agent.settings import load_settings
+    from agent.wiring import AgentWiring, open_agent
     from evals.harness import replay_world
 
     scenario = shortened(scenario, options.days)
     url = f"sqlite:///{workdir / 'ledger.db'}"
     audits: list[dict[str, Any]] = []
     with replay_world(scenario, workdir, database_url=url) as world:
-        runtime = Runtime(settings=load_settings(database_url=url), engine=world.engine)
-        adapter = llm_adapter(runtime) if options.use_llm else None
+        wiring = AgentWiring(settings=load_settings(database_url=url), engine=world.engine)
         clock_at = [scenario.audit_at]
         started = time.perf_counter()
-        with open_checkpointer(url) as checkpointer:
-            # auto_approve_kinds stays empty: the eval itself never approves anything.
-            services = AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=adapter,
-                                     clock=lambda: clock_at[0], client_factory=lambda _p: world.client())
+        # The front door, as every surface: auto_approve_kinds stays empty (the eval never approves).
+        with open_agent(wiring, adapter="configured" if options.use_llm else None, clock=lambda: clock_at[0],
+                        client_factory=lambda _p: world.client()) as services:
+            adapter = services.adapter
             expected = set(scenario.expect.root_causes) - {"none"}
             for at in audit_times(scenario, options):
                 clock_at[0] = at
                 world.advance(at)  # the ledger and Meta as they were at ``at``, nothing later
                 state = services.audit_pixel(world.pixel, at)
-                with runtime.session() as session:
+                with wiring.session() as session:
                     proposals = _proposal_rows(session, scenario.pixel_id)
                 audits.append(_audit_row(state, at, proposals))
                 if expected & {i["root_cause"] for i in audits[-1]["incidents"]}:
                     break
         world.timings["audits_s"] = time.perf_counter() - started
         sent = world.events_sent_to_meta()
-        with runtime.session() as session:
+        with wiring.session() as session:
             ran = [p for p in _proposal_rows(session, scenario.pixel_id).values() if p["status"] in RUN_STATUSES]
         timings = dict(world.timings)
     return {"scenario_id": scenario.id, "description": scenario.description, "reference": reference_for(scenario),

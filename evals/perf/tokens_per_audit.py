@@ -29,11 +29,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from agent.checkpoint import open_checkpointer
 from agent.llm import LLMAdapter, LLMConfig
-from agent.runtime import Runtime
-from agent.service import AgentServices
 from agent.settings import load_settings
+from agent.wiring import AgentWiring, open_agent
 from evals.fakes import openai_server as fake
 from evals.harness import scenario_world
 from tools.synth.scenario import Scenario, load_scenarios
@@ -116,12 +114,10 @@ def audit_tokens(scenario: Scenario, fake: Any, server: Any, workdir: Path) -> A
                                                api_key=SecretStr(FAKE_KEY), max_retries=0))
     with scenario_world(scenario, workdir) as world:
         url = f"sqlite:///{workdir / 'ledger.db'}"
-        runtime = Runtime(settings=load_settings(database_url=url), engine=world.engine)
+        wiring = AgentWiring(settings=load_settings(database_url=url), engine=world.engine)
         world.simulator.state.set_now(scenario.audit_at)
-        with open_checkpointer(url) as checkpointer:
-            services = AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=adapter,
-                                     clock=lambda: scenario.audit_at,
-                                     client_factory=lambda _pixel: world.client())
+        with open_agent(wiring, adapter=adapter, clock=lambda: scenario.audit_at,
+                        client_factory=lambda _pixel: world.client()) as services:
             started = time.perf_counter()
             state = services.audit_pixel(world.pixel, scenario.audit_at)
             tally.seconds = time.perf_counter() - started

@@ -9,7 +9,7 @@ from datetime import datetime
 from slack_bolt import App
 
 from agent.slack.dedupe import RecentKeys
-from agent.slack.service import AgentService
+from agent.slack.port import AgentPort
 from tools.timeutil import utcnow
 
 
@@ -17,7 +17,7 @@ from tools.timeutil import utcnow
 class ListenerDeps:
     """What the listeners need: the agent service, who may approve, and per-process dedupe state."""
 
-    service: AgentService
+    service: AgentPort
     approvers: frozenset[str]
     answered_messages: RecentKeys = field(default_factory=RecentKeys)
     clock: Callable[[], datetime] = utcnow

@@ -24,7 +24,7 @@ from agent.slack.blocks import (
 )
 from agent.slack.listeners import ListenerDeps
 from agent.slack.listeners.errors import reported
-from agent.slack.service import DecisionOutcome
+from agent.slack.port import DecisionOutcome
 
 log = logging.getLogger(__name__)
 

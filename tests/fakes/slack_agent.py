@@ -1,4 +1,4 @@
-"""A recording stand-in for ``agent.slack.service.AgentService`` and an inline executor for Bolt."""
+"""A recording stand-in for ``agent.slack.port.AgentPort`` and an inline executor for Bolt."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.slack.service import DecisionOutcome
+from agent.slack.port import DecisionOutcome
 
 
 class InlineExecutor(Executor):
@@ -23,7 +23,7 @@ class InlineExecutor(Executor):
 
 
 @dataclass
-class FakeAgentService:
+class FakeSlackAgent:
     """Records every call. ``outcomes`` are returned by ``decide`` in order; ``errors`` maps a method
     name to an exception it raises; ``incident_threads`` maps (channel, thread_ts) to a pixel."""
 

@@ -1,4 +1,5 @@
-"""The agent as the Slack layer sees it (``agent.slack.service.AgentService``).
+"""The agent as the Slack layer sees it: ``SlackAgent`` implements ``agent.slack.port.AgentPort`` over
+the agent's services (``agent.agent_services.AgentServices``, opened by ``agent.wiring.open_agent``).
 
 Approvals resume the proposal's fix run (``AgentServices.resolve_fix``); questions go to the chat
 graph with the pixel's latest audit as context; slash commands read the ledger. Texts returned here
@@ -8,16 +9,16 @@ are plain: the Slack layer escapes them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
 
-from agent.graphs.chat import build_chat_graph, chat_input
+from agent.agent_services import AgentServices
+from agent.graphs.chat import ChatGraphContext, chat_input
 from agent.reasoning.context import ChatContext
-from agent.service import AgentServices
-from agent.slack.service import DecisionOutcome
+from agent.slack.port import DecisionOutcome
 from agent.summary.collect import build_summary, latest_hour, not_judged_of
 from agent.summary.model import Summary
 from tools.audit.runner import cached_inputs, pixel_status
@@ -52,11 +53,10 @@ def result_summary(state: dict[str, Any]) -> str | None:
 
 
 @dataclass
-class SlackAgentService:
+class SlackAgent:
     services: AgentServices
     approvers: frozenset[str]
     clock: Callable[[], datetime] | None = None
-    _chat: Any = field(default=None, init=False)
 
     def now(self) -> datetime:
         return (self.clock or self.services.clock)()
@@ -131,9 +131,10 @@ class SlackAgentService:
         return propose
 
     def answer(self, *, conversation_id: str, question: str, user_id: str, pixel_id: str | None) -> str:
-        graph = build_chat_graph(adapter=self.services.adapter, context_loader=self.chat_context,
-                                 propose=self.propose_from_chat(pixel_id), checkpointer=self.services.checkpointer)
-        state = graph.invoke(chat_input(question, pixel_id), {"configurable": {"thread_id": conversation_id}})
+        context = ChatGraphContext(adapter=self.services.adapter, load_context=self.chat_context,
+                                   propose=self.propose_from_chat(pixel_id))
+        state = self.services.chat_graph().invoke(chat_input(question, pixel_id),
+                                                  {"configurable": {"thread_id": conversation_id}}, context=context)
         return str(state.get("answer") or "I have no answer to that yet.")
 
     # --- slash commands ----------------------------------------------------------------------------

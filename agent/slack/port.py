@@ -1,4 +1,5 @@
-"""The narrow service the Slack layer talks to. The agent implements it; Slack code depends only on this."""
+"""The narrow port the Slack layer talks to. ``agent.slack.agent.SlackAgent`` implements it over the
+agent's services; the Bolt app and its listeners depend only on this protocol."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class DecisionOutcome:
     result_summary: str | None = None
 
 
-class AgentService(Protocol):
+class AgentPort(Protocol):
     def decide(
         self, *, proposal_id: str, user_id: str, decision: Literal["approve", "reject"]
     ) -> DecisionOutcome:

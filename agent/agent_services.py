@@ -1,6 +1,7 @@
-"""The agent's services over one runtime: audits through the audit graph, fix approvals through the
-fix graph, and chat. The CLI, the demo, the scheduler and Slack all go through this one object, so an
-approval given in Slack, at the terminal or hours later after a restart resumes the same run.
+"""The agent's services over one wiring: audits through the audit graph, fix approvals through the
+fix graph, and chat through the chat graph. Opened by ``agent.wiring.open_agent``; the CLI, the demo,
+the eval, the scheduler and Slack all go through this one object, so an approval given in Slack, at the
+terminal or hours later after a restart resumes the same run.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
+from agent.announce import enqueue_audit_notifications, enqueue_summaries
 from agent.graphs.audit import AuditContext, audit_thread_id, build_audit_graph
+from agent.graphs.chat import build_chat_graph
 from agent.graphs.fix import FixContext, build_fix_graph
 from agent.llm import LLMAdapter
-from agent.notify import enqueue_audit_notifications, enqueue_summaries
-from agent.runtime import Runtime
+from agent.wiring import AgentWiring
 from tools.audit.runner import gather_inputs
 from tools.checks.registry import run_checks
 from tools.checks.types import Finding
@@ -32,12 +34,12 @@ Decision = Literal["approve", "reject", "edit"]
 
 @dataclass
 class AgentServices:
-    runtime: Runtime
+    runtime: AgentWiring
     checkpointer: BaseCheckpointSaver
     adapter: LLMAdapter | None = None
     clock: Callable[[], datetime] = utcnow
     auto_approve_kinds: frozenset[str] = frozenset()
-    # Overrides how Graph clients are made (tests, the demo's simulator); default: the runtime's.
+    # Overrides how Graph clients are made (tests, the demo's simulator); default: the wiring's.
     client_factory: Callable[[PixelConfig], GraphClient | None] | None = None
     _graphs: dict[str, Any] = field(default_factory=dict)
 
@@ -59,6 +61,11 @@ class AgentServices:
         if "audit" not in self._graphs:
             self._graphs["audit"] = build_audit_graph(checkpointer=self.checkpointer)
         return self._graphs["audit"]
+
+    def chat_graph(self) -> Any:
+        if "chat" not in self._graphs:
+            self._graphs["chat"] = build_chat_graph(checkpointer=self.checkpointer)
+        return self._graphs["chat"]
 
     def rerun_checks(self, pixel_id: str, at: datetime, checks: Sequence[str]) -> list[Finding]:
         """A fresh read of both sides and a re-run of the named checks (fix verification)."""

@@ -1,16 +1,25 @@
-"""Wiring shared by the CLI, the scheduler and Slack: settings -> engine, pixels, Graph clients.
+"""The agent's one front door: settings -> engine, pixels, Graph clients, LLM, checkpointer, services.
 
-Built on demand by ``open_runtime`` (never at import). Secrets stay in ``Settings`` and in the pixel
-configuration; they are handed to the Graph client and never logged.
+Every surface starts here: the CLI commands, ``capi-agent serve`` (the scheduler, Slack and the relay
+it runs), the demo and the eval. ``open_wiring`` gives the ledger side (a migrated engine, the
+configured pixels, a Graph client per pixel with its token and ``appsecret_proof``); ``open_agent``
+adds a checkpointer on the same database and the configured LLM (or the offline reasoner) and yields
+the ``AgentServices`` whose audit, fix and chat graphs every surface runs. So a fix approved in Slack,
+at the terminal or by the eval chooses its token, asks for approval and writes its trail the same way.
+
+Nothing is built at import. Secrets stay in ``Settings`` and in the pixel configuration; they are
+handed to the Graph client and never logged.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -19,10 +28,20 @@ from agent.settings import Settings, load_settings
 from tools.ledger.db import make_engine, migrate
 from tools.ledger.pixels import PixelConfig, list_pixels, load_pixels_toml, sync_pixels
 from tools.meta.client import GraphClient
+from tools.timeutil import utcnow
+
+if TYPE_CHECKING:  # the graphs and the LLM client are imported when an agent is opened, not before
+    from agent.agent_services import AgentServices
+    from agent.llm import LLMAdapter
+
+CONFIGURED: Literal["configured"] = "configured"
 
 
 @dataclass
-class Runtime:
+class AgentWiring:
+    """The settings and the ledger's engine, and what is derived from them: sessions, the pixels and
+    a Graph client per pixel."""
+
     settings: Settings
     engine: Engine
 
@@ -70,8 +89,8 @@ class Runtime:
 
 
 @contextmanager
-def open_runtime(*, database_url: str | None = None, config_file: Path | None = None,
-                 settings: Settings | None = None) -> Iterator[Runtime]:
+def open_wiring(*, database_url: str | None = None, config_file: Path | None = None,
+                settings: Settings | None = None) -> Iterator[AgentWiring]:
     """Settings from the environment (overridable), a migrated engine, configured pixels synced."""
     settings = settings or load_settings()
     if database_url:
@@ -81,12 +100,39 @@ def open_runtime(*, database_url: str | None = None, config_file: Path | None = 
     engine = make_engine(settings.database_url)
     try:
         migrate(engine)
-        runtime = Runtime(settings=settings, engine=engine)
-        configured = runtime.configured_pixels()
+        wiring = AgentWiring(settings=settings, engine=engine)
+        configured = wiring.configured_pixels()
         if configured:
-            with runtime.session() as session:
+            with wiring.session() as session:
                 sync_pixels(session, configured)
                 session.commit()
-        yield runtime
+        yield wiring
     finally:
         engine.dispose()
+
+
+def llm_adapter(wiring: AgentWiring) -> LLMAdapter | None:
+    """The configured LLM, or None: the offline reasoner takes its place."""
+    from agent.llm import LLMAdapter, llm_config_from_settings
+
+    config = llm_config_from_settings(wiring.settings)
+    return LLMAdapter.from_config(config) if config is not None else None
+
+
+@contextmanager
+def open_agent(wiring: AgentWiring, *, adapter: LLMAdapter | Literal["configured"] | None = CONFIGURED,
+               clock: Callable[[], datetime] = utcnow, auto_approve_kinds: frozenset[str] = frozenset(),
+               client_factory: Callable[[PixelConfig], GraphClient | None] | None = None,
+               ) -> Iterator[AgentServices]:
+    """The agent's services over ``wiring``: a checkpointer on the ledger's database (so a fix run
+    waiting for approval survives a restart) and the configured LLM unless ``adapter`` says otherwise
+    (None: the offline reasoner). ``client_factory`` replaces the wiring's Graph clients (the demo's
+    and the eval's simulator)."""
+    from agent.agent_services import AgentServices
+    from agent.checkpoint import open_checkpointer
+
+    llm = llm_adapter(wiring) if isinstance(adapter, str) else adapter
+    with open_checkpointer(wiring.settings.database_url) as checkpointer:
+        yield AgentServices(runtime=wiring, checkpointer=checkpointer, adapter=llm,
+                            clock=clock, auto_approve_kinds=auto_approve_kinds, client_factory=client_factory)
+
