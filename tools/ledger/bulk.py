@@ -184,13 +184,21 @@ def _pg_copy_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[in
     return ids
 
 
-def _pg_rows_any(session: Session, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """Rows of a query whose list parameter is bound once as an array (``= ANY(%s)``): one statement
-    for any number of values, instead of IN lists of hundreds of placeholders that psycopg parses
-    and the server plans anew each time."""
+def _pg_events_by(session: Session, columns: str, key: str, pixel_id: str,
+                  values: Sequence[str]) -> list[tuple[Any, ...]]:
+    """``columns`` of the pixel's events whose ``key`` column is one of ``values``.
+
+    The values are bound once, as an array, and each is looked up on its own through the
+    (pixel_id, key) index: a LATERAL probe, kept one by ``OFFSET 0`` (else the planner flattens it
+    into a join). ``key = ANY(array)``, or the flattened join, let the planner, whose statistics lag
+    behind a growing import, read every event of the pixel (one value of pixel_id) and filter them:
+    a cost that grew with the ledger.
+    """
     cursor = _driver_cursor(session)
     try:
-        cursor.execute(sql, params)
+        cursor.execute(f"SELECT {columns} FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL "
+                       f"(SELECT * FROM events WHERE pixel_id = %s AND {key} = wanted.value OFFSET 0) AS e",
+                       (list(values), pixel_id))
         return list(cursor.fetchall())
     finally:
         cursor.close()
@@ -256,9 +264,7 @@ def known_content_hashes(session: Session, pixel_id: str, hashes: list[str]) -> 
         return {found for found, in sqlite_rows_in(
             session, "SELECT content_hash FROM events WHERE pixel_id = ? AND content_hash IN ({marks})",
             (pixel_id,), hashes, _CHUNK)}
-    return {found for found, in _pg_rows_any(
-        session, "SELECT content_hash FROM events WHERE pixel_id = %s AND content_hash = ANY(%s)",
-        (pixel_id, list(hashes)))}
+    return {found for found, in _pg_events_by(session, "e.content_hash", "content_hash", pixel_id, hashes)}
 
 
 def event_names_by_id(session: Session, pixel_id: str, event_ids: list[str]) -> set[tuple[str, str, str]]:
@@ -271,9 +277,8 @@ def event_names_by_id(session: Session, pixel_id: str, event_ids: list[str]) -> 
             session, "SELECT event_name, event_id FROM events INDEXED BY ix_events_pixel_event_id"
                      " WHERE pixel_id = ? AND event_id IN ({marks})",
             (pixel_id,), event_ids, _CHUNK)}
-    return {(pixel_id, name, event_id) for name, event_id in _pg_rows_any(
-        session, "SELECT event_name, event_id FROM events WHERE pixel_id = %s AND event_id = ANY(%s)",
-        (pixel_id, list(event_ids)))}
+    return {(pixel_id, name, event_id) for name, event_id in _pg_events_by(
+        session, "e.event_name, e.event_id", "event_id", pixel_id, event_ids)}
 
 
 def ids_by_content_hash(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
@@ -286,9 +291,8 @@ def ids_by_content_hash(session: Session, rows: list[dict[str, Any]]) -> dict[tu
                 session, "SELECT content_hash, id FROM events WHERE pixel_id = ? AND content_hash IN ({marks})",
                 (pixel_id,), hashes, _CHUNK))
             continue
-        ids.update(((pixel_id, content_hash), row_id) for content_hash, row_id in _pg_rows_any(
-            session, "SELECT content_hash, id FROM events WHERE pixel_id = %s AND content_hash = ANY(%s)",
-            (pixel_id, hashes)))
+        ids.update(((pixel_id, content_hash), row_id) for content_hash, row_id in _pg_events_by(
+            session, "e.content_hash, e.id", "content_hash", pixel_id, hashes))
     return ids
 
 
