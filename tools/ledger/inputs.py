@@ -7,6 +7,7 @@ re-exported here so that an audit imports one module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,15 +76,21 @@ def _counts(detail: dict[str, Any], name: str) -> dict[str, int]:
 _COUNT_FIELDS = (("key_counts", "keys"), ("raw_pii", "raw"), ("placeholder", "placeholder"),
                  ("uppercase_hex", "uppercase_hex"), ("not_sha256", "not_sha256"),
                  ("must_not_hash", "must_not_hash"), ("malformed", "malformed"))
+_EVENT_HOUR_FIELDS = ("hour", "event_name", "events", "with_event_id", "top_value_share", "duplicate_event_ids",
+                      "double_order_ids", "double_purchase_keys", "lag_buckets", "too_old", "future_time",
+                      "undelivered", *(name for name, _ in _COUNT_FIELDS))
+_DELIVERY_HOUR_FIELDS = ("hour", "attempts", "events_sent", "events_received", "failed_attempts",
+                         "retried_attempts", "errors", "transport_errors")
 
 
-def _build(cls: type[T]) -> Callable[[dict[str, Any]], T]:
-    """A constructor of the frozen dataclass ``cls`` from a complete field map. A frozen dataclass's
-    ``__init__`` sets each field through ``object.__setattr__``: ~10 us for an EventHour, which is
-    most of an audit's ledger read over 4 weeks of rollups. The instance's ``__dict__`` is filled
-    directly instead (same fields, equal objects); a class that validates in ``__post_init__`` or uses
-    slots keeps its ``__init__``."""
-    if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
+def _build(cls: type[T], names: tuple[str, ...]) -> Callable[[dict[str, Any]], T]:
+    """A constructor of the frozen dataclass ``cls`` from a map of exactly the fields ``names``. A frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__``: ~10 us for an EventHour,
+    which was most of an audit's ledger read over 4 weeks of rollups. The instance's ``__dict__`` is
+    filled directly instead (same fields, equal objects). A class that validates in ``__post_init__``,
+    uses slots, or whose fields are not exactly ``names`` (a field added since) keeps its ``__init__``."""
+    if (hasattr(cls, "__post_init__") or hasattr(cls, "__slots__")
+            or {f.name for f in dataclasses.fields(cls)} != set(names)):  # type: ignore[arg-type]
         return lambda fields: cls(**fields)
     new = object.__new__
 
@@ -127,7 +134,8 @@ def event_hour_from_row(row: EventHourRollup | Row[Any]) -> EventHour:
     """One ``event_hours`` row as the checks' ``EventHour``."""
     return _event_hour(as_utc(row.hour), row.event_name, row.events, row.with_event_id,
                        row.duplicate_event_ids, row.double_order_ids, row.double_purchase_keys,
-                       row.too_old, row.future_time, row.undelivered, row.detail, _build(EventHour))
+                       row.too_old, row.future_time, row.undelivered, row.detail,
+                       _build(EventHour, _EVENT_HOUR_FIELDS))
 
 
 def delivery_hour_from_row(row: DeliveryHourRollup | Row[Any]) -> DeliveryHour:
@@ -168,7 +176,7 @@ def load_ledger_inputs(session: Session, *, pixel_id: str, history_start: dateti
         table.undelivered, cast(table.detail, Text)).where(
         table.pixel_id == pixel_id, table.hour >= start, table.hour < end)
         .order_by(table.hour, table.event_name)).all()
-    build = _build(EventHour)
+    build = _build(EventHour, _EVENT_HOUR_FIELDS)
     event_hours = tuple(
         _event_hour(hour_of(hour), name, n, with_id, dup_ids, dbl_orders, dbl_keys, too_old, future,
                     undelivered, loads(detail) if detail else None, build)
@@ -186,14 +194,21 @@ def load_ledger_inputs(session: Session, *, pixel_id: str, history_start: dateti
                                       ArrivalHourRollup.offsets).where(
         ArrivalHourRollup.pixel_id == pixel_id, ArrivalHourRollup.hour >= max(start, end - ARRIVAL_DAYS),
         ArrivalHourRollup.hour < end).order_by(ArrivalHourRollup.hour))
+    delivery = _build(DeliveryHour, _DELIVERY_HOUR_FIELDS)
+    order = _build(OrderHour, ("hour", "orders", "matched", "value"))
+    arrival = _build(ArrivalHour, ("hour", "events", "offsets"))
     return LedgerInputs(
         event_hours=event_hours,
-        delivery_hours=tuple(delivery_hour_from_row(row) for row in deliveries),
-        order_hours=tuple(OrderHour(hour=as_utc(row.hour), orders=row.orders, matched=row.matched,
-                                    value=row.value) for row in orders),
+        delivery_hours=tuple(delivery({
+            "hour": hour_of(row.hour), "attempts": row.attempts, "events_sent": row.events_sent,
+            "events_received": row.events_received, "failed_attempts": row.failed_attempts,
+            "retried_attempts": row.retried_attempts, "errors": {k: int(v) for k, v in (row.errors or {}).items()},
+            "transport_errors": row.transport_errors}) for row in deliveries),
+        order_hours=tuple(order({"hour": hour_of(row.hour), "orders": row.orders, "matched": row.matched,
+                                 "value": row.value}) for row in orders),
         has_orders=bool(has_orders),
-        arrival_hours=tuple(ArrivalHour(hour=as_utc(row.hour), events=row.events,
-                                        offsets=tuple(row.offsets or ())) for row in arrivals),
+        arrival_hours=tuple(arrival({"hour": hour_of(row.hour), "events": row.events,
+                                     "offsets": tuple(row.offsets or ())}) for row in arrivals),
     )
 
 
