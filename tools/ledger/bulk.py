@@ -184,9 +184,10 @@ def _pg_copy_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[in
     return ids
 
 
-def _pg_events_by(session: Session, columns: str, key: str, pixel_id: str,
-                  values: Sequence[str]) -> list[tuple[Any, ...]]:
-    """``columns`` of the pixel's events whose ``key`` column is one of ``values``.
+def _pg_events_by(session: Session, columns: str, key: str, pixel_id: str, values: Sequence[str],
+                  event_name: str | None = None) -> list[tuple[Any, ...]]:
+    """``columns`` of the pixel's events (of ``event_name`` only, if given) whose ``key`` column is
+    one of ``values``.
 
     The values are bound once, as an array, and each is looked up on its own through the
     (pixel_id, key) index: a LATERAL probe, kept one by ``OFFSET 0`` (else the planner flattens it
@@ -194,11 +195,12 @@ def _pg_events_by(session: Session, columns: str, key: str, pixel_id: str,
     behind a growing import, read every event of the pixel (one value of pixel_id) and filter them:
     a cost that grew with the ledger.
     """
+    named = "" if event_name is None else " AND event_name = %s"
     cursor = _driver_cursor(session)
     try:
         cursor.execute(f"SELECT {columns} FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL "
-                       f"(SELECT * FROM events WHERE pixel_id = %s AND {key} = wanted.value OFFSET 0) AS e",
-                       (list(values), pixel_id))
+                       f"(SELECT * FROM events WHERE pixel_id = %s AND {key} = wanted.value{named} OFFSET 0)"
+                       f" AS e", (list(values), pixel_id, *(() if event_name is None else (event_name,))))
         return list(cursor.fetchall())
     finally:
         cursor.close()
@@ -301,6 +303,15 @@ def known_purchases(session: Session, pixel_id: str, order_refs: list[str],
     """(order_ref, purchase_key, event_id, event_time) of stored Purchases of the pixel carrying one of
     these order refs or purchase keys, in ledger order (``rollups.PurchaseIndex`` reads them)."""
     found: dict[int, tuple[str | None, str | None, str | None, datetime]] = {}
+    if not is_sqlite(session):  # one index probe a value, as for the other look-ups (_pg_events_by)
+        for key, values in (("order_ref", order_refs), ("purchase_key", purchase_keys)):
+            if not values:
+                continue
+            for row_id, order_ref, purchase, event_id, event_time in _pg_events_by(
+                    session, "e.id, e.order_ref, e.purchase_key, e.event_id, e.event_time", key, pixel_id,
+                    values, event_name="Purchase"):
+                found[row_id] = (order_ref, purchase, event_id, as_utc(event_time))
+        return [found[row_id] for row_id in sorted(found)]
     base = select(Event.id, Event.order_ref, Event.purchase_key, Event.event_id, Event.event_time).where(
         Event.pixel_id == pixel_id, Event.event_name == "Purchase")
     for column, values in ((Event.order_ref, order_refs), (Event.purchase_key, purchase_keys)):
