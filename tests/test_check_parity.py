@@ -122,3 +122,22 @@ def test_a_browser_event_id_share_falling_within_the_day_is_news() -> None:
     falling = replace(_browser_event_id_pct(inputs, 94.0), quality_history=(*inputs.quality_history, earlier))
     findings = [f for f in check_parity(falling) if f.code == "parity.dedup_key_missing"]
     assert findings and findings[0].severity == "warning"
+
+
+def test_a_slow_share_falling_beyond_chance_is_news_and_noise_is_not() -> None:
+    """Meta's share may cover seven days, where a total loss moves it about 0.6 points an hour: a
+    3-point fall in 5 hours on a busy shop is far beyond chance; 1 point is not news."""
+    from dataclasses import replace
+
+    from tools.timeutil import HOUR
+
+    inputs = ShopData().inputs()
+    earlier = _browser_event_id_pct(inputs, 99.0).quality
+    earlier = replace(earlier, fetched_at=earlier.fetched_at - 5 * HOUR)
+
+    def at(pct: float) -> list:
+        now = replace(_browser_event_id_pct(inputs, pct), quality_history=(*inputs.quality_history, earlier))
+        return [f for f in check_parity(now) if f.code == "parity.dedup_key_missing"]
+
+    assert at(96.0) and at(96.0)[0].metrics["source"] == "browser"
+    assert not at(98.0)

@@ -18,6 +18,7 @@ from tools.checks.series import (
     history_hours,
     ledger_by_event,
     merge_same_problem,
+    meta_counts,
     pool_until,
     span_label,
     total,
@@ -39,9 +40,15 @@ from tools.timeutil import DAY, HOUR, hours_between, to_iso
 
 # Both sides need this many events over the last week before their ratio is trusted.
 MIN_RATIO_HISTORY = 50
-# Points the browser's eventID share may fall within a day before it is news (a total loss moves
-# Meta's two-day share about 2 points an hour).
+# Points the browser's eventID share may fall within a day before it is news. Meta does not say over
+# how long its share is taken (two days moves it about 2 points an hour on a total loss, seven days
+# about 0.6), so the fall needed is what chance cannot do: BROWSER_ID_SD standard deviations of the
+# share's movement (binomial, from the browser events between the snapshots over those of the last
+# 48 hours, the shorter window and so the noisier), at least BROWSER_ID_FALL_MIN points and at most
+# BROWSER_ID_FALL.
 BROWSER_ID_FALL = 5.0
+BROWSER_ID_FALL_MIN = 2.0
+BROWSER_ID_SD = 4.0
 # Meta's dedupe-key coverage may fall this many points before it is news.
 DEDUPE_FEEDBACK_DROP_PCT = 25.0
 
@@ -218,6 +225,17 @@ def _event_id_pcts(snapshot: QualitySnapshot | None) -> dict[str, tuple[float | 
             for fb in q.dedupe_key_feedback if fb.dedupe_key == "event_id"}
 
 
+def _fall_needed(share_pct: float, browser: dict[datetime, float], since: datetime, now: datetime) -> float:
+    """Points Meta's browser eventID share must fall between two reads to be more than chance."""
+    between = sum(c for h, c in browser.items() if since - HOUR <= h < now)
+    window = sum(c for h, c in browser.items() if now - 2 * DAY <= h < now)
+    if window <= 0:
+        return BROWSER_ID_FALL
+    p = min(max(share_pct / 100, 0.0), 1.0)
+    sd = 100 * (max(between, 1.0) * max(p * (1 - p), 0.01 * 0.99)) ** 0.5 / window
+    return min(BROWSER_ID_FALL, max(BROWSER_ID_FALL_MIN, BROWSER_ID_SD * sd))
+
+
 def check_browser_event_ids(inputs: AuditInputs) -> list[Finding]:
     """parity.dedup_key_missing (browser): Meta says the pixel's events lost their eventID while the
     server's carry one, so the pairs cannot deduplicate. Only Meta sees the browser side. Meta's
@@ -231,17 +249,20 @@ def check_browser_event_ids(inputs: AuditInputs) -> list[Finding]:
     now_at = inputs.quality.fetched_at if inputs.quality else None
     recent = [q for q in inputs.quality_history
               if now_at is not None and 3 * HOUR <= now_at - q.fetched_at <= DAY]
-    earlier: dict[str, tuple[float | None, float | None]] = {}
-    for snapshot in recent:  # the highest share of the day, per event
-        for name, (b, srv) in _event_id_pcts(snapshot).items():
-            if b is not None and (earlier.get(name, (None, None))[0] or -1.0) < b:
-                earlier[name] = (b, srv)
+    earlier: dict[str, tuple[float, datetime]] = {}
+    for snapshot in recent:  # the highest share of the day, per event, and when it was read
+        for name, (b, _srv) in _event_id_pcts(snapshot).items():
+            if b is not None and (name not in earlier or earlier[name][0] < b):
+                earlier[name] = (b, snapshot.fetched_at)
+    browser_counts = {name: series for (name, source), series in meta_counts(inputs).items()
+                      if source == "browser"}
     out: list[Finding] = []
     for name, (browser, server) in sorted(_event_id_pcts(inputs.quality).items()):
         if browser is None or server is None or server < floor:
             continue
-        falling = earlier.get(name, (None, None))[0]
-        if browser >= floor and not (falling is not None and falling - browser >= BROWSER_ID_FALL):
+        falling = name in earlier and now_at is not None and earlier[name][0] - browser >= _fall_needed(
+            earlier[name][0], browser_counts.get(name, {}), earlier[name][1], now_at)
+        if browser >= floor and not falling:
             continue
         then = before.get(name, (None, None))[0]
         standing = then is not None and then < floor
