@@ -80,25 +80,13 @@ def ingest(
         typer.echo("error: --country must be a 2-letter ISO country code", err=True)
         raise typer.Exit(2)
     # Imported here: building the CLI (and every other command) must stay free of the ledger.
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.orm import Session
-
-    from agent.settings import load_settings
-    from tools.ledger.db import make_engine, migrate, normalize_database_url
+    from agent.wiring import open_wiring
     from tools.ledger.ingest import ingest_events_jsonl, ingest_orders_jsonl
-    from tools.ledger.pixels import load_pixels_toml, sync_pixels
 
-    settings = load_settings()
-    url = normalize_database_url(database_url or settings.database_url)
-    engine = make_engine(url)
-    try:
-        migrate(engine)
-        config = config or settings.config_file
-        if config is not None:
-            with Session(engine) as session:
-                sync_pixels(session, load_pixels_toml(config))
-                session.commit()
-        typer.echo(f"ledger: {make_url(url).render_as_string(hide_password=True)}")
+    # The front door: the migrated ledger with the configured pixels synced (--config or CAPI_CONFIG).
+    with open_wiring(database_url=database_url, config_file=config) as wiring:
+        engine = wiring.engine
+        typer.echo(f"ledger: {engine.url.render_as_string(hide_password=True)}")
         with progress_display() as progress:
             events = ingest_events_jsonl(session_or_engine=engine, path=events_file,
                                          default_country=country.strip().upper(), progress=progress)
@@ -108,8 +96,6 @@ def ingest(
             order_report = ingest_orders_jsonl(session_or_engine=engine, path=orders)
             _print_report("orders", order_report)
             reports.append(order_report)
-    finally:
-        engine.dispose()
     if sum(r.loaded + r.duplicates for r in reports) == 0 and any(r.skipped for r in reports):
         raise typer.Exit(1)
 
