@@ -91,6 +91,17 @@ def test_a_constant_offset_is_a_clock_in_its_first_hour(seconds: int, direction:
     assert finding.metrics["direction"] == direction and finding.severity == "critical"
 
 
+def test_a_clock_that_jumped_shows_in_a_thin_first_hour() -> None:
+    """Five arrivals, all 7 hours ahead, from a sender whose week was on time: chance cannot do that
+    (binomial tail 1e-10), so a small shop at night does not wait for a busy hour. Two moved arrivals
+    of two are too few to say."""
+    shop = ShopData()
+    codes = {f.code for f in check_latency(shop.inputs(arrival_hours=_arrivals(shop, {-7 * 3600: 5})))}
+    assert "latency.clock_offset" in codes
+    codes = {f.code for f in check_latency(shop.inputs(arrival_hours=_arrivals(shop, {-7 * 3600: 2})))}
+    assert "latency.clock_offset" not in codes
+
+
 def test_a_spread_of_late_arrivals_is_a_backlog_not_a_clock() -> None:
     shop = ShopData()
     spread = {1800: 12, 2 * 3600: 12, 5 * 3600: 12, 10 * 3600: 12, 20 * 3600: 12}

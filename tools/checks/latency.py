@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -149,6 +150,17 @@ USUAL_BUCKET_SHARE = 0.05
 MOVED_SHARE = 0.8
 USUAL_OUTSIDE_MAX = 0.1
 MIN_ARRIVALS = 10
+# A thin hour (a small shop at night) is judged too when chance cannot explain it: the binomial tail
+# of so many moved arrivals at the sender's own usual share outside (at least 1 %) below 1e-6, and at
+# least MIN_THIN_ARRIVALS of them. A clock that jumped shows in the first hour even at 4 events an hour.
+MOVED_TAIL = 1e-6
+MIN_THIN_ARRIVALS = 4
+USUAL_OUTSIDE_FLOOR = 0.01
+
+
+def _binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
 # Moved arrivals within two adjacent buckets are one constant offset (a clock); wider is a spread.
 CONSTANT_SHARE = 0.8
 
@@ -186,17 +198,22 @@ def check_arrivals(inputs: AuditInputs) -> list[Finding]:
         for i, count in enumerate(row.offsets[:size]):
             target[i] += count
     n, n_usual = sum(now), sum(usual)
-    if n < max(MIN_ARRIVALS, inputs.thresholds.min_baseline_events):
+    if n < MIN_THIN_ARRIVALS:
         return []
     zero = bisect_left(OFFSET_EDGES, 0)
     normal = ({i for i, c in enumerate(usual) if c >= USUAL_BUCKET_SHARE * n_usual} if n_usual
               else {zero, zero + 1})
-    if n_usual and sum(c for i, c in enumerate(usual) if i not in normal) > USUAL_OUTSIDE_MAX * n_usual:
+    outside = sum(c for i, c in enumerate(usual) if i not in normal)
+    if n_usual and outside > USUAL_OUTSIDE_MAX * n_usual:
         return []  # this sender's offsets are all over the place normally: nothing to compare with
     moved = {i: c for i, c in enumerate(now) if i not in normal and c}
     moved_n = sum(moved.values())
     if moved_n < MOVED_SHARE * n:
         return []
+    if n < max(MIN_ARRIVALS, inputs.thresholds.min_baseline_events):
+        usual_outside = max(USUAL_OUTSIDE_FLOOR, outside / n_usual) if n_usual else USUAL_OUTSIDE_MAX
+        if not n_usual or _binomial_tail(moved_n, n, usual_outside) >= MOVED_TAIL:
+            return []
     pair = max(range(size - 1), key=lambda i: now[i] + now[i + 1] if {i, i + 1} & set(moved) else -1)
     constant = (now[pair] + now[pair + 1]) >= CONSTANT_SHARE * moved_n
     main = max(moved, key=lambda i: moved[i])
