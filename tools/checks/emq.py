@@ -65,6 +65,10 @@ def check_scores(inputs: AuditInputs) -> list[Finding]:
 # KEY_MIN_FALL (absolute) before it is news: 90 % -> 60 % of emails is, 4 % -> 3 % of fbc is not.
 KEY_MARGIN = 0.75
 KEY_MIN_FALL = 0.10
+# A key on at least KEY_GONE_FROM of the events (fbc: the click id, on the share that came from an ad)
+# that falls to KEY_GONE_SHARE of its level is gone, however few points that is.
+KEY_GONE_FROM = 0.03
+KEY_GONE_SHARE = 0.1
 
 
 def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
@@ -74,7 +78,8 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
     without it, a change point in the last 7 days, the reference taken before it. Evidence adds up hour
     after hour, so a key lost on a thin event (Purchase at 3 an hour) shows within hours, and a key
     that was always missing is no change at all. One finding per event; ``metrics.key`` is the key that
-    fell most, ``metrics.keys`` lists them all.
+    fell most, ``metrics.keys`` lists them all. When no single event shows it, every event together
+    may (a key lost everywhere on a small shop): one finding with no event name.
     """
     until = settled_until(inputs)
     hours = hours_between(inputs.history_start, until)
@@ -82,6 +87,8 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
         return []
     position = {h: i for i, h in enumerate(hours)}
     out: list[Finding] = []
+    pixel_events = [0.0] * len(hours)
+    pixel_keys: dict[str, list[float]] = {}
     for name, rows in sorted(ledger_by_event(inputs).items()):
         events = [0.0] * len(hours)
         keys: dict[str, list[float]] = {}
@@ -90,48 +97,70 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
             if i is None:
                 continue
             events[i] += row.events
+            pixel_events[i] += row.events
             for key, count in row.key_counts.items():
-                carried = keys.get(key)
-                if carried is None:  # not setdefault: that would build a 4-week list per row and key
-                    carried = keys[key] = [0.0] * len(hours)
-                carried[i] += count
-        start = next((i for i, v in enumerate(events) if v > 0), None)
-        if start is None:
-            continue
-        drops: list[tuple[float, str, ShareShift]] = []
-        for key, carried in sorted(keys.items()):
-            missing = [max(0.0, e - c) for e, c in zip(events, carried, strict=True)]
-            shift = share_shift(carried, missing, [True] * len(hours), lookback=LOOKBACK_HOURS,
-                                margin=KEY_MARGIN, known_from=start)
-            if shift is None or not shift.alarm:
-                continue
-            usual = shift.reference_ratio / (1 + shift.reference_ratio)
-            n = shift.target_after + shift.partner_after
-            share = shift.target_after / n if n else 0.0
-            if usual - share >= KEY_MIN_FALL:
-                drops.append((usual - share, key, shift))
-        if not drops:
-            continue
-        drops.sort(key=lambda d: (-d[0], d[1]))
-        fall, key, shift = drops[0]
-        n = shift.target_after + shift.partner_after
-        share = shift.target_after / n
-        usual = shift.reference_ratio / (1 + shift.reference_ratio)
-        onset = hours[shift.onset]
-        out.append(make_finding(
-            inputs, check="emq", code="emq.key_coverage_drop", event_name=name,
-            severity="critical" if share < 0.05 and usual >= 0.5 else "warning",
-            summary=f"Server {name} events lost the '{key}' match key since {onset:%a %H:00} UTC: {share:.0%} "
-                    f"carry it, usually {usual:.0%}.",
-            metrics={"key": key, "keys": ",".join(k for _, k, _ in drops), "observed": round(share, 3),
-                     "baseline": round(usual, 3), "threshold": KEY_MARGIN, "drop_points": round(100 * fall, 1),
-                     "events": int(n), "onset": to_iso(onset), "evidence_llr": round(shift.llr, 1)},
-            evidence=[f"since {hours[s.onset]:%Y-%m-%d %H:00} UTC: {k} on {s.target_after:.0f} of "
-                      f"{s.target_after + s.partner_after:.0f} {name} events (before: "
-                      f"{s.reference_ratio / (1 + s.reference_ratio):.0%}); evidence {s.llr:.1f} nats"
-                      for _, k, s in drops],
-        ))
+                for table in (keys, pixel_keys):
+                    series = table.get(key)  # not setdefault: that builds a 4-week list every time
+                    if series is None:
+                        series = table[key] = [0.0] * len(hours)
+                    series[i] += count
+        finding = _key_drop(inputs, hours, name, events, keys)
+        if finding is not None:
+            out.append(finding)
+    if not out:
+        # A key lost on every event of a small shop: each event alone is too thin to show it, their sum
+        # is not (fbc on 10 % of 6 events an hour shows in about 15 hours, not days).
+        finding = _key_drop(inputs, hours, None, pixel_events, pixel_keys)
+        if finding is not None:
+            out.append(finding)
     return out
+
+
+def _is_news(usual: float, share: float) -> bool:
+    """A fall worth saying: KEY_MIN_FALL points, or a key that was on a few percent and is now gone."""
+    return usual - share >= KEY_MIN_FALL or (usual >= KEY_GONE_FROM and share <= KEY_GONE_SHARE * usual)
+
+
+def _key_drop(inputs: AuditInputs, hours: list, name: str | None, events: list[float],
+              keys: dict[str, list[float]]) -> Finding | None:
+    """emq.key_coverage_drop for one event (or every event: ``name`` None), or None."""
+    start = next((i for i, v in enumerate(events) if v > 0), None)
+    if start is None:
+        return None
+    drops: list[tuple[float, str, ShareShift]] = []
+    for key, carried in sorted(keys.items()):
+        missing = [max(0.0, e - c) for e, c in zip(events, carried, strict=True)]
+        shift = share_shift(carried, missing, [True] * len(hours), lookback=LOOKBACK_HOURS,
+                            margin=KEY_MARGIN, known_from=start)
+        if shift is None or not shift.alarm:
+            continue
+        usual = shift.reference_ratio / (1 + shift.reference_ratio)
+        n = shift.target_after + shift.partner_after
+        share = shift.target_after / n if n else 0.0
+        if _is_news(usual, share):
+            drops.append((usual - share, key, shift))
+    if not drops:
+        return None
+    drops.sort(key=lambda d: (-d[0], d[1]))
+    fall, key, shift = drops[0]
+    n = shift.target_after + shift.partner_after
+    share = shift.target_after / n
+    usual = shift.reference_ratio / (1 + shift.reference_ratio)
+    onset = hours[shift.onset]
+    label = name or "all"
+    return make_finding(
+        inputs, check="emq", code="emq.key_coverage_drop", event_name=name,
+        severity="critical" if share < 0.05 and usual >= 0.5 else "warning",
+        summary=f"Server {label} events lost the '{key}' match key since {onset:%a %H:00} UTC: {share:.0%} "
+                f"carry it, usually {usual:.0%}.",
+        metrics={"key": key, "keys": ",".join(k for _, k, _ in drops), "observed": round(share, 3),
+                 "baseline": round(usual, 3), "threshold": KEY_MARGIN, "drop_points": round(100 * fall, 1),
+                 "events": int(n), "onset": to_iso(onset), "evidence_llr": round(shift.llr, 1)},
+        evidence=[f"since {hours[s.onset]:%Y-%m-%d %H:00} UTC: {k} on {s.target_after:.0f} of "
+                  f"{s.target_after + s.partner_after:.0f} {label} events (before: "
+                  f"{s.reference_ratio / (1 + s.reference_ratio):.0%}); evidence {s.llr:.1f} nats"
+                  for _, k, s in drops],
+    )
 
 
 def check_emq(inputs: AuditInputs) -> list[Finding]:
