@@ -91,12 +91,29 @@ class BrowserHit:
     with_event_id: bool
 
 
+# The keys a shop's order record holds for its customer (what was typed at checkout), as opposed to
+# the visit's browser keys (IP, user agent, click and browser ids) that an order does not keep.
+ORDER_CUSTOMER_KEYS: tuple[str, ...] = ("em", "ph", "external_id", "fn", "ln", "ct", "st", "zp", "ge", "db",
+                                        "country")
+
+
 @dataclass(frozen=True)
 class Order:
     order_id: str
     created_at: datetime
     value: float
     currency: str
+    # Hashed customer keys (the ingest's ``user_data``), copied from the order's own Purchase as the
+    # shop generated it; None for a guest or an order whose Purchase the server never sent.
+    user_data: dict[str, list[str]] | None = None
+
+
+def order_customer(event: dict[str, Any]) -> dict[str, list[str]] | None:
+    """The customer keys of a server event's ``user_data``, copied (injections later rewrite the
+    event's lists in place; the shop's order keeps what the customer typed)."""
+    user = event.get("user_data") or {}
+    keys = {name: list(user[name]) for name in ORDER_CUSTOMER_KEYS if name in user}
+    return keys or None
 
 
 def delivery_line(record: ServerEvent) -> dict[str, Any] | None:
@@ -160,10 +177,13 @@ def ingest_line(pixel_id: str, record: ServerEvent) -> dict[str, Any]:
 
 
 def order_line(pixel_id: str, order: Order) -> dict[str, Any]:
-    return {
+    line: dict[str, Any] = {
         "order_id": order.order_id,
         "pixel_id": pixel_id,
         "created_at": to_iso(order.created_at),
         "value": order.value,
         "currency": order.currency,
     }
+    if order.user_data:
+        line["user_data"] = {name: list(values) for name, values in order.user_data.items()}
+    return line

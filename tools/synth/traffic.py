@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tools.synth.people import build_user_data
-from tools.synth.records import Attempt, BrowserHit, Order, ServerEvent
+from tools.synth.records import Attempt, BrowserHit, Order, ServerEvent, order_customer
 from tools.synth.shop import (
     EVENT_PROFILES,
     EventProfile,
@@ -126,12 +126,12 @@ def simulate_traffic(config: ShopConfig, *, start: datetime, end: datetime, seed
                     ]
                     traffic.server.append(record)
                 if order_id is not None:
-                    value = (
-                        traffic.server[-1].event["custom_data"]["value"]
-                        if server_sent
-                        else round(rng.uniform(10, 300), 2)
-                    )
-                    traffic.orders.append(Order(order_id, when, value, config.currency))
+                    # The order takes its Purchase's value and customer (no draw of its own for the
+                    # customer: the scenarios keep their random streams, hence their events).
+                    purchase = traffic.server[-1].event if server_sent else None
+                    value = purchase["custom_data"]["value"] if purchase else round(rng.uniform(10, 300), 2)
+                    customer = order_customer(purchase) if purchase else None
+                    traffic.orders.append(Order(order_id, when, value, config.currency, customer))
     if config.batch_interval_minutes is not None:
         _send_in_batches(traffic.server, config.batch_interval_minutes, seed,
                          offset_minutes=config.batch_offset_minutes, jitter_seconds=config.batch_jitter_seconds)
