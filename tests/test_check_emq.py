@@ -72,22 +72,6 @@ def test_a_key_that_was_never_there_is_no_change() -> None:
     assert not [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop"]
 
 
-def test_a_key_lost_on_every_event_of_a_small_shop_shows_in_their_sum() -> None:
-    """fbc gone for two days from every event of a shop of a few events an hour (about 50 events, a
-    fifth of them with fbc before): no event alone holds enough evidence, all of them together do; the
-    finding names no single event."""
-    from tests.checkdata import EventProfile
-
-    small = {name: EventProfile(peak, 0.85, 1.0, 8.0) for name, peak in
-             (("ViewContent", 1.2), ("AddToCart", 0.8), ("InitiateCheckout", 0.6), ("Purchase", 0.5))}
-    shop = ShopData(profiles=small)
-    shop.inject_keys_lost(key="fbc", onset=shop.window_end - 48 * HOUR, emq_fall=0.0)
-    findings = [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop"]
-    assert [(f.event_name, f.metrics["key"]) for f in findings] == [(None, "fbc")]
-    # The same shop with nothing lost says nothing.
-    assert not [f for f in check_emq(ShopData(profiles=small).inputs()) if f.code == "emq.key_coverage_drop"]
-
-
 def test_a_key_on_few_events_that_is_gone_is_news() -> None:
     """fbc on 5 % of events (the share that came from an ad click) falling to none is 5 points only,
     but the key is gone."""

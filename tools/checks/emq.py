@@ -78,8 +78,7 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
     without it, a change point in the last 7 days, the reference taken before it. Evidence adds up hour
     after hour, so a key lost on a thin event (Purchase at 3 an hour) shows within hours, and a key
     that was always missing is no change at all. One finding per event; ``metrics.key`` is the key that
-    fell most, ``metrics.keys`` lists them all. When no single event shows it, every event together
-    may (a key lost everywhere on a small shop): one finding with no event name.
+    fell most, ``metrics.keys`` lists them all.
     """
     until = settled_until(inputs)
     hours = hours_between(inputs.history_start, until)
@@ -87,8 +86,6 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
         return []
     position = {h: i for i, h in enumerate(hours)}
     out: list[Finding] = []
-    pixel_events = [0.0] * len(hours)
-    pixel_keys: dict[str, list[float]] = {}
     for name, rows in sorted(ledger_by_event(inputs).items()):
         events = [0.0] * len(hours)
         keys: dict[str, list[float]] = {}
@@ -97,22 +94,17 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
             if i is None:
                 continue
             events[i] += row.events
-            pixel_events[i] += row.events
             for key, count in row.key_counts.items():
-                for table in (keys, pixel_keys):
-                    series = table.get(key)  # not setdefault: that builds a 4-week list every time
-                    if series is None:
-                        series = table[key] = [0.0] * len(hours)
-                    series[i] += count
+                series = keys.get(key)  # not setdefault: that builds a 4-week list every time
+                if series is None:
+                    series = keys[key] = [0.0] * len(hours)
+                series[i] += count
         finding = _key_drop(inputs, hours, name, events, keys)
         if finding is not None:
             out.append(finding)
-    if not out:
-        # A key lost on every event of a small shop: each event alone is too thin to show it, their sum
-        # is not (fbc on 10 % of 6 events an hour shows in about 15 hours, not days).
-        finding = _key_drop(inputs, hours, None, pixel_events, pixel_keys)
-        if finding is not None:
-            out.append(finding)
+    # Not pooled across events: the mix of events moves with the hour and the day (PageView carries
+    # fewer keys than Purchase), so a pooled share shifts with no key lost anywhere. A key lost on
+    # every event of a small shop waits for one event to show it (a known slow case).
     return out
 
 
