@@ -9,6 +9,7 @@ the simulator are brought to what existed at that hour, never further (no future
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from tools.audit.report import audit_report
 from tools.audit.runner import PixelAudit, audit_pixel
 from tools.ledger.deliveries import record_delivery
-from tools.ledger.ingest import BATCH_SIZE, parse_delivery, store_orders
+from tools.ledger.ingest import BATCH_SIZE, parse_delivery, parse_order_line, store_orders
 from tools.ledger.pixels import PixelConfig
 from tools.ledger.store import DeliveryOutcome, IncomingEvent, store_events
 from tools.meta.client import GraphClient
@@ -33,7 +34,7 @@ from tools.senders.envelope import with_sender
 from tools.senders.track import record_import_senders
 from tools.synth.generator import GeneratedFiles
 from tools.synth.ledger import SIM_TOKEN, empty_ledger, load_scenario_ledger
-from tools.synth.records import RETRYABLE_CODES, ServerEvent, delivery_line
+from tools.synth.records import RETRYABLE_CODES, ServerEvent, delivery_line, order_line
 from tools.synth.scenario import Scenario, materialize
 from tools.synth.timeline import Timeline, build_timeline
 from tools.timeutil import as_utc, audit_window
@@ -127,8 +128,9 @@ def _outcome_at(record: ServerEvent, at: datetime) -> DeliveryOutcome | None:
 
 
 def order_row(pixel_id: str, order: Any) -> dict[str, Any]:
-    return {"pixel_id": pixel_id, "order_id": order.order_id, "created_at": order.created_at,
-            "value": float(order.value), "currency": order.currency, "matched": False}
+    """The order as ``capi-agent ingest`` reads its line: its customer too (hashed, no IP), which a
+    backfill from orders needs."""
+    return parse_order_line(json.dumps(order_line(pixel_id, order)))
 
 
 @dataclass

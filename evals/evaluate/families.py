@@ -97,7 +97,11 @@ class Family:
     target_hours: float | None  # None: the variant sets its own (e.g. a gradual ramp's length)
     count: int
     description: str
-    draw: Callable[[random.Random], dict[str, Any]]  # -> injections, description, shop and timing overrides
+    # -> injections, description, shop and timing overrides; called as draw(rng, k) when ``by_variant``
+    draw: Callable[..., dict[str, Any]]
+    # The variant number k (from 1) is passed too: a family whose variants must each show one kind of
+    # a list takes kind k instead of leaving it to chance.
+    by_variant: bool = False
 
 
 def _inj(cause: str, onset: datetime, **kw: Any) -> dict[str, Any]:
@@ -198,8 +202,14 @@ def _dedup(rng: random.Random) -> dict[str, Any]:
             "what": f"event_id stops being sent ({side} side, {share:.0%})"}
 
 
-def _dedup_reasons(rng: random.Random) -> dict[str, Any]:
-    reason = rng.choice(("id_prefix", "id_suffix", "id_padding"))
+DEDUP_ID_REASONS = ("id_prefix", "id_suffix", "id_padding")  # tools.synth.causes_traffic.DEDUP_REASONS
+
+
+def _dedup_reasons(rng: random.Random, k: int) -> dict[str, Any]:
+    # Variant k shows reason k (in turn), so every reason has a scenario. The draw that chose it
+    # before is still made: the variants' shops and onsets stay the ones already in the library.
+    rng.choice(DEDUP_ID_REASONS)
+    reason = DEDUP_ID_REASONS[(k - 1) % len(DEDUP_ID_REASONS)]
     share = round(rng.uniform(0.6, 1.0), 2)
     return {"injections": [_inj("dedup_broken", draw_onset(rng), magnitude=share, params={"reason": reason})],
             "what": f"Server event_ids change form ({reason}, {share:.0%}) while the Pixel's stay"}
@@ -313,6 +323,20 @@ def _two(rng: random.Random) -> dict[str, Any]:
             "causes": [first, second], "what": f"Two things at once: {first} and {second}"}
 
 
+def _orders_backfill(rng: random.Random) -> dict[str, Any]:
+    """The server's Purchase pipeline stops while the shop keeps taking orders, and its orders carry
+    the customer (hashed): the Purchases Meta lost can be rebuilt from them (backfill_from_orders)."""
+    rate = rng.uniform(3.0, 12.0)
+    onset = draw_onset(rng)
+    # First audited 3 hours in: orders settle an hour before a backfill takes them, so an audit in the
+    # first hour could only propose an empty one; here the eval scores the backfill it proposes.
+    first_audit = onset.replace(minute=0) + timedelta(hours=3)
+    return {"injections": [_inj("server_events_down", onset, events=["Purchase"])],
+            "scale": round(rate / PURCHASE_PER_HOUR_AT_SCALE_1, 4), "first_audit_at": first_audit,
+            "audit_hours": 2,
+            "what": f"The Purchase pipeline stops (about {rate:.1f} orders an hour go on without it)"}
+
+
 # Plugins and SDKs a shop's server events come from (ingest ``sender`` objects); Meta's SDKs say
 # fbbizsdk-<language>-v<version> in their User-Agent.
 SENDER_PLUGINS = ("woo-capi", "shopware-meta-capi", "magento2-conversions", "prestashop-fb-capi")
@@ -374,8 +398,10 @@ FAMILIES: tuple[Family, ...] = (
            "change of sender", _sender_change),
     # Last, so the earlier families keep their pixel ids.
     Family("dedup_reasons", ("dedup_broken",), 6, 4, "Both sides carry event_id, in different forms",
-           _dedup_reasons),
+           _dedup_reasons, by_variant=True),
     Family("payload_quality", ("match_keys_lost",), 12, 4, "Accepted but useless payloads", _payload_quality),
+    Family("orders_backfill", ("server_events_down",), 6, 4, "Orders go on without their server Purchases",
+           _orders_backfill),
 )
 
 
@@ -459,7 +485,7 @@ def family_records(pixel_base: int) -> list[dict[str, Any]]:
         rng = random.Random(f"capi-eval-family:{family.name}")
         for k in range(1, family.count + 1):
             sid = f"{family.name}_{k:02d}.v1"
-            drawn = family.draw(rng)
+            drawn = family.draw(rng, k) if family.by_variant else family.draw(rng)
             shop = draw_shop(rng, batch=drawn.get("batch"))
             if "scale" in drawn:
                 shop["scale"] = drawn["scale"]
