@@ -24,7 +24,7 @@ from tests.fakes.slack_api import RESPONSE_URL_METHOD, FakeSlackAPI
 from tests.fakes.slack_requests import bolt_request, command_body
 from tests.fixtures.db import event_line
 from tests.test_serve_world import APPROVER, BOT_TOKEN, CHANNEL, SECRET, ServeWorld, everything_slack_saw, serve_over
-from tools.synth.causes_traffic import SERVER_IP
+from tools.synth.causes_traffic import PAYLOAD_DEFECTS, SERVER_IP
 from tools.synth.scenario import Scenario
 
 RAW_EMAIL = "issue11.canary@example.org"
@@ -105,30 +105,52 @@ def test_why_deduplication_fails_is_in_the_incident_message_with_counts_and_id_s
     assert_nothing_raw(fake, caplog.text)
 
 
+def payload_codes(scenario: Scenario) -> set[str]:
+    """The payload.* findings a payload_quality variant's injection should raise."""
+    [injection] = scenario.injections
+    codes = {f"payload.{defect}" for defect in injection.params["payload"]}
+    # Without action_source an event is not a website event, which alone must carry a user agent.
+    if "client_user_agent" in injection.params["keys"] and "no_action_source" not in injection.params["payload"]:
+        codes.add("payload.website_no_user_agent")
+    return codes
+
+
+PAYLOAD_VARIANTS = [f"payload_quality_0{k}.v1" for k in range(1, 5)]
+
+
+def test_the_payload_variants_show_every_kind_the_synth_injects() -> None:
+    from tools.synth.scenario import find_scenario
+
+    shown = set().union(*(payload_codes(find_scenario(sid)) for sid in PAYLOAD_VARIANTS))
+    assert shown == {f"payload.{d}" for d in PAYLOAD_DEFECTS} | {"payload.website_no_user_agent"}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("sid", PAYLOAD_VARIANTS)
 def test_useless_payloads_reach_slack_with_counts_and_masked_examples_only(
-        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, fake: FakeSlackAPI,
+        sid: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, fake: FakeSlackAPI,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    # payload_quality_01: the sender's own IP for everyone, a test code and Purchase values as text.
-    with served("payload_quality_01.v1", tmp_path_factory, tmp_path, fake) as serve:
+    with served(sid, tmp_path_factory, tmp_path, fake) as serve:
+        expected = payload_codes(serve.world.scenario)
         state = serve.audit()
-        codes = {f["code"] for f in state["report"]["findings"]}
-        assert {"payload.constant_ip", "payload.test_event_code", "payload.purchase_value_text"} <= codes
+        findings = {f["code"]: f for f in state["report"]["findings"]}
+        assert expected <= set(findings), (expected, sorted(findings))
         assert [i["root_cause"] for i in state["report"]["incidents"]] == ["match_keys_lost"]
         assert serve.deliver().sent == 1
         [message] = posted(fake)
-        match = re.search(r"(\d+) of (\d+) server events with an IP address", message)
-        assert match is not None and match.group(1) == match.group(2)
-        assert "198.51.100.x#" in message, "the address is shown as its network and a fingerprint"
-        assert "about " in message and "different users" in message
+        if "payload.constant_ip" in expected:
+            match = re.search(r"(\d+) of (\d+) server events with an IP address", message)
+            assert match is not None and match.group(1) == match.group(2)
+            assert "198.51.100.x#" in message, "the address is shown as its network and a fingerprint"
+            assert "different users" in message
 
         text = "audit"
         body = command_body(text=text, user=APPROVER, channel=CHANNEL, response_url=fake.response_url(text))
         assert serve.app.dispatch(bolt_request(body, SECRET, form=True)).status == 200
         [answer] = [c for c in fake.calls_to(RESPONSE_URL_METHOD) if c.args["_hook"] == text]
     answer_text = str(answer.args["text"])
-    for code in ("payload.constant_ip", "payload.test_event_code", "payload.purchase_value_text"):
-        assert code in answer_text
-    assert "carry a test_event_code" in answer_text
+    for code in expected:
+        count = findings[code]["metrics"]["count"]
+        assert code in answer_text and f"{count} of " in answer_text, code
     assert_nothing_raw(fake, caplog.text, SERVER_IP, "TEST4821")

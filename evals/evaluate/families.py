@@ -215,9 +215,17 @@ def _dedup_reasons(rng: random.Random, k: int) -> dict[str, Any]:
             "what": f"Server event_ids change form ({reason}, {share:.0%}) while the Pixel's stay"}
 
 
-def _payload_quality(rng: random.Random) -> dict[str, Any]:
-    extras = rng.sample(("test_event_code", "purchase_no_currency", "purchase_value_text", "no_action_source",
-                         "website_no_source_url"), 2)
+# Variant k's accepted-but-useless defects besides its constant IP or missing user agent: together the
+# four variants show every payload.* kind the synth can inject.
+PAYLOAD_EXTRAS = (("test_event_code", "purchase_value_text"), ("purchase_value_zero", "website_no_source_url"),
+                  ("test_event_code", "purchase_no_currency"), ("user_data_not_string", "no_action_source"))
+
+
+def _payload_quality(rng: random.Random, k: int) -> dict[str, Any]:
+    # The draw that chose the extras before is still made, so the variants keep their shops and onsets.
+    rng.sample(("test_event_code", "purchase_no_currency", "purchase_value_text", "no_action_source",
+                "website_no_source_url"), 2)
+    extras = list(PAYLOAD_EXTRAS[(k - 1) % len(PAYLOAD_EXTRAS)])
     if rng.random() < 0.5:  # the server's own address for everyone: every event
         params: dict[str, Any] = {"keys": [], "payload": ["constant_ip", *extras]}
         share = 1.0
@@ -399,7 +407,8 @@ FAMILIES: tuple[Family, ...] = (
     # Last, so the earlier families keep their pixel ids.
     Family("dedup_reasons", ("dedup_broken",), 6, 4, "Both sides carry event_id, in different forms",
            _dedup_reasons, by_variant=True),
-    Family("payload_quality", ("match_keys_lost",), 12, 4, "Accepted but useless payloads", _payload_quality),
+    Family("payload_quality", ("match_keys_lost",), 12, 4, "Accepted but useless payloads", _payload_quality,
+           by_variant=True),
     Family("orders_backfill", ("server_events_down",), 6, 4, "Orders go on without their server Purchases",
            _orders_backfill),
 )

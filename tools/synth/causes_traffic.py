@@ -71,7 +71,7 @@ def _dedup_reason(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext, r
 
 # match_keys_lost ``params.payload``: what else the broken sender does to its events (payload.* findings).
 PAYLOAD_DEFECTS = ("constant_ip", "test_event_code", "purchase_no_currency", "purchase_value_text",
-                   "no_action_source", "website_no_source_url")
+                   "no_action_source", "website_no_source_url", "purchase_value_zero", "user_data_not_string")
 SERVER_IP = "198.51.100.20"
 
 
@@ -91,6 +91,12 @@ def _payload_defects(record: ServerEvent, defects: list[str]) -> None:
             event.pop("action_source", None)
         elif defect == "website_no_source_url":
             event.pop("event_source_url", None)
+        elif defect == "purchase_value_zero" and isinstance(custom, dict) and "value" in custom:
+            custom["value"] = 0
+        elif defect == "user_data_not_string" and record.customer is not None:
+            # A login id as a JSON number where Meta wants a string (an id sent as is, never hashed, so
+            # the defect is the type alone; a hashed field sent as a number would look like raw data).
+            event.setdefault("user_data", {})["fb_login_id"] = 10**15 + record.customer
 
 
 _HASH_DEFAULT_FIELDS = {
