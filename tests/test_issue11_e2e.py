@@ -24,7 +24,7 @@ from tests.fakes.slack_api import RESPONSE_URL_METHOD, FakeSlackAPI
 from tests.fakes.slack_requests import bolt_request, command_body
 from tests.fixtures.db import event_line
 from tests.test_serve_world import APPROVER, BOT_TOKEN, CHANNEL, SECRET, ServeWorld, everything_slack_saw, serve_over
-from tools.synth.causes_traffic import PAYLOAD_DEFECTS, SERVER_IP
+from tools.synth.causes_traffic import DEDUP_REASONS, PAYLOAD_DEFECTS, SERVER_IP
 from tools.synth.scenario import Scenario
 
 RAW_EMAIL = "issue11.canary@example.org"
@@ -76,6 +76,14 @@ def served(sid: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
 # The library's dedup_reasons variants, one per reason (families.py gives variant k reason k).
 REASONS = {"dedup_reasons_01.v1": ("id_prefix", "srv_"), "dedup_reasons_02.v1": ("id_suffix", "-server"),
            "dedup_reasons_03.v1": ("id_padding", "09")}
+
+
+def test_the_dedup_reasons_variants_show_every_id_reason() -> None:
+    from tools.synth.scenario import find_scenario
+
+    shown = {sid: find_scenario(sid).injections[0].params["reason"] for sid in REASONS}
+    assert shown == {sid: reason for sid, (reason, _) in REASONS.items()}
+    assert set(shown.values()) == set(DEDUP_REASONS)
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tools.synth.causes_traffic import DEDUP_REASONS
 from tools.synth.injection import Injection
 from tools.synth.realdemand import SERIES, anomaly_windows, shift_weeks_for
 from tools.synth.shop import EVENT_PROFILES, MEAN_DAILY_SHAPE, ShopConfig, ad_blocker_share, traffic_factor
@@ -202,14 +203,11 @@ def _dedup(rng: random.Random) -> dict[str, Any]:
             "what": f"event_id stops being sent ({side} side, {share:.0%})"}
 
 
-DEDUP_ID_REASONS = ("id_prefix", "id_suffix", "id_padding")  # tools.synth.causes_traffic.DEDUP_REASONS
-
-
 def _dedup_reasons(rng: random.Random, k: int) -> dict[str, Any]:
     # Variant k shows reason k (in turn), so every reason has a scenario. The draw that chose it
     # before is still made: the variants' shops and onsets stay the ones already in the library.
-    rng.choice(DEDUP_ID_REASONS)
-    reason = DEDUP_ID_REASONS[(k - 1) % len(DEDUP_ID_REASONS)]
+    rng.choice(DEDUP_REASONS)
+    reason = DEDUP_REASONS[(k - 1) % len(DEDUP_REASONS)]
     share = round(rng.uniform(0.6, 1.0), 2)
     return {"injections": [_inj("dedup_broken", draw_onset(rng), magnitude=share, params={"reason": reason})],
             "what": f"Server event_ids change form ({reason}, {share:.0%}) while the Pixel's stay"}
