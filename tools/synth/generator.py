@@ -1,5 +1,6 @@
 """Write a synthetic shop's three files: events.jsonl (the ledger's ingest lines), orders.jsonl (the
-shop's source of truth) and meta_state.json (the Graph API simulator's state)."""
+shop's source of truth, each order with its customer's hashed keys when its Purchase had them) and
+meta_state.json (the Graph API simulator's state)."""
 
 from __future__ import annotations
 
