@@ -48,6 +48,9 @@ def test_orders_unmatched() -> None:
         shop.orders[hour]["matched"] = 0
     finding = next(f for f in check_parity(shop.inputs()) if f.code == "parity.orders_unmatched")
     assert finding.metrics["matched"] == 0 and int(finding.metrics["orders"]) >= 5  # type: ignore[arg-type]
+    # The evidence counts orders: of all of them, about as many expected as there were (all matched).
+    orders = int(finding.metrics["orders"])  # type: ignore[arg-type]
+    assert f"0 of {orders} orders, about {orders} expected at the usual 100%" in finding.evidence[0]
 
 
 def test_dedup_key_missing_from_ledger_and_meta_feedback() -> None:

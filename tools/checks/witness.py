@@ -275,6 +275,14 @@ def drop_severity(verdict: WitnessVerdict) -> str:
 def describe(verdict: WitnessVerdict) -> str:
     shift = verdict.shift
     hours = len(verdict.hours) - shift.onset
+    if verdict.witness == "orders":
+        # The partner is the unmatched orders, which grow with the failure: the expectation is the
+        # usual matched share of all the orders, not the usual ratio times the unmatched ones.
+        usual = shift.reference_ratio / (1 + shift.reference_ratio)
+        orders = shift.target_after + shift.partner_after
+        return (f"since {verdict.onset:%Y-%m-%d %H:00} UTC ({hours} h): {shift.target_after:.0f} of {orders:.0f} "
+                f"orders, about {usual * orders:.0f} expected at the usual {usual:.0%} "
+                f"(evidence {shift.llr:.1f} nats, {math.exp(min(shift.llr, 50)):.0f}:1)")
     return (f"since {verdict.onset:%Y-%m-%d %H:00} UTC ({hours} h): {shift.target_after:.0f} received, "
             f"about {shift.expected_after:.0f} expected from its witnesses "
             f"({shift.ratio_of_reference:.0%} of the usual share; evidence {shift.llr:.1f} nats, "
