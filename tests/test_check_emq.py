@@ -78,3 +78,17 @@ def test_a_key_on_few_events_that_is_gone_is_news() -> None:
     from tools.checks.emq import _is_news
 
     assert _is_news(0.05, 0.0) and not _is_news(0.05, 0.04) and not _is_news(0.02, 0.0)
+
+
+def test_a_retry_storm_does_not_dilute_key_coverage() -> None:
+    """Repeats of an event_id already recorded are the same people again: coverage is over distinct
+    events, whether or not the repeats were counted with their keys."""
+    from tests.checkdata import KEY_SHARES
+
+    shop = ShopData()
+    shop.inject_retry_storm(onset=shop.window_end - 8 * HOUR, factor=4)
+    for (_hour, _name), row in shop.ledger.items():
+        if row["duplicate_event_ids"]:  # the repeats counted as events, without their keys
+            distinct = row["events"] - row["duplicate_event_ids"]
+            row["key_counts"] = {k: round(distinct * s) for k, s in KEY_SHARES.items()}
+    assert not [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop"]

@@ -93,7 +93,9 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
             i = position.get(hour)
             if i is None:
                 continue
-            events[i] += row.events
+            # Repeats of an event_id already recorded (a sender's retries) are the same people again:
+            # coverage is over distinct events, so a retry storm does not dilute it.
+            events[i] += row.events - row.duplicate_event_ids
             for key, count in row.key_counts.items():
                 series = keys.get(key)  # not setdefault: that builds a 4-week list every time
                 if series is None:
@@ -120,7 +122,8 @@ def _key_drop(inputs: AuditInputs, hours: list, name: str | None, events: list[f
     if start is None:
         return None
     drops: list[tuple[float, str, ShareShift]] = []
-    for key, carried in sorted(keys.items()):
+    for key, series in sorted(keys.items()):
+        carried = [min(c, e) for c, e in zip(series, events, strict=True)]
         missing = [max(0.0, e - c) for e, c in zip(events, carried, strict=True)]
         shift = share_shift(carried, missing, [True] * len(hours), lookback=LOOKBACK_HOURS,
                             margin=KEY_MARGIN, known_from=start)

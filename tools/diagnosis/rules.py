@@ -122,7 +122,8 @@ def _renames(pool: Pool) -> list[Draft]:
             continue
         old_names = {f.event_name for f in old}
         # Match quality of a name that fell silent moves with it: part of the same incident.
-        parity = pool.take(lambda f, names=old_names: f.code.startswith(("parity.", "volume.", "emq."))
+        # So does the pairing of its browser and server copies (dedupe.reasons: the names differ).
+        parity = pool.take(lambda f, names=old_names: f.code.startswith(("parity.", "volume.", "emq.", "dedupe."))
                            and f.event_name in names)
         drafts.append(Draft("event_renamed", [new, *old, *parity]))
     return drafts
@@ -194,7 +195,8 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
                     lambda f: f.code in ("latency.freshness_degraded", "delivery.transport_errors",
                                          "delivery.not_sent") or _server_side(f))
     drafts += _rule(pool, "dedup_broken",
-                    lambda f: f.code == "parity.dedup_key_missing" and f.severity != "info", lambda f: False)
+                    lambda f: f.code == "parity.dedup_key_missing" and f.severity != "info",
+                    lambda f: f.code == "dedupe.reasons")
     keys = pool.take(lambda f: f.code == "emq.key_coverage_drop")
     if keys:
         names = _events(keys)
