@@ -34,7 +34,7 @@ Decision = Literal["approve", "reject", "edit"]
 
 @dataclass
 class AgentServices:
-    runtime: AgentWiring
+    wiring: AgentWiring
     checkpointer: BaseCheckpointSaver
     adapter: LLMAdapter | None = None
     clock: Callable[[], datetime] = utcnow
@@ -46,11 +46,11 @@ class AgentServices:
     # --- wiring ---------------------------------------------------------------------------------
 
     def client_for(self, pixel: PixelConfig) -> GraphClient | None:
-        factory = self.client_factory or self.runtime.graph_client
+        factory = self.client_factory or self.wiring.graph_client
         return factory(pixel)
 
     def pixel(self, pixel_id: str) -> PixelConfig:
-        return self.runtime.pixels([pixel_id])[0]
+        return self.wiring.pixels([pixel_id])[0]
 
     def fix_graph(self) -> Any:
         if "fix" not in self._graphs:
@@ -72,7 +72,7 @@ class AgentServices:
         pixel = self.pixel(pixel_id)
         client = self.client_for(pixel)
         try:
-            with self.runtime.session() as session:
+            with self.wiring.session() as session:
                 inputs = gather_inputs(session, pixel=pixel, at=at, client=client)
                 session.commit()
         finally:
@@ -81,7 +81,7 @@ class AgentServices:
         return run_checks(inputs, only=list(checks) or None)
 
     def fix_context(self) -> FixContext:
-        return FixContext(session_factory=self.runtime.session,
+        return FixContext(session_factory=self.wiring.session,
                           client_for_pixel=lambda pid: self.client_for(self.pixel(pid)),
                           rerun_checks=self.rerun_checks, clock=self.clock,
                           auto_approve_kinds=self.auto_approve_kinds)
@@ -110,7 +110,7 @@ class AgentServices:
 
         A proposal that is no longer waiting (decided, expired, executed) is not resumed: the answer
         says why, and nothing runs a second time."""
-        with self.runtime.session() as session:
+        with self.wiring.session() as session:
             proposal = get_proposal(session, proposal_id)
         if proposal is None:
             return {"outcome": "not_found", "proposal_id": proposal_id}
@@ -140,20 +140,20 @@ class AgentServices:
         incident without announcing it would leave the next audit to see it as "ongoing", i.e. silent."""
         client = self.client_for(pixel)
         try:
-            context = AuditContext(session_factory=self.runtime.session, pixel=pixel, client=client,
+            context = AuditContext(session_factory=self.wiring.session, pixel=pixel, client=client,
                                    adapter=self.adapter, start_fix=self.start_fix)
             state = self.audit_graph().invoke({"pixel_id": pixel.id, "at": to_iso(at)},
                                               config=_thread(audit_thread_id(pixel.id, at)), context=context)
         finally:
             if client is not None:
                 client.close()
-        with self.runtime.session() as session:
+        with self.wiring.session() as session:
             enqueue_audit_notifications(session, pixel=pixel, state=state)
             session.commit()
         # Then the hour's summaries of every channel this audit completed (once per channel and hour).
         try:
-            with self.runtime.session() as session:
-                enqueue_summaries(session, pixels=self.runtime.pixels(),
+            with self.wiring.session() as session:
+                enqueue_summaries(session, pixels=self.wiring.pixels(),
                                   hours=[parse_iso(state["report"]["window"]["end"])])
                 session.commit()
         except Exception as exc:  # the audit stands; the scheduler's sweep queues the summary later

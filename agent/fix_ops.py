@@ -47,7 +47,7 @@ def uncertain_counts(session: Session) -> dict[str, int]:
 
 def release_and_resend(services: AgentServices, proposal_id: str, *, actor: str) -> ReleaseOutcome:
     """Release a proposal's uncertain chunks (trail entry by ``actor``) and send them through its fix run."""
-    with services.runtime.session() as session:
+    with services.wiring.session() as session:
         proposal = get_proposal(session, proposal_id)
         if proposal is None:
             return ReleaseOutcome(proposal_id=proposal_id, outcome="not_found")
@@ -56,14 +56,14 @@ def release_and_resend(services: AgentServices, proposal_id: str, *, actor: str)
             pixel = services.pixel(proposal.pixel_id)
         except KeyError:
             return ReleaseOutcome(proposal_id=proposal_id, outcome="unknown_pixel", status=proposal.status)
-        if services.client_factory is None and services.runtime.pixel_token(pixel) is None:
+        if services.client_factory is None and services.wiring.pixel_token(pixel) is None:
             return ReleaseOutcome(proposal_id=proposal_id, outcome="no_token", status=proposal.status)
         released = release_uncertain(session, proposal_id=proposal_id, actor=actor, at=services.clock())
     if not released:
         return ReleaseOutcome(proposal_id=proposal_id, outcome="nothing_uncertain", status=proposal.status)
     # The proposal is ``executing`` again: its fix run resumes with the released chunks.
     state = services.resolve_fix(proposal_id, action="approve", by=actor)
-    with services.runtime.session() as session:
+    with services.wiring.session() as session:
         after = get_proposal(session, proposal_id)
     return ReleaseOutcome(proposal_id=proposal_id, outcome=str(state.get("outcome", "failed")),
                           released=released, status=after.status if after else None, state=state)

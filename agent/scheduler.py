@@ -144,9 +144,9 @@ class Scheduler:
         now = as_utc(now or self.clock())
         records: list[RunRecord] = []
         with self._open_services() as services:
-            sessions = services.runtime.session
+            sessions = services.wiring.session
             self._expire_proposals(sessions, now)
-            pixels = self._pixels() if self._pixels is not None else services.runtime.pixels()
+            pixels = self._pixels() if self._pixels is not None else services.wiring.pixels()
             by_id = {pixel.id: pixel for pixel in pixels}
             with sessions() as session:
                 last = last_done_by_pixel(session, list(by_id))
@@ -186,7 +186,7 @@ class Scheduler:
         for window_end, pixel_id in queue:
             first.setdefault(pixel_id, window_end)
         try:
-            prefetch = prefetch_meta_sides(services.runtime.session,
+            prefetch = prefetch_meta_sides(services.wiring.session,
                                            [(by_id[pid], end) for pid, end in first.items()],
                                            client_for=client_for, workers=self.prefetch_workers,
                                            read_timeout=self.read_timeout)
@@ -202,7 +202,7 @@ class Scheduler:
     def _audit_hour(self, services: AgentServices, pixel: PixelConfig, window_end: datetime,
                     now: datetime, waiting: set[str]) -> RunRecord | None:
         """Claim, audit and finish one pixel-hour; None when the hour was not ours to audit."""
-        sessions = services.runtime.session
+        sessions = services.wiring.session
         with sessions() as session:
             won = claim(session, pixel_id=pixel.id, window_end=window_end, worker=self.worker_id,
                         now=now, lease=self.lease, max_attempts=self.max_attempts)

@@ -29,7 +29,7 @@ from starlette.routing import Route
 from agent.agent_services import AgentServices
 from agent.announce import after_round, enqueue_summaries
 from agent.email.deliver import EMAIL_KINDS, deliver_email_outbox
-from agent.relay.app import forward_pending_with_runtime, relay_deps, relay_routes
+from agent.relay.app import forward_pending_with_wiring, relay_deps, relay_routes
 from agent.retention import PURGE_INTERVAL_SECONDS, PurgeStatus, purge_round
 from agent.scheduler import Scheduler
 from agent.slack.agent import SlackAgent
@@ -101,7 +101,7 @@ def build_loops(parts: ServerParts) -> list[Loop]:
     scheduler = Scheduler(services_factory=parts.services, clock=parts.clock, on_audit=on_audit(parts))
     loops = [Loop("scheduler", parts.scheduler_interval, lambda: scheduled_round(parts, scheduler)),
              Loop("relay-forward", parts.forward_interval,
-                  lambda: forward_pending_with_runtime(parts.wiring, now=parts.clock())),
+                  lambda: forward_pending_with_wiring(parts.wiring, now=parts.clock())),
              Loop("payload-purge", parts.purge_interval,
                   lambda: purge_round(parts.wiring.session, purge_status(parts), now=parts.clock()))]
     if parts.notifier is not None:

@@ -133,6 +133,6 @@ def open_agent(wiring: AgentWiring, *, adapter: LLMAdapter | Literal["configured
 
     llm = llm_adapter(wiring) if isinstance(adapter, str) else adapter
     with open_checkpointer(wiring.settings.database_url) as checkpointer:
-        yield AgentServices(runtime=wiring, checkpointer=checkpointer, adapter=llm,
+        yield AgentServices(wiring=wiring, checkpointer=checkpointer, adapter=llm,
                             clock=clock, auto_approve_kinds=auto_approve_kinds, client_factory=client_factory)
 

@@ -150,15 +150,15 @@ def test_incident_and_summary_emails_go_out_once_as_multipart_with_the_chart_inl
     with agent_world(template, tmp_path, extra_events=canary_lines(scenario.audit_at, scenario.pixel_id)) as world:
         pixel = world.pixel.model_copy(update={"email_to": [OPS], "email_summaries": "hourly"})
         with agent_services(world) as services:
-            with services.runtime.session() as session:
+            with services.wiring.session() as session:
                 sync_pixels(session, [pixel])
                 session.commit()
             services.audit_pixel(pixel, scenario.audit_at)
             services.audit_pixel(pixel, scenario.audit_at)  # the same hour again: nothing new to send
-            report = deliver_email_outbox(services.runtime.session, mailer(port), now=scenario.audit_at)
+            report = deliver_email_outbox(services.wiring.session, mailer(port), now=scenario.audit_at)
             assert (report.sent, report.retry_later, report.failed) == (len(box.messages), 0, 0)
-            assert deliver_email_outbox(services.runtime.session, mailer(port), now=scenario.audit_at).sent == 0
-            with services.runtime.session() as session:
+            assert deliver_email_outbox(services.wiring.session, mailer(port), now=scenario.audit_at).sent == 0
+            with services.wiring.session() as session:
                 rows = list(session.query(OutboxMessage).order_by(OutboxMessage.id))
 
     assert {r.kind for r in rows} == {"email_incident", "email_summary"} and {r.status for r in rows} == {"sent"}
@@ -198,28 +198,28 @@ def test_a_mail_server_failure_keeps_the_email_pending_until_it_is_accepted_once
         # Default email_summaries = "daily": an incident alert, no hourly summary.
         pixel = world.pixel.model_copy(update={"email_to": [OPS]})
         with agent_services(world) as services:
-            with services.runtime.session() as session:
+            with services.wiring.session() as session:
                 sync_pixels(session, [pixel])
                 session.commit()
             services.audit_pixel(pixel, scenario.audit_at)
             box.answers = ["451 4.3.0 try again later"]
-            first = deliver_email_outbox(services.runtime.session, mailer(port), now=scenario.audit_at)
+            first = deliver_email_outbox(services.wiring.session, mailer(port), now=scenario.audit_at)
             assert (first.sent, first.retry_later, first.failed) == (0, 1, 0)
-            later = deliver_email_outbox(services.runtime.session, mailer(port),
+            later = deliver_email_outbox(services.wiring.session, mailer(port),
                                          now=scenario.audit_at + timedelta(minutes=5))
             assert later.sent == 1
-            assert deliver_email_outbox(services.runtime.session, mailer(port), now=scenario.audit_at).sent == 0
-            with services.runtime.session() as session:
+            assert deliver_email_outbox(services.wiring.session, mailer(port), now=scenario.audit_at).sent == 0
+            with services.wiring.session() as session:
                 [row] = session.query(OutboxMessage).all()
             assert (row.kind, row.status, row.attempts) == ("email_incident", "sent", 1)
             assert len(box.messages) == 1
 
             # A wrong password is not worth retrying: the row is marked failed, the password unlogged.
             services.audit_pixel(pixel, scenario.audit_at + timedelta(hours=1))
-            with services.runtime.session() as session:
+            with services.wiring.session() as session:
                 queued = session.query(OutboxMessage).filter(OutboxMessage.status == "pending").count()
             wrong = Mailer(parse_smtp_url(f"smtp://{SMTP_USER}:wrong-{SMTP_PASSWORD}@127.0.0.1:{port}"), sender=FROM)
-            report = deliver_email_outbox(services.runtime.session, wrong, now=scenario.audit_at)
+            report = deliver_email_outbox(services.wiring.session, wrong, now=scenario.audit_at)
             assert report.failed == queued
     assert SMTP_PASSWORD not in caplog.text
 
@@ -231,13 +231,13 @@ def test_the_daily_email_digest_goes_out_at_the_digest_hour(template: WorldTempl
     with agent_world(template, tmp_path) as world:
         pixel = world.pixel.model_copy(update={"email_to": [OPS]})
         with agent_services(world) as services:
-            with services.runtime.session() as session:
+            with services.wiring.session() as session:
                 sync_pixels(session, [pixel])
                 session.commit()
             at = scenario.audit_at.replace(hour=9, minute=0)  # 09:00 London = UTC in November
             world.simulator.state.set_now(at)
             services.audit_pixel(pixel, at)
-            deliver_email_outbox(services.runtime.session, mailer(port), now=at)
+            deliver_email_outbox(services.wiring.session, mailer(port), now=at)
     digests = [m for m in box.messages if "Daily digest" in str(m["Subject"])]
     assert len(digests) == 1
     assert parts(digests[0])["text"].startswith(

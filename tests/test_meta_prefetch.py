@@ -185,14 +185,14 @@ def test_the_scheduler_reads_meta_for_the_round_before_its_audits(sim: RunningSi
         seed(sim, pixel.id, hours=48)
     sides: dict[str, Any] = {}
 
-    class Runtime:
+    class Wiring:
         session = staticmethod(session_factory(engine))
 
         def pixels(self, only: list[str] | None = None) -> list[PixelConfig]:
             return pixels
 
     class Services:
-        runtime = Runtime()
+        wiring = Wiring()
         client_for = staticmethod(clients(sim))
 
         def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:

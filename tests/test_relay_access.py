@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from agent.cli import build_app
-from agent.relay.app import forward_pending_with_runtime
+from agent.relay.app import forward_pending_with_wiring
 from agent.settings import load_settings
 from agent.wiring import AgentWiring
 from tests.fixtures.db import migrated_engine
@@ -202,7 +202,7 @@ def test_unconfigured_pixel_on_opt_in_uses_the_callers_token_and_never_the_opera
     with Session(ledger_engine) as session:
         session.execute(update(Event).values(delivery_status="pending"))  # as if Meta had been down
         session.commit()
-    report = forward_pending_with_runtime(wiring)
+    report = forward_pending_with_wiring(wiring)
     assert report.sent == 0 and report.pixels[0].waiting_reason
     monkeypatch.setenv("META_ACCESS_TOKEN", SIM_TOKEN)
     result = CliRunner().invoke(build_app(), [

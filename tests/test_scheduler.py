@@ -48,7 +48,7 @@ class AuditLog:
 class StubServices:
     """Stands in for AgentServices: records audits; fails on chosen pixel-hours."""
 
-    runtime: AgentWiring
+    wiring: AgentWiring
     log: AuditLog
     worker: str = "w"
     delay: float = 0.0

@@ -38,7 +38,7 @@ def test_scheduler_runs_real_audits_for_each_due_hour(tmp_path: Path) -> None:
     with scenario_world(scenario, tmp_path) as world:
         world.simulator.state.set_now(now)
         wiring = AgentWiring(settings=load_settings(database_url=str(world.engine.url)), engine=world.engine)
-        services = AgentServices(runtime=wiring, checkpointer=InMemorySaver(),
+        services = AgentServices(wiring=wiring, checkpointer=InMemorySaver(),
                                  client_factory=lambda _pixel: world.client(), clock=lambda: now)
         with Session(world.engine) as session:
             claim(session, pixel_id=world.pixel.id, window_end=last, worker="past", now=last)

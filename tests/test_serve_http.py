@@ -57,12 +57,12 @@ def test_serve_over_http_health_relay_slack_route_and_loops_that_audit_and_post(
         configure_pixel(world)
         services.clock = clock
         world.simulator.state.set_now(clock())
-        settings = services.runtime.settings.model_copy(update=slack_settings(
+        settings = services.wiring.settings.model_copy(update=slack_settings(
             fake, meta_graph_url=world.simulator.url).model_dump(exclude_unset=True))
         # The operator's token: the relay accepts the pixel's events only with it (or a relay key).
         settings = settings.model_copy(update={"meta_access_token": SecretStr(SIM_TOKEN)})
-        wiring = AgentWiring(settings=settings, engine=services.runtime.engine)
-        services.runtime = wiring
+        wiring = AgentWiring(settings=settings, engine=services.wiring.engine)
+        services.wiring = wiring
         slack_app, notifier, socket_handler = slack_parts(wiring, services)
         assert slack_app is not None and notifier is not None and socket_handler is None
         parts = ServerParts(wiring=wiring, services=services, slack_app=slack_app, notifier=notifier,

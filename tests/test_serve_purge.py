@@ -40,7 +40,7 @@ def serving(engine: Engine, url: str, *, run_loops: bool, **settings: Any) -> It
     """The server's app with its loops (the purge every 0.1 s) on a fixed clock; yields an HTTP client."""
     wiring = AgentWiring(settings=load_settings(database_url=url, **settings), engine=engine)
     with open_checkpointer(url) as checkpointer:
-        services = AgentServices(runtime=wiring, checkpointer=checkpointer, clock=Clock(NOW))
+        services = AgentServices(wiring=wiring, checkpointer=checkpointer, clock=Clock(NOW))
         parts = ServerParts(wiring=wiring, services=services, clock=Clock(NOW), purge_interval=0.1,
                             scheduler_interval=3600, forward_interval=3600)
         with ThreadedServer(build_server_app(parts, run_loops=run_loops), lifespan="on", name="serve") as server, \

@@ -81,7 +81,7 @@ class ServeWorld:
     parts: ServerParts = field(init=False)
 
     def __post_init__(self) -> None:
-        self.parts = ServerParts(wiring=self.services.runtime, services=self.services, slack_app=self.app,
+        self.parts = ServerParts(wiring=self.services.wiring, services=self.services, slack_app=self.app,
                                  notifier=self.notifier, clock=self.clock)
 
     def audit(self, at: datetime | None = None) -> dict[str, Any]:
@@ -93,10 +93,10 @@ class ServeWorld:
         return state
 
     def deliver(self) -> OutboxReport:
-        return deliver_outbox(self.services.runtime.session, self.notifier, now=self.clock())
+        return deliver_outbox(self.services.wiring.session, self.notifier, now=self.clock())
 
     def outbox(self) -> list[OutboxMessage]:
-        with self.services.runtime.session() as session:
+        with self.services.wiring.session() as session:
             return list(session.query(OutboxMessage).order_by(OutboxMessage.id))
 
     def accepted_posts(self) -> list[dict[str, Any]]:

@@ -221,7 +221,7 @@ def test_the_audit_keeps_its_not_judged_series_for_the_summary(template_world_se
     from tools.ledger.models import Audit
 
     state = services.audit_pixel(world.pixel, world.scenario.audit_at)
-    with services.runtime.session() as session:
+    with services.wiring.session() as session:
         stored = session.scalars(select(Audit).where(Audit.id == state["audit_id"])).one()
     assert stored.result["not_judged"] == state["report"]["pixels"][0]["not_judged"]
     assert stored.result["not_judged"], "the small scenario has series too thin to judge"

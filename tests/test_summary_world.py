@@ -92,10 +92,10 @@ class Shop:
     def deliver(self, now: datetime | None = None) -> OutboxReport:
         if now is not None:
             self.clock.now = now
-        return deliver_outbox(self.services.runtime.session, self.parts.notifier, now=self.clock())
+        return deliver_outbox(self.services.wiring.session, self.parts.notifier, now=self.clock())
 
     def outbox(self, kind: str | None = None) -> list[OutboxMessage]:
-        with self.services.runtime.session() as session:
+        with self.services.wiring.session() as session:
             query = session.query(OutboxMessage).order_by(OutboxMessage.id)
             if kind is not None:
                 query = query.filter(OutboxMessage.kind == kind)
@@ -110,7 +110,7 @@ def serve_shop(world: ScenarioWorld, fake: FakeSlackAPI, *, worker: str = "repli
     with agent_services(world, client_factory=client_factory(world)) as services:
         services.clock = clock
         notifier = SlackNotifier(build_web_client(token=BOT_TOKEN, base_url=fake.url))
-        parts = ServerParts(wiring=services.runtime, services=services, notifier=notifier, clock=clock)
+        parts = ServerParts(wiring=services.wiring, services=services, notifier=notifier, clock=clock)
         scheduler = Scheduler(services_factory=services, clock=clock, worker_id=worker,
                               max_catch_up=max_catch_up)
         yield Shop(world=world, services=services, parts=parts, scheduler=scheduler, fake=fake, clock=clock)

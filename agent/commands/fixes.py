@@ -38,10 +38,10 @@ def list_fixes(
 ) -> None:
     """Fix proposals, newest first."""
     from agent.fix_ops import uncertain_counts
-    from agent.wiring import open_wiring as open_runtime
+    from agent.wiring import open_wiring
     from tools.fixes.planner import list_proposals
 
-    with open_runtime(database_url=database_url, config_file=config) as runtime, runtime.session() as session:
+    with open_wiring(database_url=database_url, config_file=config) as wiring, wiring.session() as session:
         proposals = list_proposals(session, pixel_id=pixel, status=status)
         uncertain = uncertain_counts(session)
     if output == "json":
@@ -72,12 +72,12 @@ def show_fix(
     from sqlalchemy import select
 
     from agent.commands.replay import print_preview
-    from agent.wiring import open_wiring as open_runtime
+    from agent.wiring import open_wiring
     from tools.fixes.models import FixChunk
     from tools.fixes.planner import get_proposal
     from tools.fixes.trail import trail
 
-    with open_runtime(database_url=database_url, config_file=config) as runtime, runtime.session() as session:
+    with open_wiring(database_url=database_url, config_file=config) as wiring, wiring.session() as session:
         proposal = get_proposal(session, proposal_id)
         if proposal is None:
             typer.echo(f"error: no fix proposal {proposal_id}", err=True)
@@ -130,20 +130,17 @@ def release_uncertain_command(
     config: Path | None = CONFIG,
 ) -> None:
     """Resend a fix's uncertain events (check Events Manager first: Meta may already have them)."""
-    from agent.agent_services import AgentServices
-    from agent.checkpoint import open_checkpointer
     from agent.commands.replay import print_outcome
     from agent.fix_ops import release_and_resend, release_text, uncertain_chunks
-    from agent.wiring import llm_adapter
-    from agent.wiring import open_wiring as open_runtime
+    from agent.wiring import open_agent, open_wiring
     from tools.fixes.planner import get_proposal
 
     actor = _actor(by)
     if actor.endswith(":"):
         typer.echo("error: --by needs a name", err=True)
         raise typer.Exit(2)
-    with open_runtime(database_url=database_url, config_file=config) as runtime:
-        with runtime.session() as session:
+    with open_wiring(database_url=database_url, config_file=config) as wiring:
+        with wiring.session() as session:
             proposal = get_proposal(session, proposal_id)
             chunks = uncertain_chunks(session, proposal_id) if proposal is not None else {}
         if proposal is None:
@@ -157,8 +154,7 @@ def release_uncertain_command(
         if not (yes or typer.confirm(f"Resend them to Meta, recorded as {actor}?", default=False)):
             typer.echo("not released: nothing sent")
             raise typer.Exit(1)
-        with open_checkpointer(runtime.settings.database_url) as checkpointer:
-            services = AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=llm_adapter(runtime))
+        with open_agent(wiring) as services:
             outcome = release_and_resend(services, proposal_id, actor=actor)
     if not outcome.released:
         typer.echo(f"error: {release_text(outcome)}", err=True)
@@ -177,15 +173,12 @@ def resume_fix(
     config: Path | None = CONFIG,
 ) -> None:
     """Go on with an approved fix that paused (rate limited, Meta unreachable, interrupted)."""
-    from agent.agent_services import AgentServices
-    from agent.checkpoint import open_checkpointer
     from agent.commands.replay import print_outcome
-    from agent.wiring import llm_adapter
-    from agent.wiring import open_wiring as open_runtime
+    from agent.wiring import open_agent, open_wiring
     from tools.fixes.planner import get_proposal
 
-    with open_runtime(database_url=database_url, config_file=config) as runtime:
-        with runtime.session() as session:
+    with open_wiring(database_url=database_url, config_file=config) as wiring:
+        with wiring.session() as session:
             proposal = get_proposal(session, proposal_id)
         if proposal is None:
             typer.echo(f"error: no fix proposal {proposal_id}", err=True)
@@ -193,8 +186,7 @@ def resume_fix(
         if proposal.status not in ("approved", "executing"):
             typer.echo(f"{proposal_id} is {proposal.status}: nothing to resume")
             return
-        with open_checkpointer(runtime.settings.database_url) as checkpointer:
-            services = AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=llm_adapter(runtime))
+        with open_agent(wiring) as services:
             state = services.resolve_fix(proposal_id, action="approve", by=proposal.decided_by or "agent")
     print_outcome(state, proposal_id)
     if state.get("outcome") != "executed":

@@ -17,7 +17,7 @@ import typer
 from tools.timeutil import parse_iso, to_iso, utcnow
 
 if TYPE_CHECKING:  # the heavy modules are imported inside the command (the CLI starts instantly)
-    from agent.wiring import AgentWiring as Runtime
+    from agent.wiring import AgentWiring
     from tools.fixes.types import FixPreview
 
 
@@ -79,10 +79,7 @@ def replay(
 ) -> None:
     """Resend undelivered or failed events of a window (older than 7 days: skipped and reported)."""
     # Imported here: building the CLI (and every other command) must stay free of the ledger.
-    from agent.agent_services import AgentServices
-    from agent.checkpoint import open_checkpointer
-    from agent.wiring import llm_adapter
-    from agent.wiring import open_wiring as open_runtime
+    from agent.wiring import open_agent, open_wiring
     from tools.fixes.planner import propose_fix
     from tools.fixes.preview import build_preview
     from tools.fixes.types import ALL_UNDELIVERED
@@ -94,27 +91,26 @@ def replay(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     approver = local_user()
-    with open_runtime(database_url=database_url, config_file=config) as runtime:
+    with open_wiring(database_url=database_url, config_file=config) as wiring:
         at = utcnow()
         if dry_run:
-            with runtime.session() as session:
+            with wiring.session() as session:
                 print_preview(build_preview(session, pixel_id=pixel, kind="replay", params=params, at=at))
             typer.echo("dry run: nothing sent")
             return
         try:
-            [pixel_config] = runtime.pixels([pixel])
+            [pixel_config] = wiring.pixels([pixel])
         except KeyError as exc:
-            if not _seen_in_ledger(runtime, pixel):
+            if not _seen_in_ledger(wiring, pixel):
                 typer.echo(f"error: {exc.args[0]}", err=True)
                 raise typer.Exit(2) from None
-            [pixel_config] = runtime.pixels([pixel])
-        if runtime.pixel_token(pixel_config) is None:
+            [pixel_config] = wiring.pixels([pixel])
+        if wiring.pixel_token(pixel_config) is None:
             typer.echo("error: no access token for this pixel (set its access_token_env, or "
                        "META_ACCESS_TOKEN)", err=True)
             raise typer.Exit(2)
-        with open_checkpointer(runtime.settings.database_url) as checkpointer:
-            services = AgentServices(runtime=runtime, checkpointer=checkpointer, adapter=llm_adapter(runtime))
-            with runtime.session() as session:
+        with open_agent(wiring) as services:
+            with wiring.session() as session:
                 proposal = propose_fix(session, pixel_id=pixel, kind="replay", params=params, at=at,
                                        created_by=approver)
             print_preview(proposal.preview)
@@ -136,7 +132,7 @@ def replay(
             raise typer.Exit(1)
 
 
-def _seen_in_ledger(runtime: Runtime, pixel_id: str) -> bool:
+def _seen_in_ledger(wiring: AgentWiring, pixel_id: str) -> bool:
     """Whether the ledger holds events of a pixel it has no row for; if so, give it its row (with
     default settings, as ingest does), so the fix graph knows it."""
     from sqlalchemy import select
@@ -144,7 +140,7 @@ def _seen_in_ledger(runtime: Runtime, pixel_id: str) -> bool:
     from tools.ledger.models import Event
     from tools.ledger.pixels import ensure_pixels
 
-    with runtime.session() as session:
+    with wiring.session() as session:
         if session.scalar(select(Event.id).where(Event.pixel_id == pixel_id).limit(1)) is None:
             return False
         ensure_pixels(session, [pixel_id])

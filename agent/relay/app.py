@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.wiring import AgentWiring as Runtime
+from agent.wiring import AgentWiring
 from tools.meta.client import GraphClient
 from tools.meta.wire import (
     BadRequest,
@@ -130,20 +130,20 @@ class RelayDeps:
             self.clients.close()
 
 
-def relay_auth(runtime: Runtime) -> RelayAuth:
-    """The relay's access rule over the runtime's pixels (configured in TOML or known to the ledger)
+def relay_auth(wiring: AgentWiring) -> RelayAuth:
+    """The relay's access rule over the wiring's pixels (configured in TOML or known to the ledger)
     with the tokens the agent itself uses for them."""
     def known() -> dict[str, KnownPixel]:
-        return {pixel.id: KnownPixel(token=runtime.pixel_token(pixel), unconfigured=pixel.relay_unconfigured)
-                for pixel in runtime.pixels()}
+        return {pixel.id: KnownPixel(token=wiring.pixel_token(pixel), unconfigured=pixel.relay_unconfigured)
+                for pixel in wiring.pixels()}
 
-    return RelayAuth(pixels=known, accept_unconfigured=runtime.settings.relay_accept_unconfigured)
+    return RelayAuth(pixels=known, accept_unconfigured=wiring.settings.relay_accept_unconfigured)
 
 
-def relay_deps(runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> RelayDeps:
-    settings = runtime.settings
-    return RelayDeps(session_factory=runtime.session, graph_url=settings.meta_graph_url, clock=clock,
-                     auth=relay_auth(runtime),
+def relay_deps(wiring: AgentWiring, *, clock: Callable[[], datetime] = utcnow) -> RelayDeps:
+    settings = wiring.settings
+    return RelayDeps(session_factory=wiring.session, graph_url=settings.meta_graph_url, clock=clock,
+                     auth=relay_auth(wiring),
                      limiter=RateLimiter(rate=settings.relay_rate_per_second, burst=settings.relay_burst),
                      app_secret=settings.meta_app_secret.get_secret_value() if settings.meta_app_secret else None)
 
@@ -167,7 +167,7 @@ def _note_refusal(deps: RelayDeps, *, pixel_id: str, source: str, reason: Refusa
         session.commit()
 
 
-def relay_routes(source: Runtime | RelayDeps) -> list[Route]:
+def relay_routes(source: AgentWiring | RelayDeps) -> list[Route]:
     """The relay's routes, for mounting beside Slack's in the one ASGI app of ``capi-agent serve``."""
     deps = source if isinstance(source, RelayDeps) else relay_deps(source)
 
@@ -246,13 +246,13 @@ def build_relay_app(deps: RelayDeps) -> Starlette:
     return Starlette(routes=relay_routes(deps), lifespan=lifespan)
 
 
-def forward_pending_with_runtime(runtime: Runtime, *, now: datetime | None = None) -> ForwardReport:
+def forward_pending_with_wiring(wiring: AgentWiring, *, now: datetime | None = None) -> ForwardReport:
     """``forward_pending`` with each pixel's configured token (never a caller's); for the scheduler."""
-    pixels = {pixel.id: pixel for pixel in runtime.pixels()}
+    pixels = {pixel.id: pixel for pixel in wiring.pixels()}
     with ExitStack() as stack:
         def client_for_pixel(pixel_id: str) -> GraphClient | None:
             pixel = pixels.get(pixel_id)
-            client = runtime.graph_client(pixel) if pixel is not None else None
+            client = wiring.graph_client(pixel) if pixel is not None else None
             return stack.enter_context(client) if client is not None else None
 
-        return forward_pending(runtime.session, client_for_pixel=client_for_pixel, now=now or utcnow())
+        return forward_pending(wiring.session, client_for_pixel=client_for_pixel, now=now or utcnow())

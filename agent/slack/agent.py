@@ -83,7 +83,7 @@ class SlackAgent:
 
     def _already_decided(self, proposal_id: str) -> DecisionOutcome:
         """Who decided first and when (the Slack layer mentions a Slack decider as ``<@U...>``)."""
-        with self.services.runtime.session() as session:
+        with self.services.wiring.session() as session:
             proposal = get_proposal(session, proposal_id)
         actor = proposal.decided_by if proposal is not None else None
         slack_user = actor.removeprefix(SLACK_ACTOR) if actor and actor.startswith(SLACK_ACTOR) else None
@@ -97,13 +97,13 @@ class SlackAgent:
     # --- chat ---------------------------------------------------------------------------------------
 
     def chat_context(self, pixel_id: str | None) -> ChatContext:
-        pixels = self.services.runtime.pixels()
+        pixels = self.services.wiring.pixels()
         if pixel_id is None and len(pixels) == 1:
             pixel_id = pixels[0].id
         if pixel_id is None:
             return ChatContext(pixel_id=None)
         pixel = self.services.pixel(pixel_id)
-        with self.services.runtime.session() as session:
+        with self.services.wiring.session() as session:
             audit = session.scalars(select(Audit).where(Audit.pixel_id == pixel_id)
                                     .order_by(Audit.window_end.desc(), Audit.id.desc())).first()
             if audit is None:
@@ -122,7 +122,7 @@ class SlackAgent:
             if pixel_id is None:
                 raise ValueError("no pixel in this conversation")
             params = {k: request[k] for k in ("since", "until", "event_names") if request.get(k)}
-            with self.services.runtime.session() as session:
+            with self.services.wiring.session() as session:
                 proposal = propose_fix(session, pixel_id=pixel_id, kind=request["kind"], params=params,
                                        at=self.now(), created_by="chat")
             self.services.start_fix({"proposal_id": proposal.id, "audit_at": to_iso(self.now())})
@@ -140,9 +140,9 @@ class SlackAgent:
     # --- slash commands ----------------------------------------------------------------------------
 
     def status_text(self, *, pixel_id: str | None) -> str:
-        pixels = self.services.runtime.pixels([pixel_id] if pixel_id else None)
+        pixels = self.services.wiring.pixels([pixel_id] if pixel_id else None)
         lines = []
-        with self.services.runtime.session() as session:
+        with self.services.wiring.session() as session:
             for pixel in pixels:
                 audit = session.scalars(select(Audit).where(Audit.pixel_id == pixel.id)
                                         .order_by(Audit.window_end.desc(), Audit.id.desc())).first()
@@ -164,11 +164,11 @@ class SlackAgent:
     def run_audit_text(self, *, pixel_id: str | None) -> str:
         from agent.commands.audit import render_text
 
-        pixels = self.services.runtime.pixels([pixel_id] if pixel_id else None)
+        pixels = self.services.wiring.pixels([pixel_id] if pixel_id else None)
         return render_text(self.services.audit_round(pixels, self.now()))
 
     def fixes_text(self) -> str:
-        with self.services.runtime.session() as session:
+        with self.services.wiring.session() as session:
             waiting = list_proposals(session, status="proposed")
         if not waiting:
             return "No fix is waiting for approval."
@@ -184,10 +184,10 @@ class SlackAgent:
         return release_text(release_and_resend(self.services, proposal_id, actor=f"{SLACK_ACTOR}{user_id}"))
 
     def latest_summary(self, *, pixel_id: str | None, channel: str | None) -> Summary | None:
-        pixels = self.services.runtime.pixels([pixel_id] if pixel_id else None)
+        pixels = self.services.wiring.pixels([pixel_id] if pixel_id else None)
         if pixel_id is None and channel is not None:
             pixels = [p for p in pixels if p.slack_channel == channel] or pixels
-        with self.services.runtime.session() as session:
+        with self.services.wiring.session() as session:
             end = latest_hour(session, pixel_ids=[p.id for p in pixels])
             if end is None:
                 return None
@@ -195,7 +195,7 @@ class SlackAgent:
             return build_summary(session, pixels=pixels, start=end - HOUR, end=end, timezone=zone)
 
     def pixel_for_thread(self, *, channel: str, thread_ts: str) -> str | None:
-        with self.services.runtime.session() as session:
+        with self.services.wiring.session() as session:
             origin = thread_origin(session, channel=channel, ts=thread_ts)
         return origin.pixel_id if origin is not None else None
 
