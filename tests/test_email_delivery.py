@@ -58,7 +58,9 @@ class Mailbox:
               and auth_data.password.decode() == SMTP_PASSWORD)
         if ok:
             self.logins.append(mechanism)
-        return AuthResult(success=ok)
+        # handled=False: the server answers 535 itself (with the default, a failed login got no answer
+        # at all and the client timed out, as no real server does).
+        return AuthResult(success=ok, handled=False)
 
 
 def free_port() -> int:
