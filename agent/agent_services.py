@@ -18,7 +18,7 @@ from langgraph.types import Command
 from agent.announce import enqueue_audit_notifications, enqueue_summaries
 from agent.graphs.audit import AuditContext, audit_thread_id, build_audit_graph
 from agent.graphs.chat import build_chat_graph
-from agent.graphs.fix import FixContext, build_fix_graph
+from agent.graphs.fix import ApprovalAnswer, FixContext, build_fix_graph
 from agent.llm import LLMAdapter
 from agent.wiring import AgentWiring
 from tools.audit.runner import gather_inputs
@@ -29,7 +29,7 @@ from tools.ledger.pixels import PixelConfig
 from tools.meta.client import GraphClient
 from tools.timeutil import audit_window, parse_iso, to_iso, utcnow
 
-Decision = Literal["approve", "reject", "edit"]
+Decision = Literal["approve", "reject", "edit"]  # ApprovalAnswer["action"]
 
 
 @dataclass
@@ -125,7 +125,9 @@ class AgentServices:
                 "already_decided"
             return {"outcome": outcome, "proposal_id": proposal_id, "status": status,
                     "decided_by": proposal.decided_by}
-        answer = {"action": action, "by": by, **({"params": params} if params else {})}
+        answer: ApprovalAnswer = {"action": action, "by": by}
+        if params:
+            answer["params"] = params
         state = self.fix_graph().invoke(Command(resume=answer), config=_thread(proposal_id),
                                         context=self.fix_context())
         return {**state, "proposal_id": proposal_id}

@@ -64,7 +64,26 @@ class FixState(TypedDict, total=False):
     error: str
 
 
-def approval_request(proposal_id: str, session: Session) -> dict[str, Any]:
+class ApprovalRequest(TypedDict):
+    """What ``interrupt()`` shows a person (Slack buttons, the terminal, the CLI's resume)."""
+
+    type: Literal["fix_approval"]
+    question: str
+    proposal: dict[str, Any]  # id, pixel_id, incident_id, kind, params, preview, expires_at, created_by
+    allowed_actions: list[str]
+    edit_hint: str
+
+
+class ApprovalAnswer(TypedDict, total=False):
+    """What a person answers (``Command(resume=...)``): ``action`` is required; ``params`` only with
+    ``edit`` (approve with narrower parameters)."""
+
+    action: Literal["approve", "reject", "edit"]
+    by: str
+    params: dict[str, Any] | None
+
+
+def approval_request(proposal_id: str, session: Session) -> ApprovalRequest:
     """The fixed JSON payload a person is shown: what is asked and what they may answer."""
     proposal = get_proposal(session, proposal_id)
     if proposal is None:
@@ -94,7 +113,7 @@ def request_approval(state: FixState,
             outcome = "expired" if proposal.status == "expired" else "already_decided"
             return Command(goto=END, update={"outcome": outcome})
         if proposal.kind in ctx.auto_approve_kinds:
-            answer: dict[str, Any] = {"action": "approve", "by": "policy:auto-approve"}
+            answer: ApprovalAnswer = {"action": "approve", "by": "policy:auto-approve"}
         else:
             answer = interrupt(approval_request(proposal_id, session))
     action = answer.get("action")
