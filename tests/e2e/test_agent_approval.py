@@ -27,6 +27,7 @@ from tests.agentworld import (
     small_scenario,
     trail_of,
 )
+from tests.fakes.crash import send_then_die
 from tools.fixes.execute import execute_fix, release_uncertain
 from tools.meta.client import GraphClient
 from tools.timeutil import parse_iso, to_iso, to_unix
@@ -154,21 +155,11 @@ def test_a_crash_during_the_replay_resumes_without_sending_anything_twice(world,
     # Smaller batches than Meta's 1000 give the replay several chunks to crash between.
     monkeypatch.setattr(fix_graph, "run_fix", lambda *a, **kw: execute_fix(*a, **{**kw, "batch_size": 40}))
     real_send = GraphClient.send_events
-    calls = 0
-
-    def send_then_die(self: GraphClient, pixel_id: str, events: Any, **kw: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            if crash == "after_send":
-                real_send(self, pixel_id, events, **kw)  # Meta has it; the process dies before recording
-            raise RuntimeError("process killed")
-        return real_send(self, pixel_id, events, **kw)
 
     proposal_id, request = start_audit(world)
     total = request["proposal"]["preview"]["total_events"]
     assert total > 80  # three chunks at least
-    monkeypatch.setattr(GraphClient, "send_events", send_then_die)
+    monkeypatch.setattr(GraphClient, "send_events", send_then_die(crash))
     with agent_services(world) as services, pytest.raises(RuntimeError, match="process killed"):
         services.resolve_fix(proposal_id, action="approve", by=APPROVER)
     first_chunk = 40

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select, text
 from sqlmodel import Session
 
 import agent.graphs.fix as fix_graph
+from tests.fakes.crash import send_then_die
 from tests.fixtures.db import PIXEL, sha
 from tests.fixtures.meta import SIM_TOKEN
 from tests.integration.test_fixes_support import AT, approved, event, received_ids, sessions
@@ -250,18 +251,8 @@ def test_fix_graph_backfill_with_a_crash_half_way_resumes_without_sending_anythi
     assert sim.state.received(PIXEL)[4:] == []  # nothing runs before a person answers
 
     real_send = GraphClient.send_events
-    calls = 0
 
-    def send_then_die(self: GraphClient, pixel_id: str, events: Any, **kw: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            if crash == "after_send":
-                real_send(self, pixel_id, events, **kw)  # Meta has it; the process dies before recording
-            raise RuntimeError("process killed")
-        return real_send(self, pixel_id, events, **kw)
-
-    monkeypatch.setattr(GraphClient, "send_events", send_then_die)
+    monkeypatch.setattr(GraphClient, "send_events", send_then_die(crash))
     with pytest.raises(RuntimeError, match="process killed"):
         graph.invoke(Command(resume={"action": "approve", "by": "U0APPROVER"}), config=config, context=context)
     monkeypatch.setattr(GraphClient, "send_events", real_send)
