@@ -50,7 +50,11 @@ def test_orders_unmatched() -> None:
     assert finding.metrics["matched"] == 0 and int(finding.metrics["orders"]) >= 5  # type: ignore[arg-type]
     # The evidence counts orders: of all of them, about as many expected as there were (all matched).
     orders = int(finding.metrics["orders"])  # type: ignore[arg-type]
-    assert f"0 of {orders} orders, about {orders} expected at the usual 100%" in finding.evidence[0]
+    assert f"0 of {orders} orders, about {orders} expected from its witnesses (0% of the usual share" \
+        in finding.evidence[0]
+    assert finding.metrics["ratio_of_baseline"] == 0.0
+    usual, hours = float(finding.metrics["baseline"]), float(finding.metrics["hours"])  # type: ignore[arg-type]
+    assert abs(float(finding.metrics["expected_per_hour"]) - usual * orders / hours) < 0.01  # type: ignore[arg-type]
 
 
 def test_dedup_key_missing_from_ledger_and_meta_feedback() -> None:

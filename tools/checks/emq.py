@@ -11,6 +11,8 @@ says *which* key it was.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from tools.checks.evidence import ShareShift, share_shift
 from tools.checks.series import ledger_by_event, span_label, week_earlier
 from tools.checks.types import AuditInputs, Finding, Severity, make_finding
@@ -115,9 +117,9 @@ def _is_news(usual: float, share: float) -> bool:
     return usual - share >= KEY_MIN_FALL or (usual >= KEY_GONE_FROM and share <= KEY_GONE_SHARE * usual)
 
 
-def _key_drop(inputs: AuditInputs, hours: list, name: str | None, events: list[float],
+def _key_drop(inputs: AuditInputs, hours: list[datetime], name: str, events: list[float],
               keys: dict[str, list[float]]) -> Finding | None:
-    """emq.key_coverage_drop for one event (or every event: ``name`` None), or None."""
+    """emq.key_coverage_drop for one event, or None."""
     start = next((i for i, v in enumerate(events) if v > 0), None)
     if start is None:
         return None
@@ -142,17 +144,16 @@ def _key_drop(inputs: AuditInputs, hours: list, name: str | None, events: list[f
     share = shift.target_after / n
     usual = shift.reference_ratio / (1 + shift.reference_ratio)
     onset = hours[shift.onset]
-    label = name or "all"
     return make_finding(
         inputs, check="emq", code="emq.key_coverage_drop", event_name=name,
         severity="critical" if share < 0.05 and usual >= 0.5 else "warning",
-        summary=f"Server {label} events lost the '{key}' match key since {onset:%a %H:00} UTC: {share:.0%} "
+        summary=f"Server {name} events lost the '{key}' match key since {onset:%a %H:00} UTC: {share:.0%} "
                 f"carry it, usually {usual:.0%}.",
         metrics={"key": key, "keys": ",".join(k for _, k, _ in drops), "observed": round(share, 3),
                  "baseline": round(usual, 3), "threshold": KEY_MARGIN, "drop_points": round(100 * fall, 1),
                  "events": int(n), "onset": to_iso(onset), "evidence_llr": round(shift.llr, 1)},
         evidence=[f"since {hours[s.onset]:%Y-%m-%d %H:00} UTC: {k} on {s.target_after:.0f} of "
-                  f"{s.target_after + s.partner_after:.0f} {label} events (before: "
+                  f"{s.target_after + s.partner_after:.0f} {name} events (before: "
                   f"{s.reference_ratio / (1 + s.reference_ratio):.0%}); evidence {s.llr:.1f} nats"
                   for _, k, s in drops],
     )

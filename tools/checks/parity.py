@@ -59,9 +59,9 @@ def witness_metrics(v: WitnessVerdict, threshold: float) -> dict[str, float | in
     hours = max(1, len(v.hours) - shift.onset)
     return {
         "source": v.source, "origin": v.origin, "witness": v.witness,
-        "observed": int(shift.target_after), "baseline": round(shift.expected_after, 1),
-        "threshold": threshold, "ratio_of_baseline": round(shift.ratio_of_reference, 3),
-        "expected_per_hour": round(shift.expected_after / hours, 3),
+        "observed": int(shift.target_after), "baseline": round(v.expected, 1),
+        "threshold": threshold, "ratio_of_baseline": round(v.ratio, 3),
+        "expected_per_hour": round(v.expected / hours, 3),
         "observed_per_hour": round(shift.target_after / hours, 3),
         "onset": to_iso(v.onset), "hours": hours, "evidence_llr": round(shift.llr, 1),
     }
@@ -92,7 +92,7 @@ def _parity_finding(inputs: AuditInputs, v: WitnessVerdict) -> Finding:
         inputs, check="parity", code=f"parity.{v.source}_below_{other}", event_name=name,
         severity=drop_severity(v),  # type: ignore[arg-type]
         summary=f"Meta received fewer {what} from the {v.source} than the {other} side shows: "
-                f"{v.shift.ratio_of_reference:.0%} of the usual proportion since {v.onset:%a %H:00} UTC.",
+                f"{v.ratio:.0%} of the usual proportion since {v.onset:%a %H:00} UTC.",
         metrics=witness_metrics(v, CROSS_MARGIN),
         evidence=[f"{v.event_name if name else 'all events'} {v.source} vs {other} (Meta stats) "
                   + describe(v)],
@@ -116,8 +116,7 @@ def check_orders(inputs: AuditInputs) -> list[Finding]:
                 f"Meta as a server Purchase ({share:.0%}, usually {usual:.0%}).",
         # Rates in Purchases per hour (what the rename rule compares with a new name's rate).
         metrics={**witness_metrics(v, CROSS_MARGIN), "observed": round(share, 3), "baseline": round(usual, 3),
-                 "orders": int(orders), "matched": int(shift.target_after),
-                 "expected_per_hour": round(usual * orders / max(1, len(v.hours) - shift.onset), 3)},
+                 "orders": int(orders), "matched": int(shift.target_after)},
         evidence=[f"orders matched by a server Purchase {describe(v)}"],
     )]
 

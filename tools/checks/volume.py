@@ -246,7 +246,7 @@ def _corroborated_drops(inputs: AuditInputs, report: WitnessReport, new_names: l
         for v in complete[old]:
             out.append(make_finding(
                 inputs, check="volume", code="volume.drop", event_name=v.event_name, severity="warning",
-                summary=f"{v.event_name} {v.source} events fell to {v.shift.ratio_of_reference:.0%} of their "
+                summary=f"{v.event_name} {v.source} events fell to {v.ratio:.0%} of their "
                         f"usual share since {v.onset:%a %H:00} UTC, when '{name}' appeared.",
                 metrics={**witness_metrics(v, POOL_MARGIN if v.witness == "pool" else CROSS_MARGIN),
                          "corroborated_by": name},
@@ -270,9 +270,9 @@ def _witnessed_drops(inputs: AuditInputs, report: WitnessReport) -> list[Finding
             severity=drop_severity(v),  # type: ignore[arg-type]
             summary=(f"No {v.event_name} events from the {v.source} side since {v.onset:%a %H:00} UTC"
                      if zero else
-                     f"{v.event_name} {v.source} events fell to {v.shift.ratio_of_reference:.0%} of their "
+                     f"{v.event_name} {v.source} events fell to {v.ratio:.0%} of their "
                      f"usual share since {v.onset:%a %H:00} UTC")
-                    + f" while the rest of the traffic carried on (about {v.shift.expected_after:.0f} expected).",
+                    + f" while the rest of the traffic carried on (about {v.expected:.0f} expected).",
             metrics=witness_metrics(v, POOL_MARGIN),
             evidence=[f"{v.event_name} {v.source} vs the pixel's other events and the other channel "
                       + describe(v)],

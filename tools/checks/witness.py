@@ -48,7 +48,7 @@ class WitnessVerdict:
 
     event_name: str  # ALL_EVENTS for the pixel total
     source: Source
-    witness: str  # cross | pool | total
+    witness: str  # cross | pool | total | orders
     origin: str  # meta | ledger
     shift: ShareShift
     hours: tuple[datetime, ...]  # the hour of each array index
@@ -56,6 +56,24 @@ class WitnessVerdict:
     @property
     def alarm(self) -> bool:
         return self.shift.alarm
+
+    @property
+    def expected(self) -> float:
+        """Target events expected since the onset at the reference level. A witness (the other
+        channel, the pool) saw the same demand: the usual ratio times what it saw. The orders'
+        partner is their unmatched part, which grows with the failure: the usual matched share of
+        all the orders."""
+        shift = self.shift
+        if self.witness == "orders":
+            usual = shift.reference_ratio / (1 + shift.reference_ratio)
+            return usual * (shift.target_after + shift.partner_after)
+        return shift.expected_after
+
+    @property
+    def ratio(self) -> float:
+        """What arrived as a share of what was expected (1.0: at the reference level)."""
+        expected = self.expected
+        return self.shift.target_after / expected if expected > 0 else 1.0
 
     @property
     def judged(self) -> bool:
@@ -269,21 +287,15 @@ def orders_verdict(inputs: AuditInputs) -> WitnessVerdict | None:
 
 def drop_severity(verdict: WitnessVerdict) -> str:
     """Critical when the series is nearly gone (below a fifth of its usual share)."""
-    return "critical" if verdict.shift.ratio_of_reference < 0.2 else "warning"
+    return "critical" if verdict.ratio < 0.2 else "warning"
 
 
 def describe(verdict: WitnessVerdict) -> str:
     shift = verdict.shift
     hours = len(verdict.hours) - shift.onset
-    if verdict.witness == "orders":
-        # The partner is the unmatched orders, which grow with the failure: the expectation is the
-        # usual matched share of all the orders, not the usual ratio times the unmatched ones.
-        usual = shift.reference_ratio / (1 + shift.reference_ratio)
-        orders = shift.target_after + shift.partner_after
-        return (f"since {verdict.onset:%Y-%m-%d %H:00} UTC ({hours} h): {shift.target_after:.0f} of {orders:.0f} "
-                f"orders, about {usual * orders:.0f} expected at the usual {usual:.0%} "
-                f"(evidence {shift.llr:.1f} nats, {math.exp(min(shift.llr, 50)):.0f}:1)")
-    return (f"since {verdict.onset:%Y-%m-%d %H:00} UTC ({hours} h): {shift.target_after:.0f} received, "
-            f"about {shift.expected_after:.0f} expected from its witnesses "
-            f"({shift.ratio_of_reference:.0%} of the usual share; evidence {shift.llr:.1f} nats, "
+    seen = (f"{shift.target_after:.0f} of {shift.target_after + shift.partner_after:.0f} orders"
+            if verdict.witness == "orders" else f"{shift.target_after:.0f} received")
+    return (f"since {verdict.onset:%Y-%m-%d %H:00} UTC ({hours} h): {seen}, "
+            f"about {verdict.expected:.0f} expected from its witnesses "
+            f"({verdict.ratio:.0%} of the usual share; evidence {shift.llr:.1f} nats, "
             f"{math.exp(min(shift.llr, 50)):.0f}:1)")
