@@ -14,9 +14,13 @@ Detection targets (``detect_within_hours``) are what a person running a shop wou
 checks manage today: a total loss within 3 hours, a partial one within 6, a Purchase stream of 2-3 an
 hour within 6 audit hours, a Lead stream of 0.3 an hour within 48 (at 0.3/h, 48 hours without a Lead
 has probability e^-14), a failure older than the first audit at that audit, a gradual loss by the end
-of its ramp. A variant's target is never shorter than the time its affected events need to number 7
-expected events (``evidence_hours``: a silence that long has probability e^-7 < 0.001), so a small
-shop's night-time failure is given the hours the evidence needs, and no more.
+of its ramp. A variant's target is never shorter than the time an ideal test needs for 7 nats of evidence
+(``evidence_hours``): one that knows the usual rate and the onset, and compares the affected stream's
+counts with its usual rate. For a total loss that is 7 expected events (a silence that long has
+probability e^-7 < 0.001); a loss of a share m of a stream at rate r brings r((1-m)ln(1-m)+m) nats an
+hour (the Poisson Kullback-Leibler divergence), so a 58 % loss needs 4.6 times the hours of a total one
+and a 30 % loss 20 times. A small shop's night-time or partial failure is given the hours the evidence
+needs, and no more.
 """
 
 from __future__ import annotations
@@ -412,10 +416,11 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
-# Evidence: a stream that should have brought 7 events and brought none has probability e^-7 < 0.001
-# (Poisson). A variant's target is its family's, or the hours its affected events need to reach that
-# many expected events at the shop's demand from the onset, whichever is longer (a tiny shop's rename
-# cannot be seen before a renamed event arrives).
+# Evidence an ideal test needs, in nats: a stream that should have brought 7 events and brought none has
+# probability e^-7 < 0.001 (Poisson), 7 nats. A variant's target is its family's, or the hours an ideal
+# test (usual rate and onset known) needs to gather that much evidence at the shop's demand from the
+# onset, whichever is longer (a tiny shop's rename cannot be seen before a renamed event arrives; a
+# partial loss tells less per event than a total one).
 EVIDENCE_EVENTS = 7.0
 MAX_TARGET_HOURS = 96
 
@@ -428,6 +433,24 @@ def _key_share(config: ShopConfig, profile: Any, keys: list[str]) -> float:
 
 def affected_rate(config: ShopConfig, injection: Injection, hour: datetime) -> float:
     """Expected events an hour that the injection changes (at the shop's demand, no noise)."""
+    rate, share = _stream_and_share(config, injection, hour)
+    return rate * share
+
+
+def evidence_rate(config: ShopConfig, injection: Injection, hour: datetime) -> float:
+    """Nats an hour an ideal test gathers: the Poisson Kullback-Leibler divergence of the stream's counts
+    after a loss of a share m from its usual rate r, r((1-m)ln(1-m)+m) (r m = the lost events when m = 1)."""
+    rate, share = _stream_and_share(config, injection, hour)
+    if injection.cause not in _LOSS_CAUSES:
+        # Something that appears (raw emails, rejected batches) is news from its first events on: the
+        # affected events themselves, as before.
+        return rate * share
+    kept = 1.0 - min(max(share, 0.0), 1.0)
+    return rate * ((kept * math.log(kept) if kept > 0 else 0.0) + 1.0 - kept)
+
+
+def _stream_and_share(config: ShopConfig, injection: Injection, hour: datetime) -> tuple[float, float]:
+    """The affected stream's usual events an hour and the share of them the injection changes."""
     names = injection.events
     if injection.cause == "event_renamed":
         names = [injection.params.get("from") or "AddToCart"]
@@ -444,33 +467,46 @@ def affected_rate(config: ShopConfig, injection: Injection, hour: datetime) -> f
         elif injection.cause == "hashing_error" and injection.params.get("mode", "raw") in ("raw", "uppercase"):
             seen *= profile.em
         rate += profile.peak_per_hour * seen
-    return traffic_factor(config, hour) * rate * share
+    return traffic_factor(config, hour) * rate, share
 
 
+# Causes that take a share of a stream away (events, or events carrying a key or an event_id).
+_LOSS_CAUSES = frozenset({"browser_pixel_down", "server_events_down", "missed_batch", "dedup_broken",
+                          "match_keys_lost", "event_renamed"})
 _SHARE_CAUSES = frozenset({"browser_pixel_down", "server_events_down", "missed_batch", "dedup_broken",
                            "hashing_error", "match_keys_lost", "malformed_parameter", "event_renamed"})
 
 
 def expected_affected(config: ShopConfig, injection: Injection, since: datetime, until: datetime | None) -> float:
     """Expected affected events between two times (hour by hour, the first and last hour pro rata)."""
+    return _over_hours(affected_rate, config, injection, since, until)
+
+
+def _over_hours(per_hour: Callable[[ShopConfig, Injection, datetime], float], config: ShopConfig,
+                injection: Injection, since: datetime, until: datetime | None) -> float:
     total, hour = 0.0, since.replace(minute=0, second=0, microsecond=0)
     until = until or since + timedelta(hours=MAX_TARGET_HOURS)
     while hour < until:
         lo, hi = max(hour, since), min(hour + timedelta(hours=1), until)
         if injection.active(lo):
-            total += affected_rate(config, injection, hour) * (hi - lo).total_seconds() / 3600
+            total += per_hour(config, injection, hour) * (hi - lo).total_seconds() / 3600
         hour += timedelta(hours=1)
     return total
 
 
+def expected_evidence(config: ShopConfig, injection: Injection, since: datetime, until: datetime | None) -> float:
+    """Nats an ideal test gathers between two times (``evidence_rate``, the first and last hour pro rata)."""
+    return _over_hours(evidence_rate, config, injection, since, until)
+
+
 def evidence_hours(config: ShopConfig, injection: Injection, clock_from: datetime) -> int:
-    """Whole hours from ``clock_from`` until the affected events since the onset reach EVIDENCE_EVENTS."""
-    total = expected_affected(config, injection, injection.onset, clock_from) if injection.onset < clock_from else 0
+    """Whole hours from ``clock_from`` until an ideal test has EVIDENCE_EVENTS nats since the onset."""
+    total = expected_evidence(config, injection, injection.onset, clock_from) if injection.onset < clock_from else 0
     hour = clock_from
     for hours in range(1, MAX_TARGET_HOURS + 1):
         step = hour + timedelta(hours=1)
         if injection.active(hour):
-            total += expected_affected(config, injection, hour, step)
+            total += expected_evidence(config, injection, hour, step)
         if total >= EVIDENCE_EVENTS:
             return hours
         hour = step

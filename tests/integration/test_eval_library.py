@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 import evals.evaluate.library as library
 from evals.evaluate.families import FAMILIES, SIZES_PER_DAY, scale_for_events_per_day
 from evals.evaluate.library import build_library, file_name, render, write_library
@@ -70,18 +72,32 @@ def test_every_family_has_seeded_variants_with_a_target_and_varied_onsets() -> N
     assert {s.detect_within_hours for s in by_family["lead_low_volume_lost"]} == {48}
 
 
-def test_a_target_leaves_time_for_seven_expected_affected_events() -> None:
-    from evals.evaluate.families import EVIDENCE_EVENTS, expected_affected
+def test_a_target_leaves_an_ideal_test_time_for_seven_nats_of_evidence() -> None:
+    from evals.evaluate.families import EVIDENCE_EVENTS, expected_affected, expected_evidence
 
     for s in build_library():
         if s.family in {f.name for f in FAMILIES} and s.family not in ("preexisting_failure", "past_unsent_gap"):
             config = s.shop_config()
             until = min(i.onset for i in s.injections) + timedelta(hours=s.detect_within_hours)
             assert s.detect_within_hours >= 96 or any(
-                expected_affected(config, i, i.onset, until) >= EVIDENCE_EVENTS * 0.99 for i in s.injections), s.id
+                expected_evidence(config, i, i.onset, until) >= EVIDENCE_EVENTS * 0.99 for i in s.injections), s.id
         if s.family == "past_unsent_gap":
             (gap,) = s.injections
             assert expected_affected(s.shop_config(), gap, gap.onset, gap.end) >= EVIDENCE_EVENTS
+
+
+def test_a_partial_loss_needs_more_hours_of_evidence_than_a_total_one() -> None:
+    """A total loss gives an ideal test one nat per expected event; a 58 % loss about 0.37 per lost
+    event ((1-m)ln(1-m)+m over m), a 30 % loss about 0.17: the target grows as the loss shrinks."""
+    from evals.evaluate.families import evidence_rate, expected_affected
+
+    s = next(s for s in build_library() if s.family == "server_down_partial")
+    config, (base,) = s.shop_config(), s.injections
+    hour = base.onset.replace(minute=0) + timedelta(hours=2)
+    for magnitude, per_lost in ((1.0, 1.0), (0.58, 0.373), (0.3, 0.168)):
+        injection = base.model_copy(update={"magnitude": magnitude})
+        lost = expected_affected(config, injection, hour, hour + timedelta(hours=1))
+        assert evidence_rate(config, injection, hour) == pytest.approx(per_lost * lost, rel=0.01)
 
 
 def test_preexisting_failures_start_days_before_the_first_audit_and_past_gaps_hours_before() -> None:

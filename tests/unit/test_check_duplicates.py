@@ -36,7 +36,19 @@ def test_a_retry_storm_is_a_warning_with_its_share_and_no_double_count() -> None
                                ("duplicates.repeated_event_ids", "Purchase")}
     finding = next(f for f in findings if f.event_name == "AddToCart")
     assert finding.severity == "warning" and 0.6 < float(finding.metrics["observed"]) < 0.7  # type: ignore[arg-type]
-    assert "48 hours" in finding.summary and "nothing is counted twice" in finding.summary
+    # Meta's server counts held at the events without the copies: it dropped them, and says so.
+    assert finding.metrics["meta_counted"] == 0
+    assert "dropped the copies" in finding.summary and "nothing is counted twice" in finding.summary
+
+
+def test_a_storm_is_still_judged_while_a_batch_sender_has_not_flushed_the_audited_hour() -> None:
+    """The storm's hours are two hours back and the audited hour holds no AddToCart yet (a sender
+    that flushes every few hours): the repeats are still news, not forgotten."""
+    shop = ShopData()
+    shop.inject_retry_storm(factor=3, onset=shop.window_start - 3 * HOUR, events=["AddToCart"])
+    shop.ledger[(shop.window_start, "AddToCart")]["events"] = 0
+    shop.ledger[(shop.window_start, "AddToCart")]["duplicate_event_ids"] = 0
+    assert ("duplicates.repeated_event_ids", "AddToCart") in _loud(check_duplicates(shop.inputs()))
 
 
 def test_a_retry_storm_alone_opens_no_duplicate_events_incident() -> None:
@@ -53,7 +65,10 @@ def test_repeated_event_ids_that_meta_counted_are_duplicate_events() -> None:
     shop.inject_retry_storm(factor=3, onset=shop.window_end - 6 * HOUR)
     shop.meta_server_override.clear()  # Meta's server counts rose with the copies: it kept them
     inputs = shop.inputs()
-    incidents = diagnose(run_checks(inputs), inputs)
+    findings = run_checks(inputs)
+    repeated = next(f for f in findings if f.code == "duplicates.repeated_event_ids" and f.event_name == "AddToCart")
+    assert repeated.metrics["meta_counted"] == 1 and "Meta counted the copies" in repeated.summary
+    incidents = diagnose(findings, inputs)
     assert [i.root_cause for i in incidents] == ["duplicate_events"]
     assert "AddToCart" in incidents[0].event_names
 

@@ -102,6 +102,16 @@ def test_a_clock_that_jumped_shows_in_a_thin_first_hour() -> None:
     assert "latency.clock_offset" not in codes
 
 
+def test_a_clock_that_jumped_mid_hour_shows_in_that_hour_and_a_minority_of_stragglers_does_not() -> None:
+    """The jump at :10 leaves the hour's first arrivals on time: 24 moved of 31 is the clock. Ten moved
+    of 40 (a retried batch) is a minority: the lag checks' business, not a clock."""
+    shop = ShopData()
+    codes = {f.code for f in check_latency(shop.inputs(arrival_hours=_arrivals(shop, {-7 * 3600: 24, 2: 7})))}
+    assert "latency.clock_offset" in codes
+    codes = {f.code for f in check_latency(shop.inputs(arrival_hours=_arrivals(shop, {-7 * 3600: 10, 2: 30})))}
+    assert not codes & {"latency.backlog_arrivals", "latency.clock_offset"}
+
+
 def test_a_spread_of_late_arrivals_is_a_backlog_not_a_clock() -> None:
     shop = ShopData()
     spread = {1800: 12, 2 * 3600: 12, 5 * 3600: 12, 10 * 3600: 12, 20 * 3600: 12}

@@ -2,9 +2,12 @@
 
 - ``duplicates.repeated_event_ids`` (warning): server events that repeat an event_id already sent
   for the same event name: a sender re-delivering events that had got through (a retry storm, an
-  at-least-once queue replaying). Meta keeps one server event per event_id and event name within
-  48 hours, so nothing is counted twice; the requests waste rate-limit quota and the sender is sick.
-  Not an incident by itself (see ``tools.diagnosis.rules.fallback_cause``).
+  at-least-once queue replaying, a webhook registered twice). Meta's documentation is ambiguous about
+  two server events with the same event_id (it promises deduplication between browser and server),
+  so the check asks Meta's own counts: ``metrics.meta_counted`` is 1 when Meta's server count of
+  those hours matches the ledger's events with the copies (the copies were counted: conversions are
+  over-counted, ``duplicate_events``), 0 when it matches the events without them (the requests only
+  waste rate-limit quota: a warning, no incident; ``tools.diagnosis.rules.fallback_cause``).
 - ``duplicates.double_counted`` (warning / critical): the same order reaching Meta as two Purchases
   under different event_ids (or without one), which Meta cannot deduplicate, so conversions are
   over-counted (``duplicate_events``). Found through orders (two Purchases with the same
@@ -22,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from tools.checks.series import MIN_SHARE_EVENTS, ledger_by_event, pool_until, span_label, window_hours
+from tools.checks.series import MIN_SHARE_EVENTS, ledger_by_event, meta_counts, pool_until, span_label, window_hours
 from tools.checks.stats import ShareVerdict, judge_share, open_since, usual_counts
 from tools.checks.types import AuditInputs, EventHour, Finding, make_finding
 from tools.timeutil import DAY, HOUR
@@ -38,6 +41,12 @@ DOUBLE_FLOOR = 0.02
 # Purchases beyond the shop's orders below this share are left alone: an order and its Purchase
 # may fall on either side of an hour boundary, and a shop may sell a little outside its feed.
 ORDERS_EXCESS_MIN = 0.25
+# A name is judged while it had events within this many hours before the window: a batch sender may
+# not have flushed the audited hour yet, and a storm seen an hour ago is still news.
+RECENT_HOURS = 6
+# Repeats needed before Meta's count can say whether it kept them (a few events may sit on either side
+# of an hour boundary or still wait in a sender's queue).
+MIN_COUNTED_REPEATS = 5
 
 
 def _history_days(inputs: AuditInputs, name: str, rows: dict[datetime, EventHour],
@@ -76,9 +85,10 @@ def _usual_line(v: ShareVerdict) -> str:
 def check_repeated_event_ids(inputs: AuditInputs) -> list[Finding]:
     """duplicates.repeated_event_ids per event name."""
     window = window_hours(inputs)
+    recent = window[0] - RECENT_HOURS * HOUR
     out: list[Finding] = []
     for name, rows in sorted(ledger_by_event(inputs).items()):
-        if not any(h in rows and rows[h].events for h in window):
+        if not any(recent <= h < inputs.window_end and r.events for h, r in rows.items()):
             continue
         events = {h: r.events for h, r in rows.items()}
         hours = pool_until(inputs, lambda hs, e=events: sum(e.get(h, 0) for h in hs) >= MIN_SHARE_EVENTS)
@@ -86,10 +96,18 @@ def check_repeated_event_ids(inputs: AuditInputs) -> list[Finding]:
         verdict, k, n = _judge(now, _history_days(inputs, name, rows, hours[0]), _repeats, REPEAT_FLOOR)
         if not verdict.above_floor:
             continue
-        summary = (f"{verdict.share:.0%} of server {name} events ({k} of {n}) repeat an event_id already "
-                   "sent: the sender re-delivers events that had got through. Meta keeps one server event "
-                   "per event_id within 48 hours, so nothing is counted twice, but the requests waste "
-                   "rate-limit quota and point at a sender retrying blindly.")
+        counted = _meta_counted(inputs, name, hours, n, k)
+        if counted:
+            summary = (f"{verdict.share:.0%} of server {name} events ({k} of {n}) repeat an event_id already "
+                       "sent, and Meta counted the copies: its server count of those hours matches the events "
+                       "with the repeats, so conversions are over-counted.")
+        else:
+            summary = (f"{verdict.share:.0%} of server {name} events ({k} of {n}) repeat an event_id already "
+                       "sent: the sender re-delivers events that had got through. "
+                       + ("Meta's counts show it dropped the copies" if counted is not None else
+                          "Meta normally drops such copies") +
+                       ", so nothing is counted twice, but the requests waste rate-limit quota and point at a "
+                       "sender retrying blindly.")
         if verdict.standing:
             summary += " This is the pixel's usual level: a standing condition."
         out.append(make_finding(
@@ -98,11 +116,22 @@ def check_repeated_event_ids(inputs: AuditInputs) -> list[Finding]:
             metrics={"observed": round(verdict.share, 3),
                      "baseline": None if verdict.usual is None else round(verdict.usual, 4),
                      "threshold": REPEAT_FLOOR, "repeats": k, "events": n, "standing": verdict.standing,
-                     "p_value": float(f"{verdict.p_value:.3g}"), "hours": len(hours)},
+                     "p_value": float(f"{verdict.p_value:.3g}"), "hours": len(hours),
+                     "meta_counted": None if counted is None else int(counted)},
             evidence=[f"{span_label(hours)}: {k} of {n} {name} events reuse an earlier event_id "
                       f"({_usual_line(verdict)})"],
         ))
     return out
+
+
+def _meta_counted(inputs: AuditInputs, name: str, hours: list[datetime], events: int, repeats: int) -> bool | None:
+    """Did Meta count the repeated copies? Its server count of ``hours`` is nearer the ledger's events
+    with the repeats (True) or without them (False); None without Meta's stats or with too few repeats."""
+    if inputs.meta_counts is None or repeats < MIN_COUNTED_REPEATS:
+        return None
+    counts = meta_counts(inputs).get((name, "server"), {})
+    meta = sum(counts.get(h, 0) for h in hours)
+    return meta >= events - repeats / 2
 
 
 def _orders_excess(inputs: AuditInputs, rows: dict[datetime, EventHour]) -> dict[str, float] | None:

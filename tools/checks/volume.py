@@ -43,8 +43,10 @@ from tools.timeutil import DAY, HOUR, parse_iso
 # stays "new" for a day after its first event (a rename is seen while it is still fresh).
 NEW_EVENT_MIN_HISTORY = DAY
 NEW_EVENT_FRESH_FOR = 7 * DAY  # the witness look-back: a rename days before the first audit
-# A new name needs this many events since it first appeared (any rate: a renamed Lead is thin).
-NEW_EVENT_MIN_EVENTS = 3
+# A new name needs this many events since it first appeared (any rate: a renamed Lead is thin). One event
+# of an unknown name may be a hand-made test call; two come from a sender, and a renamed Purchase at one an
+# hour must be paired as soon as the two unmatched orders that show its loss.
+NEW_EVENT_MIN_EVENTS = 2
 # A share drop with this much evidence (about 20:1), starting within RENAME_WINDOW of a new name's
 # first event, is reported with it: the two together are a rename.
 RENAME_CORROBORATION_LLR = 3.0

@@ -163,15 +163,17 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
                                          "delivery.transport_errors") or _server_side(f))
     drafts += _renames(pool)
     # Server copies Meta counted: the same order under another event_id (duplicates.double_counted),
-    # or repeated event_ids of events whose server count at Meta rose with them (Meta kept the copies
-    # after all). Alone, repeated event_ids are retries Meta drops: no incident (fallback_cause).
+    # or repeated event_ids that Meta's server count shows it kept (metrics.meta_counted) or of events
+    # whose server count at Meta rose with them. Alone, repeated event_ids are retries Meta drops: no
+    # incident (fallback_cause).
     browser_down = {f.event_name for f in pool.left
                     if f.code in ("volume.zero", "volume.drop") and _source(f) in ("browser", "both")}
     inflated = {f.event_name for f in pool.left if f.event_name not in browser_down and (
         f.code == "parity.browser_below_server" or (
             f.code == "volume.spike" and _source(f) in ("server", "both") and f.metrics.get("origin") != "ledger"))}
     dups = pool.take(lambda f: f.severity != "info" and (f.code == "duplicates.double_counted" or (
-        f.code == "duplicates.repeated_event_ids" and f.event_name in inflated)))
+        f.code == "duplicates.repeated_event_ids"
+        and (f.event_name in inflated or f.metrics.get("meta_counted") == 1))))
     if dups:
         # A sender doubling Purchases doubles its other events too (no order id tells them apart):
         # an event whose server side rose at Meta (and whose browser side did not fall) is part of it.
