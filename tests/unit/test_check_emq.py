@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.checkdata import ShopData
 from tools.checks.emq import check_emq
 from tools.timeutil import HOUR
@@ -92,3 +94,28 @@ def test_a_retry_storm_does_not_dilute_key_coverage() -> None:
             distinct = row["events"] - row["duplicate_event_ids"]
             row["key_counts"] = {k: round(distinct * s) for k, s in KEY_SHARES.items()}
     assert not [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop"]
+
+
+def _small_shop(seed: int = 7) -> ShopData:
+    from tests.checkdata import PROFILES, EventProfile
+
+    small = {"ViewContent": EventProfile(4.0, 0.85, 1.0, 8.3), "AddToCart": EventProfile(2.0, 0.85, 1.0, 7.7),
+             "InitiateCheckout": EventProfile(1.5, 0.85, 1.0, 8.2), "Purchase": EventProfile(1.0, 0.8, 1.0, 8.8)}
+    return ShopData(seed=seed, profiles={**PROFILES, **small})
+
+
+def test_a_key_lost_on_every_event_of_a_small_shop_adds_up_across_events() -> None:
+    """fbc (35 %) gone from every event of a shop sending a few events an hour: the same change point
+    in four events adds up to what no single event shows yet."""
+    shop = _small_shop()
+    shop.inject_keys_lost(key="fbc", onset=shop.window_end - 10 * HOUR, events=None, emq_fall=0.0)
+    findings = [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop"]
+    joint = [f for f in findings if f.event_name is None]
+    assert len(joint) == 1 and joint[0].metrics["key"] == "fbc" and joint[0].metrics["observed"] == 0.0
+    assert len(str(joint[0].metrics["event_names"]).split(",")) >= 2
+    assert float(joint[0].metrics["evidence_llr"]) >= 7  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_a_small_healthy_shop_loses_no_key_across_events(seed: int) -> None:
+    assert not [f for f in check_emq(_small_shop(seed).inputs()) if f.code == "emq.key_coverage_drop"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tools.checks.evidence import ShareShift, share_shift
+from tools.checks.evidence import ALARM_LLR, ShareShift, drop_profile, share_shift, shift_at
 from tools.checks.series import ledger_by_event, span_label, week_earlier
 from tools.checks.types import AuditInputs, Finding, Severity, make_finding
 from tools.checks.witness import LOOKBACK_HOURS, settled_until
@@ -88,6 +88,7 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
         return []
     position = {h: i for i, h in enumerate(hours)}
     out: list[Finding] = []
+    by_event: dict[str, tuple[list[float], dict[str, list[float]]]] = {}
     for name, rows in sorted(ledger_by_event(inputs).items()):
         events = [0.0] * len(hours)
         keys: dict[str, list[float]] = {}
@@ -106,9 +107,77 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
         finding = _key_drop(inputs, hours, name, events, keys)
         if finding is not None:
             out.append(finding)
-    # Not pooled across events: the mix of events moves with the hour and the day (PageView carries
-    # fewer keys than Purchase), so a pooled share shifts with no key lost anywhere. A key lost on
-    # every event of a small shop waits for one event to show it (a known slow case).
+        by_event[name] = (events, keys)
+    # A key lost on every event of a small shop: no one event may show it for a day, but the same
+    # change point in several events does. Not pooled into one share (the mix of events moves with the
+    # hour and the day, PageView carrying fewer keys than Purchase, so a pooled share shifts with no key
+    # lost anywhere): each event keeps its own reference and the evidence of the events adds up.
+    reported = {str(k) for f in out for k in str(f.metrics.get("keys") or "").split(",")}
+    combined = _key_drop_across_events(inputs, hours, by_event, skip=reported)
+    return [*out, *combined]
+
+
+# Events that must share a key's change point before their evidence is added up.
+MIN_JOINT_EVENTS = 2
+
+
+def _key_drop_across_events(inputs: AuditInputs, hours: list[datetime],
+                            by_event: dict[str, tuple[list[float], dict[str, list[float]]]],
+                            skip: set[str]) -> list[Finding]:
+    """emq.key_coverage_drop for a key that fell at the same hour on several events (event_name None)."""
+    halves: dict[str, dict[str, tuple[list[float], list[float], int]]] = {}
+    for name, (events, keys) in by_event.items():
+        start = next((i for i, v in enumerate(events) if v > 0), None)
+        if start is None:
+            continue
+        for key, series in keys.items():
+            if key in skip:
+                continue
+            carried = [min(c, e) for c, e in zip(series, events, strict=True)]
+            missing = [max(0.0, e - c) for e, c in zip(events, carried, strict=True)]
+            halves.setdefault(key, {})[name] = (carried, missing, start)
+    out: list[Finding] = []
+    for key, per_event in sorted(halves.items()):
+        if len(per_event) < MIN_JOINT_EVENTS:
+            continue
+        summed: dict[int, float] = {}
+        for carried, missing, start in per_event.values():
+            for onset, llr in drop_profile(carried, missing, lookback=LOOKBACK_HOURS, margin=KEY_MARGIN,
+                                           known_from=start).items():
+                summed[onset] = summed.get(onset, 0.0) + llr
+        if not summed:
+            continue
+        onset = max(summed, key=lambda i: (summed[i], i))
+        if summed[onset] < ALARM_LLR:
+            continue
+        shifts = {name: shift_at(c, m, onset, margin=KEY_MARGIN, known_from=start)
+                  for name, (c, m, start) in per_event.items()}
+        fell = {name: sh for name, sh in shifts.items() if sh is not None and sh.llr > 0}
+        if len(fell) < MIN_JOINT_EVENTS or any(sh.recovered_from is not None for sh in fell.values()):
+            continue
+        n = sum(sh.target_after + sh.partner_after for sh in fell.values())
+        carried_n = sum(sh.target_after for sh in fell.values())
+        expected = sum(sh.reference_ratio / (1 + sh.reference_ratio) * (sh.target_after + sh.partner_after)
+                       for sh in fell.values())
+        if not n or not _is_news(expected / n, carried_n / n):
+            continue
+        usual, share = expected / n, carried_n / n
+        names = sorted(fell)
+        out.append(make_finding(
+            inputs, check="emq", code="emq.key_coverage_drop", event_name=None,
+            severity="critical" if share < 0.05 and usual >= 0.5 else "warning",
+            summary=f"Server events lost the '{key}' match key since {hours[onset]:%a %H:00} UTC, on "
+                    f"{len(names)} events at once ({', '.join(names)}): {share:.0%} carry it, usually "
+                    f"{usual:.0%}.",
+            metrics={"key": key, "keys": key, "observed": round(share, 3), "baseline": round(usual, 3),
+                     "threshold": KEY_MARGIN, "drop_points": round(100 * (usual - share), 1),
+                     "events": int(n), "event_names": ",".join(names), "onset": to_iso(hours[onset]),
+                     "evidence_llr": round(summed[onset], 1)},
+            evidence=[f"since {hours[onset]:%Y-%m-%d %H:00} UTC: {key} on {sh.target_after:.0f} of "
+                      f"{sh.target_after + sh.partner_after:.0f} {name} events (before: "
+                      f"{sh.reference_ratio / (1 + sh.reference_ratio):.0%}); evidence {sh.llr:.1f} nats"
+                      for name, sh in sorted(fell.items())],
+        ))
     return out
 
 

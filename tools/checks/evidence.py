@@ -30,6 +30,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Any
 
 ALARM_LLR = 7.0
 RECOVERY_LLR = 4.6
@@ -174,15 +175,40 @@ _SCREEN_FROM = 24
 _SCREEN_TOLERANCE = 1e-10
 
 
-def _screened_onsets(t_all: list[float], p_all: list[float], t_ref: list[float], p_ref: list[float],
-                     onsets: range, *, margin: float, known_from: int) -> list[int]:
-    """The few onsets (newest first) that can hold the best evidence or the highest power.
+def drop_profile(target: Sequence[float], partner: Sequence[float], *, lookback: int, margin: float,
+                 known_from: int = 0) -> dict[int, float]:
+    """Onset index -> evidence (llr, nats) of a drop of ``target``'s share starting there, for every
+    onset of the look-back with a trustworthy reference (no hours kept out: for shares that incidents
+    do not move). Evidence of independent series at the same onset adds up: the sum over events is the
+    test of one change hitting several of them (``tools.checks.emq``)."""
+    t_all, p_all = _prefix(target), _prefix(partner)
+    n_hours = len(target)
+    first_onset = max(known_from + 1, n_hours - lookback)
+    if first_onset > n_hours - 1:
+        return {}
+    at, llr, *_ = _onset_arrays(t_all, p_all, t_all, p_all, range(n_hours - 1, first_onset - 1, -1),
+                                margin=margin, known_from=known_from)
+    return {int(onset): float(value) for onset, value in zip(at, llr, strict=True)}
 
-    ``share_shift`` looks at every onset of the look-back for every series, witness and match key of
-    every audit: the figures of all onsets are computed at once with numpy, and only the onsets that
-    come within ``_SCREEN_TOLERANCE`` of the best llr or of the highest power are computed again
-    exactly (``_onset_figures``). An onset whose llr is 0 (share not below the null) needs no
-    logarithm and is exact already; of those only the newest can win a tie, so only it is kept."""
+
+def shift_at(target: Sequence[float], partner: Sequence[float], onset: int, *, margin: float,
+             known_from: int = 0) -> ShareShift | None:
+    """The drop of ``target``'s share from a given onset (None without a trustworthy reference)."""
+    t_all, p_all = _prefix(target), _prefix(partner)
+    figures = _onset_figures(t_all, p_all, t_all, p_all, onset, margin=margin, known_from=known_from)
+    if figures is None:
+        return None
+    llr, ratio, power = figures
+    n_hours = len(target)
+    recovered = _recovered_from(t_all, p_all, onset, n_hours, ratio, margin) if llr > 0 else None
+    return ShareShift(llr=llr, onset=onset, reference_ratio=ratio, target_after=t_all[n_hours] - t_all[onset],
+                      partner_after=p_all[n_hours] - p_all[onset], recovered_from=recovered, power=power)
+
+
+def _onset_arrays(t_all: list[float], p_all: list[float], t_ref: list[float], p_ref: list[float],
+                  onsets: range, *, margin: float, known_from: int) -> tuple[Any, Any, Any, Any, Any]:
+    """(onsets, llr, power, dropped, total) as numpy arrays over the onsets with a trustworthy
+    reference: the figures of ``_onset_figures``, up to the last bits of the logarithms."""
     import numpy as np
 
     n_hours = len(t_all) - 1
@@ -192,8 +218,6 @@ def _screened_onsets(t_all: list[float], p_all: list[float], t_ref: list[float],
     ref_t = t_ref_a[at] - t_ref_a[starts]
     ref_p = p_ref_a[at] - p_ref_a[starts]
     valid = (ref_t >= MIN_REFERENCE_TARGET) & (ref_p > 0) & (ref_t + ref_p >= MIN_REFERENCE_POOL)
-    if not valid.any():
-        return []
     at, ref_t, ref_p = at[valid], ref_t[valid], ref_p[valid]
     t_all_a, p_all_a = np.asarray(t_all, dtype=float), np.asarray(p_all, dtype=float)
     after_t = t_all_a[n_hours] - t_all_a[at]
@@ -218,8 +242,25 @@ def _screened_onsets(t_all: list[float], p_all: list[float], t_ref: list[float],
                        + np.where(rest == 0, 0.0, rest * np.log(1 - observed)))
         at_null = (np.where(after_t == 0, 0.0, after_t * np.log(null))
                    + np.where(rest == 0, 0.0, rest * np.log(1 - null)))
-        llr = at_observed - at_null
-        llr = np.where(dropped, llr, 0.0)
+        llr = np.where(dropped, at_observed - at_null, 0.0)
+    return at, llr, power, dropped, total
+
+
+def _screened_onsets(t_all: list[float], p_all: list[float], t_ref: list[float], p_ref: list[float],
+                     onsets: range, *, margin: float, known_from: int) -> list[int]:
+    """The few onsets (newest first) that can hold the best evidence or the highest power.
+
+    ``share_shift`` looks at every onset of the look-back for every series, witness and match key of
+    every audit: the figures of all onsets are computed at once with numpy, and only the onsets that
+    come within ``_SCREEN_TOLERANCE`` of the best llr or of the highest power are computed again
+    exactly (``_onset_figures``). An onset whose llr is 0 (share not below the null) needs no
+    logarithm and is exact already; of those only the newest can win a tie, so only it is kept."""
+    import numpy as np
+
+    at, llr, power, dropped, total = _onset_arrays(t_all, p_all, t_ref, p_ref, onsets, margin=margin,
+                                                   known_from=known_from)
+    if not len(at):
+        return []
     keep = np.zeros(len(at), dtype=bool)
     if dropped.any():
         # The terms of an llr are up to ~28 nats per event (shares clipped at 1e-12): the error of the
