@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.checks.types import MetaHourlyCount, MetaReadError, QualitySnapshot
 from tools.ledger.models import MetaSnapshot
@@ -62,10 +63,10 @@ def read_error(endpoint: str, exc: Exception) -> MetaReadError:
 def _fetch_start(session: Session, *, pixel_id: str, history_start: datetime,
                  window_end: datetime) -> datetime:
     """The first hour that must be read from Meta: everything after what the snapshots already cover."""
-    covered_from = session.scalar(select(func.min(MetaSnapshot.window_start)).where(
-        MetaSnapshot.pixel_id == pixel_id, MetaSnapshot.kind == "stats"))
-    covered_to = session.scalar(select(func.max(MetaSnapshot.window_end)).where(
-        MetaSnapshot.pixel_id == pixel_id, MetaSnapshot.kind == "stats"))
+    covered_from = session.scalar(select(func.min(col(MetaSnapshot.window_start))).where(
+        col(MetaSnapshot.pixel_id) == pixel_id, col(MetaSnapshot.kind) == "stats"))
+    covered_to = session.scalar(select(func.max(col(MetaSnapshot.window_end))).where(
+        col(MetaSnapshot.pixel_id) == pixel_id, col(MetaSnapshot.kind) == "stats"))
     if covered_from is None or covered_to is None or as_utc(covered_from) > history_start:
         return history_start
     return max(history_start, min(as_utc(covered_to), window_end) - REFRESH_SPAN)
@@ -189,10 +190,10 @@ class _PixelRead:
 
 def _coverage(session: Session, pixel_ids: list[str]) -> dict[str, tuple[datetime, datetime]]:
     """Per pixel, the span its stats snapshots cover (one grouped query for the whole round)."""
-    rows = session.execute(select(MetaSnapshot.pixel_id, func.min(MetaSnapshot.window_start),
-                                  func.max(MetaSnapshot.window_end))
-                           .where(MetaSnapshot.kind == "stats", MetaSnapshot.pixel_id.in_(pixel_ids))
-                           .group_by(MetaSnapshot.pixel_id))
+    rows = session.execute(select(col(MetaSnapshot.pixel_id), func.min(col(MetaSnapshot.window_start)),
+                                  func.max(col(MetaSnapshot.window_end)))
+                           .where(col(MetaSnapshot.kind) == "stats", col(MetaSnapshot.pixel_id).in_(pixel_ids))
+                           .group_by(col(MetaSnapshot.pixel_id)))
     return {pid: (as_utc(lo), as_utc(hi)) for pid, lo, hi in rows if lo is not None and hi is not None}
 
 
@@ -351,9 +352,9 @@ def _collect(read: _PixelRead, kind: str, future: Future) -> None:
             read.stats_error = error
         return
     if kind == "quality":
-        read.quality = result  # type: ignore[assignment]
+        read.quality = result
     elif result:
-        read.counts.extend(result)  # type: ignore[arg-type]
+        read.counts.extend(result)
 
 
 def _finish(session: Session, read: _PixelRead, prefetch: MetaPrefetch, db: str) -> None:

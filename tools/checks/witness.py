@@ -262,7 +262,7 @@ def _compute(inputs: AuditInputs) -> WitnessReport:
             not_judged.append(NotJudged(event_name=name, source=source, reason=reason))
     if "server" in sources and "browser" in sources and starts["server"] is not None \
             and starts["browser"] is not None:
-        known = max(starts["server"], starts["browser"])  # type: ignore[type-var]
+        known = max(starts["server"], starts["browser"])
         run(ALL_EVENTS, "server", "total", sources["server"], sources["browser"], CROSS_MARGIN, known)
         run(ALL_EVENTS, "browser", "total", sources["browser"], sources["server"], CROSS_MARGIN, known)
     return WitnessReport(tuple(verdicts), tuple(not_judged), until)

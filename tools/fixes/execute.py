@@ -37,6 +37,7 @@ from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.fixes.kinds.base import FixKindSpec
 from tools.fixes.models import FixChunk, FixProposalRow
@@ -111,10 +112,10 @@ def execute_fix(session_factory: Callable[[], Session], *, proposal_id: str, cli
             _start(session, run, at=now(), batch_size=batch_size)
         else:
             _resume(session, run, at=now())
-        seqs = list(session.scalars(select(FixChunk.seq).where(
-            FixChunk.proposal_id == proposal_id, FixChunk.status == "planned").order_by(FixChunk.seq)))
-        total_chunks = len(session.scalars(select(FixChunk.seq).where(
-            FixChunk.proposal_id == proposal_id)).all())
+        seqs = list(session.scalars(select(col(FixChunk.seq)).where(
+            col(FixChunk.proposal_id) == proposal_id, col(FixChunk.status) == "planned").order_by(col(FixChunk.seq))))
+        total_chunks = len(session.scalars(select(col(FixChunk.seq)).where(
+            col(FixChunk.proposal_id) == proposal_id)).all())
     for seq in seqs:
         with session_factory() as session:
             outcome, status, events = _run_chunk(session, run, seq=seq, client=client, now=now)
@@ -129,7 +130,7 @@ def execute_fix(session_factory: Callable[[], Session], *, proposal_id: str, cli
 def _start(session: Session, run: _Run, *, at: datetime, batch_size: int) -> None:
     """Claim an approved proposal and plan its chunks, in one commit."""
     claimed = session.execute(update(FixProposalRow).where(
-        FixProposalRow.id == run.proposal_id, FixProposalRow.status == "approved").values(
+        col(FixProposalRow.id) == run.proposal_id, col(FixProposalRow.status) == "approved").values(
         status="executing"), execution_options={"synchronize_session": False})
     if claimed.rowcount != 1:
         session.rollback()
@@ -150,8 +151,8 @@ def _start(session: Session, run: _Run, *, at: datetime, batch_size: int) -> Non
 
 def _resume(session: Session, run: _Run, *, at: datetime) -> None:
     """Chunks caught in ``sending`` by a crash become ``uncertain`` (never re-sent automatically)."""
-    stuck = session.scalars(select(FixChunk).where(FixChunk.proposal_id == run.proposal_id,
-                                                   FixChunk.status == "sending")).all()
+    stuck = session.scalars(select(FixChunk).where(col(FixChunk.proposal_id) == run.proposal_id,
+                                                   col(FixChunk.status) == "sending")).all()
     for chunk in stuck:
         chunk.status, chunk.updated_at = "uncertain", as_utc(at)
         record(session, proposal_id=run.proposal_id, actor=run.actor, action="chunk_uncertain", at=at,
@@ -171,7 +172,7 @@ def _run_chunk(session: Session, run: _Run, *, seq: int, client: GraphClient,
     prepared = run.kind.prepare_chunk(session, pixel_id=run.pixel_id, params=run.params, ids=chunk.event_ids,
                                       send_at=send_at, country=run.country, proposal_id=run.proposal_id)
     ids, events, skipped = prepared.ids, prepared.events, prepared.skipped
-    key = (FixChunk.proposal_id == run.proposal_id, FixChunk.seq == seq, FixChunk.status == "planned")
+    key = (col(FixChunk.proposal_id) == run.proposal_id, col(FixChunk.seq) == seq, col(FixChunk.status) == "planned")
     if not ids:
         session.execute(update(FixChunk).where(*key).values(status="skipped", skipped=dict(skipped),
                                                             updated_at=send_at))
@@ -237,7 +238,7 @@ def _record_failure(session: Session, run: _Run, chunk: FixChunk, ids: Sequence[
 
 def summarize(session: Session, proposal_id: str) -> ExecutionResult:
     """The result so far, from the journal (plus what the plan skipped)."""
-    chunks = session.scalars(select(FixChunk).where(FixChunk.proposal_id == proposal_id)).all()
+    chunks = session.scalars(select(FixChunk).where(col(FixChunk.proposal_id) == proposal_id)).all()
     result = ExecutionResult(finished=not any(c.status in ("planned", "sending") for c in chunks))
     row = session.get(FixProposalRow, proposal_id)
     out_of_scope = fix_kind(row.kind).out_of_scope if row is not None else frozenset()
@@ -282,9 +283,9 @@ def release_uncertain(session: Session, *, proposal_id: str, actor: str, at: dat
     row = session.get(FixProposalRow, proposal_id)
     if row is None:
         raise ProposalNotFound(f"no fix proposal {proposal_id}")
-    query = select(FixChunk).where(FixChunk.proposal_id == proposal_id, FixChunk.status == "uncertain")
+    query = select(FixChunk).where(col(FixChunk.proposal_id) == proposal_id, col(FixChunk.status) == "uncertain")
     if seqs is not None:
-        query = query.where(FixChunk.seq.in_(list(seqs)))
+        query = query.where(col(FixChunk.seq).in_(list(seqs)))
     chunks = session.scalars(query).all()
     for chunk in chunks:
         chunk.status, chunk.sent_ids, chunk.updated_at = "planned", [], as_utc(at)

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.diagnosis.types import Incident
 from tools.fixes.models import FixProposalRow
@@ -37,7 +38,7 @@ DEFAULT_TTL = timedelta(hours=72)
 def to_proposal(row: FixProposalRow) -> FixProposal:
     return FixProposal(
         id=row.id, pixel_id=row.pixel_id, incident_id=row.incident_id,
-        incident_fingerprint=row.incident_fingerprint, kind=row.kind,  # type: ignore[arg-type]
+        incident_fingerprint=row.incident_fingerprint, kind=row.kind,
         params=dict(row.params or {}), preview=FixPreview.model_validate(row.preview),
         status=row.status,  # type: ignore[arg-type]
         created_at=as_utc(row.created_at), expires_at=as_utc(row.expires_at), created_by=row.created_by,
@@ -63,9 +64,9 @@ def propose_fix(session: Session, *, pixel_id: str, kind: str, params: dict[str,
     parsed = parse_params(kind, params)
     if incident is not None:
         existing = session.scalars(select(FixProposalRow).where(
-            FixProposalRow.pixel_id == pixel_id, FixProposalRow.kind == kind,
-            FixProposalRow.incident_fingerprint == incident.fingerprint,
-            FixProposalRow.status.in_(OPEN_STATUSES))).first()
+            col(FixProposalRow.pixel_id) == pixel_id, col(FixProposalRow.kind) == kind,
+            col(FixProposalRow.incident_fingerprint) == incident.fingerprint,
+            col(FixProposalRow.status).in_(OPEN_STATUSES))).first()
         if existing is not None and as_utc(existing.expires_at) > as_utc(at):
             return to_proposal(existing)
     clean_params = parsed.model_dump(exclude_none=True)
@@ -93,23 +94,23 @@ def get_proposal(session: Session, proposal_id: str) -> FixProposal | None:
 def list_proposals(session: Session, *, pixel_id: str | None = None,
                    status: str | None = None) -> list[FixProposal]:
     """Proposals, newest first, optionally of one pixel and/or one status."""
-    query = select(FixProposalRow).order_by(FixProposalRow.created_at.desc(), FixProposalRow.id)
+    query = select(FixProposalRow).order_by(col(FixProposalRow.created_at).desc(), col(FixProposalRow.id))
     if pixel_id is not None:
-        query = query.where(FixProposalRow.pixel_id == pixel_id)
+        query = query.where(col(FixProposalRow.pixel_id) == pixel_id)
     if status is not None:
-        query = query.where(FixProposalRow.status == status)
+        query = query.where(col(FixProposalRow.status) == status)
     return [to_proposal(row) for row in session.scalars(query)]
 
 
 def expire_proposals(session: Session, *, at: datetime, actor: str = "agent") -> list[str]:
     """Mark undecided proposals past their expiry as ``expired``; returns their ids. Commits."""
     rows = session.scalars(select(FixProposalRow).where(
-        FixProposalRow.status == "proposed", FixProposalRow.expires_at <= as_utc(at))).all()
+        col(FixProposalRow.status) == "proposed", col(FixProposalRow.expires_at) <= as_utc(at))).all()
     expired = []
     for row in rows:
         # Conditional update: of two replicas expiring at once, only one writes the trail entry.
         changed = session.execute(update(FixProposalRow).where(
-            FixProposalRow.id == row.id, FixProposalRow.status == "proposed").values(status="expired"))
+            col(FixProposalRow.id) == row.id, col(FixProposalRow.status) == "proposed").values(status="expired"))
         if changed.rowcount:
             record(session, proposal_id=row.id, actor=actor, action="expired", at=at,
                    detail={"expires_at": to_iso(row.expires_at)})
@@ -150,7 +151,7 @@ def decide(session: Session, *, proposal_id: str, actor: str, decision: Decision
                detail={"before": dict(row.params), "after": merged, "preview": _preview_summary(preview)})
     # Conditional update: of two concurrent decisions only one finds the proposal still proposed.
     done = session.execute(update(FixProposalRow).where(
-        FixProposalRow.id == proposal_id, FixProposalRow.status == "proposed").values(**values),
+        col(FixProposalRow.id) == proposal_id, col(FixProposalRow.status) == "proposed").values(**values),
         execution_options={"synchronize_session": False})
     if done.rowcount != 1:
         session.rollback()

@@ -39,7 +39,7 @@ def build_preview(session: Session, *, pixel_id: str, kind: str, params: dict[st
                                    country=pixel_default_country(session, pixel_id))
     total = len(selection.eligible)
     return FixPreview(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         pixel_id=pixel_id, since=selection.since, until=selection.until,
         event_names=sorted(parsed.event_names), total_events=total,
         requests=math.ceil(total / batch_size) if total else 0,

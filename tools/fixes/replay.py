@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.fixes.types import FixParams
 from tools.ledger.models import Event
@@ -24,8 +25,9 @@ from tools.timeutil import META_MAX_EVENT_AGE, as_utc, parse_iso
 # Meta rejects the whole request if one event is older than 7 days; keep a margin for the time
 # the request takes to be built and travel.
 SEND_MARGIN = timedelta(minutes=5)
-_COLUMNS = (Event.id, Event.event_name, Event.event_time, Event.delivery_status,
-            Event.last_error_code, Event.last_error_subcode, Event.payload.is_not(None).label("has_payload"))
+_COLUMNS = (col(Event.id), col(Event.event_name), col(Event.event_time), col(Event.delivery_status),
+            col(Event.last_error_code), col(Event.last_error_subcode),
+            col(Event.payload).is_not(None).label("has_payload"))
 
 
 @dataclass(frozen=True)
@@ -86,15 +88,15 @@ def select_events(session: Session, *, pixel_id: str, params: FixParams, at: dat
     ``row_skip``: the kind's own reason to leave an undelivered event out (None: send it)."""
     since, until = resolve_window(params, at)
     selection = Selection(since=since, until=until)
-    window = [Event.pixel_id == pixel_id, Event.event_time >= since, Event.event_time < until]
+    window = [col(Event.pixel_id) == pixel_id, col(Event.event_time) >= since, col(Event.event_time) < until]
     if params.event_names:
-        window.append(Event.event_name.in_(params.event_names))
+        window.append(col(Event.event_name).in_(params.event_names))
     delivered = session.scalar(select(func.count()).select_from(Event).where(
-        *window, Event.delivery_status == "delivered")) or 0
+        *window, col(Event.delivery_status) == "delivered")) or 0
     if delivered:
         selection.skipped["already_delivered"] = int(delivered)
-    query = (select(*_COLUMNS).where(*window, Event.delivery_status.in_(params.statuses))
-             .order_by(Event.event_time, Event.id))
+    query = (select(*_COLUMNS).where(*window, col(Event.delivery_status).in_(params.statuses))
+             .order_by(col(Event.event_time), col(Event.id)))
     cutoff = too_old_cutoff(at)
     for row in session.execute(query):
         reason = skip_reason(row._mapping, params=params, cutoff=cutoff, row_skip=row_skip)
@@ -109,7 +111,7 @@ def current_rows(session: Session, *, pixel_id: str, event_ids: Sequence[int]) -
     """The journal's events as the ledger holds them now (status, errors, payload presence)."""
     rows: list[Mapping[str, Any]] = []
     for chunk in chunked(list(event_ids)):
-        query = select(*_COLUMNS).where(Event.pixel_id == pixel_id, Event.id.in_(chunk))
+        query = select(*_COLUMNS).where(col(Event.pixel_id) == pixel_id, col(Event.id).in_(chunk))
         rows.extend(row._mapping for row in session.execute(query))
     order = {event_id: index for index, event_id in enumerate(event_ids)}
     return sorted(rows, key=lambda row: order[row["id"]])
@@ -118,7 +120,7 @@ def current_rows(session: Session, *, pixel_id: str, event_ids: Sequence[int]) -
 def load_payloads(session: Session, event_ids: Iterable[int]) -> dict[int, dict[str, Any] | None]:
     out: dict[int, dict[str, Any] | None] = {}
     for chunk in chunked(list(event_ids)):
-        query = select(Event.id, Event.payload).where(Event.id.in_(chunk))
+        query = select(col(Event.id), col(Event.payload)).where(col(Event.id).in_(chunk))
         out.update((row.id, row.payload) for row in session.execute(query))
     return out
 

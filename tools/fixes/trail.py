@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.fixes.models import FixTrailRow
 from tools.fixes.types import TrailEntry
@@ -24,7 +25,7 @@ def record(session: Session, *, proposal_id: str, actor: str, action: str, at: d
 
 def trail(session: Session, proposal_id: str) -> list[TrailEntry]:
     """A proposal's entries, oldest first."""
-    rows = session.scalars(select(FixTrailRow).where(FixTrailRow.proposal_id == proposal_id)
-                           .order_by(FixTrailRow.at, FixTrailRow.id))
+    rows = session.scalars(select(FixTrailRow).where(col(FixTrailRow.proposal_id) == proposal_id)
+                           .order_by(col(FixTrailRow.at), col(FixTrailRow.id)))
     return [TrailEntry(proposal_id=row.proposal_id, actor=row.actor, action=row.action,
                        at=as_utc(row.at), detail=dict(row.detail or {})) for row in rows]

@@ -22,8 +22,9 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
-from tools.ledger.models import Delivery, DeliveryEvent, Event
+from tools.ledger.models import Delivery, DeliveryEvent, Event, table_of
 from tools.timeutil import as_utc
 
 EVENT_COLUMNS = ("pixel_id", "event_name", "event_time", "received_at", "event_id", "order_ref",
@@ -131,7 +132,7 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]
     if _copies(session):
         return _pg_copy_events(session, rows)
     if not is_sqlite(session):
-        session.execute(insert(Event.__table__), list(rows))
+        session.execute(insert(table_of(Event)), list(rows))
         return None
     dumps = _json_serializer(session)
     params = []
@@ -221,8 +222,8 @@ def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> list[
             cursor.close()
         return ids
     if not is_sqlite(session):
-        result = session.execute(insert(Delivery.__table__).returning(
-            Delivery.id, sort_by_parameter_order=True), list(rows))
+        result = session.execute(insert(table_of(Delivery)).returning(
+            col(Delivery.id), sort_by_parameter_order=True), list(rows))
         return list(result.scalars().all())
     sql = f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) VALUES ({_placeholders(DELIVERY_COLUMNS)})"
     ids: list[int] = []
@@ -250,7 +251,7 @@ def insert_delivery_links(session: Session, links: Sequence[tuple[int, int]]) ->
             cursor.close()
         return
     if not is_sqlite(session):
-        session.execute(insert(DeliveryEvent.__table__),
+        session.execute(insert(table_of(DeliveryEvent)),
                         [{"delivery_id": delivery_id, "event_row_id": row_id} for delivery_id, row_id in links])
         return
     cursor = _sqlite_cursor(session)
@@ -312,9 +313,10 @@ def known_purchases(session: Session, pixel_id: str, order_refs: list[str],
                     values, event_name="Purchase"):
                 found[row_id] = (order_ref, purchase, event_id, as_utc(event_time))
         return [found[row_id] for row_id in sorted(found)]
-    base = select(Event.id, Event.order_ref, Event.purchase_key, Event.event_id, Event.event_time).where(
-        Event.pixel_id == pixel_id, Event.event_name == "Purchase")
-    for column, values in ((Event.order_ref, order_refs), (Event.purchase_key, purchase_keys)):
+    base = select(col(Event.id), col(Event.order_ref), col(Event.purchase_key), col(Event.event_id),
+                  col(Event.event_time)).where(
+        col(Event.pixel_id) == pixel_id, col(Event.event_name) == "Purchase")
+    for column, values in ((col(Event.order_ref), order_refs), (col(Event.purchase_key), purchase_keys)):
         for chunk in chunked(values):
             for row_id, order_ref, key, event_id, event_time in session.execute(base.where(column.in_(chunk))):
                 found[row_id] = (order_ref, key, event_id, as_utc(event_time))

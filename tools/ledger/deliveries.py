@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
-from tools.ledger.models import Delivery, DeliveryEvent, Event
+from tools.ledger.models import Delivery, DeliveryEvent, Event, table_of
 from tools.ledger.rollups import RollupDeltas, apply_deltas
 from tools.ledger.store import DeliveryOutcome, chunked
 from tools.timeutil import as_utc
@@ -26,11 +27,11 @@ def record_delivery(session: Session, *, pixel_id: str, event_row_ids: Sequence[
     if outcome.attempted_at is None:
         raise ValueError("a delivery attempt needs attempted_at")
     attempted_at = as_utc(outcome.attempted_at)
-    columns = (Event.id, Event.pixel_id, Event.event_name, Event.event_time, Event.received_at,
-               Event.delivery_status, Event.first_attempt_at, Event.attempts)
+    columns = (col(Event.id), col(Event.pixel_id), col(Event.event_name), col(Event.event_time), col(Event.received_at),
+               col(Event.delivery_status), col(Event.first_attempt_at), col(Event.attempts))
     events = []
     for chunk in chunked(list(event_row_ids)):
-        query = select(*columns).where(Event.id.in_(chunk), Event.pixel_id == pixel_id)
+        query = select(*columns).where(col(Event.id).in_(chunk), col(Event.pixel_id) == pixel_id)
         events.extend(row._mapping for row in session.execute(query.with_for_update()))
     if len(events) != len(set(event_row_ids)):
         raise ValueError("some event ids are not in the ledger for this pixel")
@@ -38,12 +39,12 @@ def record_delivery(session: Session, *, pixel_id: str, event_row_ids: Sequence[
     sent = len(events)
     received = outcome.events_received if outcome.events_received is not None else (
         sent if outcome.status == "delivered" else 0)
-    delivery_id = session.execute(insert(Delivery.__table__).returning(Delivery.id), [{
+    delivery_id = session.execute(insert(table_of(Delivery)).returning(col(Delivery.id)), [{
         "pixel_id": pixel_id, "attempted_at": attempted_at, "status": outcome.status,
         "http_status": outcome.http_status, "events_sent": sent, "events_received": received,
         "error_code": outcome.error_code, "error_subcode": outcome.error_subcode,
         "fbtrace_id": outcome.fbtrace_id, "retry_number": retry_number, "fix_id": fix_id}]).scalar_one()
-    session.execute(insert(DeliveryEvent.__table__), [{"delivery_id": delivery_id, "event_row_id": row["id"]}
+    session.execute(insert(table_of(DeliveryEvent)), [{"delivery_id": delivery_id, "event_row_id": row["id"]}
                                             for row in events])
     own_deltas = deltas is None
     deltas = RollupDeltas() if deltas is None else deltas
@@ -61,7 +62,7 @@ def record_delivery(session: Session, *, pixel_id: str, event_row_ids: Sequence[
             "new_first": row["first_attempt_at"] or attempted_at,
             "new_last": attempted_at, "new_code": outcome.error_code, "new_subcode": outcome.error_subcode,
         })
-    events_table = Event.__table__
+    events_table = table_of(Event)
     session.execute(update(events_table).where(events_table.c.id == bindparam("row_id")).values(
         delivery_status=bindparam("new_status"), attempts=bindparam("new_attempts"),
         first_attempt_at=bindparam("new_first"), last_attempt_at=bindparam("new_last"),

@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.checks.types import Finding
 from tools.diagnosis.types import Incident, TriagedIncident
-from tools.ledger.models import Audit, FindingRow, IncidentRow
+from tools.ledger.models import Audit, FindingRow, IncidentRow, table_of
 from tools.ledger.rollups import dialect_insert
 from tools.timeutil import as_utc
 
@@ -36,7 +37,7 @@ def save_audit(session: Session, *, pixel_id: str, window_start: datetime, windo
            "findings": len(findings), "critical": sum(f.severity == "critical" for f in findings),
            "warning": sum(f.severity == "warning" for f in findings), "tokens_used": tokens_used,
            "result": result or {}}
-    table = Audit.__table__
+    table = table_of(Audit)
     audit_id = int(session.execute(insert(table).returning(table.c.id), [row]).scalar_one())
     if findings:
         finding_rows = [{"id": f.id, "audit_id": audit_id, "pixel_id": f.pixel_id, "check": f.check,
@@ -44,7 +45,7 @@ def save_audit(session: Session, *, pixel_id: str, window_start: datetime, windo
                          "fingerprint": f.fingerprint, "window_start": as_utc(f.window_start),
                          "window_end": as_utc(f.window_end), "body": f.model_dump(mode="json")}
                         for f in findings]
-        stmt = dialect_insert(session, FindingRow.__table__)
+        stmt = dialect_insert(session, table_of(FindingRow))
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
             name: stmt.excluded[name] for name in ("audit_id", "severity", "body")})
         session.execute(stmt, finding_rows)
@@ -52,15 +53,15 @@ def save_audit(session: Session, *, pixel_id: str, window_start: datetime, windo
 
 
 def load_findings(session: Session, *, audit_id: int) -> list[Finding]:
-    rows = session.scalars(select(FindingRow.body).where(FindingRow.audit_id == audit_id)
-                           .order_by(FindingRow.id))
+    rows = session.scalars(select(col(FindingRow.body)).where(col(FindingRow.audit_id) == audit_id)
+                           .order_by(col(FindingRow.id)))
     return [Finding.model_validate(body) for body in rows]
 
 
 def open_incidents(session: Session, pixel_id: str) -> list[Incident]:
     """The pixel's incidents still open, oldest first."""
-    rows = session.scalars(select(IncidentRow.body).where(
-        IncidentRow.pixel_id == pixel_id, IncidentRow.status == "open").order_by(IncidentRow.opened_at))
+    rows = session.scalars(select(col(IncidentRow.body)).where(
+        col(IncidentRow.pixel_id) == pixel_id, col(IncidentRow.status) == "open").order_by(col(IncidentRow.opened_at)))
     return [Incident.model_validate(body) for body in rows]
 
 
@@ -69,7 +70,7 @@ def upsert_incidents(session: Session, *, pixel_id: str, triaged: Sequence[Triag
     """Apply a triage: ``new`` opens an incident, ``ongoing``/``escalated`` refresh the open one
     (severity, body, last seen), ``resolved`` closes it at ``at``."""
     at = as_utc(at)
-    table = IncidentRow.__table__
+    table = table_of(IncidentRow)
     for item in triaged:
         incident = item.incident
         body = incident.model_dump(mode="json")

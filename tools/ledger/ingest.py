@@ -29,9 +29,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.ledger.bulk import bulk_session
-from tools.ledger.models import Event, Order
+from tools.ledger.models import Event, Order, table_of
 from tools.ledger.pixels import ensure_pixels
 from tools.ledger.rollups import RollupDeltas, apply_deltas, dialect_insert
 from tools.ledger.store import DeliveryOutcome, IncomingEvent, chunked, store_events
@@ -105,7 +106,7 @@ ProgressCallback = Callable[[IngestProgress], None]
 
 def _int(value: Any, name: str, *, required: bool = False) -> int | None:
     if value.__class__ is int:  # the common case first (bool is a subclass, so it is not this)
-        return value  # type: ignore[no-any-return]
+        return value
     if value is None:
         if required:
             raise LineError(f"missing {name}")
@@ -404,12 +405,12 @@ def store_orders(session: Session, orders: list[dict[str, Any]]) -> tuple[int, i
         known: set[str] = set()
         purchases: set[str] = set()
         for chunk in chunked(ids):
-            known.update(session.scalars(select(Order.order_id).where(
-                Order.pixel_id == pixel_id, Order.order_id.in_(chunk))))
-            base = select(Event.event_id, Event.order_ref).where(
-                Event.pixel_id == pixel_id, Event.event_name == "Purchase")
+            known.update(session.scalars(select(col(Order.order_id)).where(
+                col(Order.pixel_id) == pixel_id, col(Order.order_id).in_(chunk))))
+            base = select(col(Event.event_id), col(Event.order_ref)).where(
+                col(Event.pixel_id) == pixel_id, col(Event.event_name) == "Purchase")
             for event_id, order_ref in session.execute(base.where(
-                    Event.event_id.in_(chunk) | Event.order_ref.in_(chunk))):
+                    col(Event.event_id).in_(chunk) | col(Event.order_ref).in_(chunk))):
                 purchases.update(ref for ref in (event_id, order_ref) if ref is not None)
         for order in mine:
             if order["order_id"] in known:
@@ -420,7 +421,7 @@ def store_orders(session: Session, orders: list[dict[str, Any]]) -> tuple[int, i
             deltas.add_order(pixel_id=pixel_id, created_at=order["created_at"], value=order["value"],
                              matched=order["matched"])
     if fresh:
-        stmt = dialect_insert(session, Order.__table__).on_conflict_do_nothing()
+        stmt = dialect_insert(session, table_of(Order)).on_conflict_do_nothing()
         session.execute(stmt, fresh)
     apply_deltas(session, deltas)
     return len(fresh), len(orders) - len(fresh)

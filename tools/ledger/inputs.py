@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Row, Text, cast, exists, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.checks.types import LAG_BUCKET_EDGES, ArrivalHour, DeliveryHour, EventHour, OrderHour
 from tools.ledger.incidents import open_incidents, save_audit, upsert_incidents
-from tools.ledger.models import ArrivalHourRollup, DeliveryHourRollup, EventHourRollup, OrderHourRollup
+from tools.ledger.models import ArrivalHourRollup, DeliveryHourRollup, EventHourRollup, OrderHourRollup, table_of
 from tools.ledger.snapshots import (
     load_meta_counts,
     load_quality_history,
@@ -168,7 +169,7 @@ def load_ledger_inputs(session: Session, *, pixel_id: str, history_start: dateti
             hour = utc[value] = as_utc(value)
         return hour
 
-    table = EventHourRollup.__table__.c
+    table = table_of(EventHourRollup).c
     connection = session.connection()  # Core rows: the ORM's result layer adds nothing to plain columns
     events = connection.execute(select(
         table.hour, table.event_name, table.events, table.with_event_id, table.duplicate_event_ids,
@@ -182,18 +183,18 @@ def load_ledger_inputs(session: Session, *, pixel_id: str, history_start: dateti
                     undelivered, loads(detail) if detail else None, build)
         for hour, name, n, with_id, dup_ids, dbl_orders, dbl_keys, too_old, future, undelivered, detail
         in events)
-    deliveries = connection.execute(select(*DeliveryHourRollup.__table__.c).where(
-        DeliveryHourRollup.pixel_id == pixel_id, DeliveryHourRollup.hour >= start,
-        DeliveryHourRollup.hour < end).order_by(DeliveryHourRollup.hour))
-    orders = connection.execute(select(*OrderHourRollup.__table__.c).where(
-        OrderHourRollup.pixel_id == pixel_id, OrderHourRollup.hour >= start, OrderHourRollup.hour < end)
-        .order_by(OrderHourRollup.hour))
-    has_orders = connection.scalar(select(exists().where(OrderHourRollup.pixel_id == pixel_id,
-                                                      OrderHourRollup.hour < end)))
-    arrivals = connection.execute(select(ArrivalHourRollup.hour, ArrivalHourRollup.events,
-                                      ArrivalHourRollup.offsets).where(
-        ArrivalHourRollup.pixel_id == pixel_id, ArrivalHourRollup.hour >= max(start, end - ARRIVAL_DAYS),
-        ArrivalHourRollup.hour < end).order_by(ArrivalHourRollup.hour))
+    deliveries = connection.execute(select(*table_of(DeliveryHourRollup).c).where(
+        col(DeliveryHourRollup.pixel_id) == pixel_id, col(DeliveryHourRollup.hour) >= start,
+        col(DeliveryHourRollup.hour) < end).order_by(col(DeliveryHourRollup.hour)))
+    orders = connection.execute(select(*table_of(OrderHourRollup).c).where(
+        col(OrderHourRollup.pixel_id) == pixel_id, col(OrderHourRollup.hour) >= start, col(OrderHourRollup.hour) < end)
+        .order_by(col(OrderHourRollup.hour)))
+    has_orders = connection.scalar(select(exists().where(col(OrderHourRollup.pixel_id) == pixel_id,
+                                                      col(OrderHourRollup.hour) < end)))
+    arrivals = connection.execute(select(col(ArrivalHourRollup.hour), col(ArrivalHourRollup.events),
+                                      col(ArrivalHourRollup.offsets)).where(
+        col(ArrivalHourRollup.pixel_id) == pixel_id, col(ArrivalHourRollup.hour) >= max(start, end - ARRIVAL_DAYS),
+        col(ArrivalHourRollup.hour) < end).order_by(col(ArrivalHourRollup.hour)))
     delivery = _build(DeliveryHour, _DELIVERY_HOUR_FIELDS)
     order = _build(OrderHour, ("hour", "orders", "matched", "value"))
     arrival = _build(ArrivalHour, ("hour", "events", "offsets"))
@@ -218,9 +219,10 @@ def load_relay_refusals(session: Session, *, pixel_id: str, start: datetime,
     from tools.checks.relay_refusals import RelayRefusalCount
     from tools.ledger.models import RelayRefusal
 
-    rows = session.execute(select(RelayRefusal.hour, RelayRefusal.source, RelayRefusal.reason,
-                                  RelayRefusal.requests, RelayRefusal.events).where(
-        RelayRefusal.pixel_id == pixel_id, RelayRefusal.hour >= as_utc(start), RelayRefusal.hour < as_utc(end))
-        .order_by(RelayRefusal.hour, RelayRefusal.source, RelayRefusal.reason))
+    rows = session.execute(select(col(RelayRefusal.hour), col(RelayRefusal.source), col(RelayRefusal.reason),
+                                  col(RelayRefusal.requests), col(RelayRefusal.events)).where(
+        col(RelayRefusal.pixel_id) == pixel_id, col(RelayRefusal.hour) >= as_utc(start),
+        col(RelayRefusal.hour) < as_utc(end))
+        .order_by(col(RelayRefusal.hour), col(RelayRefusal.source), col(RelayRefusal.reason)))
     return tuple(RelayRefusalCount(hour=as_utc(row.hour), source=row.source, reason=row.reason,
                                    requests=row.requests, events=row.events) for row in rows)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, Table, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -24,6 +24,17 @@ UtcDateTime = DateTime(timezone=True)
 
 # sending/uncertain: the relay's store-and-forward journal (in flight; unknown after a crash).
 DELIVERY_STATUSES = ("never_sent", "pending", "delivered", "failed", "sending", "uncertain")
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core ``Table`` of a ``table=True`` model, for statements on columns rather than objects
+    (bulk inserts, upserts, ``select(*table.c)``)."""
+    # SQLAlchemy's declarative mapping sets __table__ when the class is created; SQLModel's stubs do not
+    # declare it, hence the one ignore here instead of one at every use.
+    table = model.__table__  # type: ignore[attr-defined]
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
 
 
 class PixelBase(SQLModel):

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import JSON, Index, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
-from tools.ledger.models import RowId, UtcDateTime
+from tools.ledger.models import RowId, UtcDateTime, table_of
 from tools.ledger.rollups import dialect_insert
 from tools.timeutil import as_utc
 
@@ -57,7 +57,7 @@ class OutboxMessage(SQLModel, table=True):
 def enqueue(session: Session, *, dedupe_key: str, channel: str, kind: str, payload: dict[str, Any],
             at: datetime, pixel_id: str | None = None, incident_id: str | None = None) -> bool:
     """Queue a message; False when one with the same key exists already. No commit."""
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    table = table_of(OutboxMessage)
     stmt = dialect_insert(session, table).values(
         dedupe_key=dedupe_key, channel=channel, kind=kind, payload=payload, pixel_id=pixel_id,
         incident_id=incident_id, status="pending", attempts=0, created_at=as_utc(at),
@@ -68,20 +68,20 @@ def enqueue(session: Session, *, dedupe_key: str, channel: str, kind: str, paylo
 def pending(session: Session, *, limit: int = 50, kinds: Iterable[str] | None = None,
             now: datetime | None = None) -> list[OutboxMessage]:
     """Messages still to post, oldest first (of ``kinds``; with ``now``, not leased by a sender)."""
-    query = select(OutboxMessage).where(OutboxMessage.status == "pending")
+    query = select(OutboxMessage).where(col(OutboxMessage.status) == "pending")
     if kinds is not None:
-        query = query.where(OutboxMessage.kind.in_(list(kinds)))  # type: ignore[attr-defined]
+        query = query.where(col(OutboxMessage.kind).in_(list(kinds)))
     if now is not None:
-        query = query.where(or_(OutboxMessage.lease_until.is_(None),  # type: ignore[union-attr]
-                                OutboxMessage.lease_until <= as_utc(now)))  # type: ignore[operator]
-    query = query.order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit)
+        query = query.where(or_(col(OutboxMessage.lease_until).is_(None),
+                                col(OutboxMessage.lease_until) <= as_utc(now)))
+    query = query.order_by(col(OutboxMessage.created_at), col(OutboxMessage.id)).limit(limit)
     return list(session.scalars(query.execution_options(populate_existing=True)))
 
 
 def claim_for_delivery(session: Session, message_id: int, *, now: datetime,
                        lease: timedelta = DELIVERY_LEASE) -> bool:
     """Take a pending row for one post; True for exactly one of several concurrent senders. Commits."""
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    table = table_of(OutboxMessage)
     now = as_utc(now)
     stmt = update(table).where(
         table.c.id == message_id, table.c.status == "pending",
@@ -94,13 +94,13 @@ def claim_for_delivery(session: Session, message_id: int, *, now: datetime,
 
 def release(session: Session, message_id: int) -> None:
     """Give a claimed row back untouched (it could not be sent yet, e.g. its thread is not posted)."""
-    session.execute(update(OutboxMessage.__table__).where(  # type: ignore[attr-defined]
-        OutboxMessage.id == message_id).values(lease_until=None))
+    session.execute(update(table_of(OutboxMessage)).where(
+        col(OutboxMessage.id) == message_id).values(lease_until=None))
 
 
 def sent_by_key(session: Session, dedupe_key: str) -> OutboxMessage | None:
     """The row queued under ``dedupe_key`` (whatever its status), read fresh."""
-    query = select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key)
+    query = select(OutboxMessage).where(col(OutboxMessage.dedupe_key) == dedupe_key)
     return session.scalars(query.execution_options(populate_existing=True)).first()
 
 
@@ -110,8 +110,8 @@ def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
-        found.update(session.scalars(select(OutboxMessage.dedupe_key).where(
-            OutboxMessage.dedupe_key.in_(chunk))))  # type: ignore[attr-defined]
+        found.update(session.scalars(select(col(OutboxMessage.dedupe_key)).where(
+            col(OutboxMessage.dedupe_key).in_(chunk))))
     return found
 
 
@@ -120,10 +120,11 @@ def incident_posts(session: Session, incident_ids: Iterable[str]) -> dict[str, t
     ids = sorted(set(incident_ids))
     if not ids:
         return {}
-    rows = session.execute(select(OutboxMessage.incident_id, OutboxMessage.channel, OutboxMessage.message_ts)
-                           .where(OutboxMessage.incident_id.in_(ids), OutboxMessage.kind == "incident",  # type: ignore[union-attr]
-                                  OutboxMessage.status == "sent")
-                           .order_by(OutboxMessage.id))
+    rows = session.execute(select(col(OutboxMessage.incident_id), col(OutboxMessage.channel),
+                                  col(OutboxMessage.message_ts))
+                           .where(col(OutboxMessage.incident_id).in_(ids), col(OutboxMessage.kind) == "incident",
+                                  col(OutboxMessage.status) == "sent")
+                           .order_by(col(OutboxMessage.id)))
     posts: dict[str, tuple[str, str]] = {}
     for incident_id, channel, ts in rows:
         if incident_id and ts:
@@ -132,8 +133,8 @@ def incident_posts(session: Session, incident_ids: Iterable[str]) -> dict[str, t
 
 
 def mark_sent(session: Session, message_id: int, *, channel: str, ts: str, at: datetime) -> None:
-    session.execute(update(OutboxMessage.__table__).where(  # type: ignore[attr-defined]
-        OutboxMessage.id == message_id).values(status="sent", channel=channel, message_ts=ts,
+    session.execute(update(table_of(OutboxMessage)).where(
+        col(OutboxMessage.id) == message_id).values(status="sent", channel=channel, message_ts=ts,
                                                sent_at=as_utc(at), last_error=None, lease_until=None))
 
 
@@ -156,4 +157,4 @@ def mark_failed(session: Session, message_id: int, *, error: str, retryable: boo
 def thread_origin(session: Session, *, channel: str, ts: str) -> OutboxMessage | None:
     """The posted message that starts the thread ``ts`` in ``channel``, if capi-agent posted it."""
     return session.scalars(select(OutboxMessage).where(
-        OutboxMessage.channel == channel, OutboxMessage.message_ts == ts)).first()
+        col(OutboxMessage.channel) == channel, col(OutboxMessage.message_ts) == ts)).first()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.checks.payload_quality import CHANNEL_MARKERS
 from tools.meta.normalize import HASHED_FIELDS, MUST_NOT_HASH
@@ -190,8 +191,8 @@ def load_payload_hours(session: Session, *, pixel_id: str, window_end: datetime)
     from tools.ledger.models import PayloadHourRollup
 
     end = as_utc(window_end)
-    rows = session.execute(select(PayloadHourRollup.hour, PayloadHourRollup.event_name,
-                                  PayloadHourRollup.events, PayloadHourRollup.detail).where(
-        PayloadHourRollup.pixel_id == pixel_id, PayloadHourRollup.hour >= end - PAYLOAD_DAYS,
-        PayloadHourRollup.hour < end).order_by(PayloadHourRollup.hour, PayloadHourRollup.event_name))
+    rows = session.execute(select(col(PayloadHourRollup.hour), col(PayloadHourRollup.event_name),
+                                  col(PayloadHourRollup.events), col(PayloadHourRollup.detail)).where(
+        col(PayloadHourRollup.pixel_id) == pixel_id, col(PayloadHourRollup.hour) >= end - PAYLOAD_DAYS,
+        col(PayloadHourRollup.hour) < end).order_by(col(PayloadHourRollup.hour), col(PayloadHourRollup.event_name)))
     return tuple(payload_hour_from_row(row) for row in rows)

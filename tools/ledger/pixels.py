@@ -40,9 +40,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.checks.types import Thresholds
-from tools.ledger.models import Pixel
+from tools.ledger.models import Pixel, table_of
 from tools.ledger.rollups import dialect_insert
 from tools.timeutil import utcnow
 
@@ -158,7 +159,7 @@ def ensure_pixels(session: Session, pixel_ids: Iterable[str], *, default_country
              "settings": PixelConfig(id=pixel_id, default_country=default_country).stored_settings()}
             for pixel_id in sorted(set(pixel_ids))]
     if rows:
-        session.execute(dialect_insert(session, Pixel.__table__).on_conflict_do_nothing(), rows)
+        session.execute(dialect_insert(session, table_of(Pixel)).on_conflict_do_nothing(), rows)
 
 
 def mark_relay_unconfigured(session: Session, pixel_id: str) -> None:
@@ -171,4 +172,4 @@ def mark_relay_unconfigured(session: Session, pixel_id: str) -> None:
 
 def list_pixels(session: Session) -> list[PixelConfig]:
     """Every known pixel, configured or only seen in data, by id."""
-    return [PixelConfig.from_row(row) for row in session.scalars(select(Pixel).order_by(Pixel.id))]
+    return [PixelConfig.from_row(row) for row in session.scalars(select(Pixel).order_by(col(Pixel.id)))]

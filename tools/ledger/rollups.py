@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.checks.payload_quality import USER_BITS
 from tools.checks.types import LAG_BUCKET_EDGES, OFFSET_EDGES
@@ -34,6 +35,7 @@ from tools.ledger.models import (
     Order,
     OrderHourRollup,
     PayloadHourRollup,
+    table_of,
 )
 from tools.timeutil import META_MAX_EVENT_AGE, as_utc, floor_hour
 
@@ -274,7 +276,7 @@ def _upsert(session: Session, model: Any, keys: tuple[str, ...], counters: tuple
     """Increment counters (atomic upsert, which also locks the rows), then merge the JSON column."""
     if not rows:
         return
-    table = model.__table__
+    table = table_of(model)
     rows.sort(key=lambda r: tuple(r[k] for k in keys))  # one lock order for every writer
     values = [{**{k: r[k] for k in keys}, **{c: r[c] for c in counters},
                **({json_column: {}} if json_column else {})} for r in rows]
@@ -365,9 +367,9 @@ def merge_offsets(left: Sequence[int] | None, right: Sequence[int] | None) -> li
 
 def event_rollup_columns() -> tuple[Any, ...]:
     """The ``events`` columns a rollup contribution reads (payload is not needed: it may be purged)."""
-    return (Event.id, Event.pixel_id, Event.event_name, Event.event_time, Event.received_at,
-            Event.event_id, Event.flags, Event.delivery_status, Event.first_attempt_at, Event.order_ref,
-            Event.purchase_key)
+    return (col(Event.id), col(Event.pixel_id), col(Event.event_name), col(Event.event_time), col(Event.received_at),
+            col(Event.event_id), col(Event.flags), col(Event.delivery_status), col(Event.first_attempt_at),
+            col(Event.order_ref), col(Event.purchase_key))
 
 
 @dataclass
@@ -444,13 +446,13 @@ def rebuild_rollups(session: Session, pixel_id: str | None = None) -> None:
         stmt = delete(model)
         session.execute(stmt if pixel_id is None else stmt.where(model.pixel_id == pixel_id))
     deltas = RollupDeltas()
-    events = select(*event_rollup_columns()).order_by(Event.id)
-    deliveries = select(Delivery).order_by(Delivery.id)
-    orders = select(Order).order_by(Order.id)
+    events = select(*event_rollup_columns()).order_by(col(Event.id))
+    deliveries = select(Delivery).order_by(col(Delivery.id))
+    orders = select(Order).order_by(col(Order.id))
     if pixel_id is not None:
-        events = events.where(Event.pixel_id == pixel_id)
-        deliveries = deliveries.where(Delivery.pixel_id == pixel_id)
-        orders = orders.where(Order.pixel_id == pixel_id)
+        events = events.where(col(Event.pixel_id) == pixel_id)
+        deliveries = deliveries.where(col(Delivery.pixel_id) == pixel_id)
+        orders = orders.where(col(Order.pixel_id) == pixel_id)
     rows = (row._mapping for row in session.execute(events.execution_options(yield_per=5000)))
     count_events(rows, deltas, set(), PurchaseIndex())
     for attempt in session.scalars(deliveries):

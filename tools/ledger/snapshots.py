@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.checks.types import DedupeKeyFeedback, EventQuality, MetaHourlyCount, QualitySnapshot
-from tools.ledger.models import MetaSnapshot
+from tools.ledger.models import MetaSnapshot, table_of
 from tools.timeutil import as_utc, parse_iso, to_iso
 
 SnapshotKind = Literal["stats", "dataset_quality"]
@@ -27,7 +28,7 @@ def save_snapshot(session: Session, *, pixel_id: str, kind: SnapshotKind, fetche
     row = {"pixel_id": pixel_id, "kind": kind, "fetched_at": as_utc(fetched_at), "body": body,
            "window_start": None if window_start is None else as_utc(window_start),
            "window_end": None if window_end is None else as_utc(window_end)}
-    table = MetaSnapshot.__table__
+    table = table_of(MetaSnapshot)
     return int(session.execute(insert(table).returning(table.c.id), [row]).scalar_one())
 
 
@@ -51,10 +52,10 @@ def save_quality_snapshot(session: Session, *, pixel_id: str, snapshot: QualityS
 def load_quality_history(session: Session, *, pixel_id: str, since: datetime,
                          until: datetime) -> tuple[QualitySnapshot, ...]:
     """Dataset-quality snapshots fetched in [since, until), oldest first."""
-    query = (select(MetaSnapshot.body).where(
-        MetaSnapshot.pixel_id == pixel_id, MetaSnapshot.kind == "dataset_quality",
-        MetaSnapshot.fetched_at >= as_utc(since), MetaSnapshot.fetched_at < as_utc(until))
-        .order_by(MetaSnapshot.fetched_at, MetaSnapshot.id))
+    query = (select(col(MetaSnapshot.body)).where(
+        col(MetaSnapshot.pixel_id) == pixel_id, col(MetaSnapshot.kind) == "dataset_quality",
+        col(MetaSnapshot.fetched_at) >= as_utc(since), col(MetaSnapshot.fetched_at) < as_utc(until))
+        .order_by(col(MetaSnapshot.fetched_at), col(MetaSnapshot.id)))
     return tuple(quality_from_json(body) for body in session.scalars(query))
 
 
@@ -70,10 +71,10 @@ def save_meta_counts(session: Session, *, pixel_id: str, counts: tuple[MetaHourl
 def load_meta_counts(session: Session, *, pixel_id: str, start: datetime,
                      end: datetime) -> tuple[MetaHourlyCount, ...]:
     """Hourly Meta counts in [start, end); where snapshots overlap, the latest fetch wins."""
-    query = (select(MetaSnapshot.body).where(
-        MetaSnapshot.pixel_id == pixel_id, MetaSnapshot.kind == "stats",
-        MetaSnapshot.window_end > as_utc(start), MetaSnapshot.window_start < as_utc(end))
-        .order_by(MetaSnapshot.fetched_at, MetaSnapshot.id))
+    query = (select(col(MetaSnapshot.body)).where(
+        col(MetaSnapshot.pixel_id) == pixel_id, col(MetaSnapshot.kind) == "stats",
+        col(MetaSnapshot.window_end) > as_utc(start), col(MetaSnapshot.window_start) < as_utc(end))
+        .order_by(col(MetaSnapshot.fetched_at), col(MetaSnapshot.id)))
     latest: dict[tuple[datetime, str, str], int] = {}
     start, end = as_utc(start), as_utc(end)
     hours: dict[str, datetime] = {}  # overlapping snapshots repeat the same hours: parse each once

@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover
     _orjson = None  # type: ignore[assignment]
 from sqlalchemy import null, select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.ledger.bulk import (
     chunked,
@@ -193,11 +194,11 @@ def _purchase_index(session: Session, pixel_id: str, rows: list[tuple[int, dict[
 def _match_orders(session: Session, pixel_id: str, refs: set[str], deltas: RollupDeltas) -> None:
     """Orders waiting for a server Purchase with one of these ids become matched."""
     for chunk in chunked(sorted(refs)):
-        waiting = session.execute(select(Order.id, Order.created_at).where(
-            Order.pixel_id == pixel_id, Order.order_id.in_(chunk), Order.matched.is_(False))).all()
+        waiting = session.execute(select(col(Order.id), col(Order.created_at)).where(
+            col(Order.pixel_id) == pixel_id, col(Order.order_id).in_(chunk), col(Order.matched).is_(False))).all()
         if not waiting:
             continue
-        session.execute(update(Order).where(Order.id.in_([row.id for row in waiting]))
+        session.execute(update(Order).where(col(Order.id).in_([row.id for row in waiting]))
                         .values(matched=True))
         for row in waiting:
             deltas.add_order_match(pixel_id=pixel_id, created_at=row.created_at)
@@ -326,6 +327,6 @@ def purge_payloads(session: Session, *, older_than: datetime | None = None,
     """Drop stored payloads of events received before ``older_than`` (default: ``now`` minus
     ``PAYLOAD_RETENTION``); rows, flags and rollups stay. Returns how many were purged. No commit."""
     cutoff = as_utc(older_than) if older_than is not None else as_utc(now or utcnow()) - PAYLOAD_RETENTION
-    result = session.execute(update(Event).where(Event.received_at < cutoff, Event.payload.is_not(None))
+    result = session.execute(update(Event).where(col(Event.received_at) < cutoff, col(Event.payload).is_not(None))
                              .values(payload=null()), execution_options={"synchronize_session": False})
     return int(getattr(result, "rowcount", 0) or 0)

@@ -82,7 +82,7 @@ class MetaApiError(Exception):
     def read_error_kind(self) -> ReadErrorKind:
         """This error as a ``MetaReadError.kind`` (a 5xx or transient error counts as unreachable)."""
         if self.kind in ("token_invalid", "permission", "rate_limited", "unreachable"):
-            return self.kind  # type: ignore[return-value]
+            return self.kind
         return "unreachable" if self.kind == "transient" else "other"
 
     def to_graph_error(self) -> dict[str, Any]:

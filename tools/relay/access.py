@@ -28,7 +28,7 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
-from tools.ledger.models import RelayRefusal
+from tools.ledger.models import RelayRefusal, table_of
 from tools.ledger.rollups import dialect_insert
 from tools.relay.keys import key_matches
 from tools.timeutil import as_utc, floor_hour
@@ -109,7 +109,7 @@ def record_refusal(session: Session, *, pixel_id: str, source: str, reason: Refu
     at = as_utc(at)
     row = {"pixel_id": pixel_id[:64], "hour": floor_hour(at), "source": source[:64], "reason": reason,
            "requests": requests, "events": events, "last_at": at}
-    table = RelayRefusal.__table__
+    table = table_of(RelayRefusal)
     insert = dialect_insert(session, table)
     session.execute(insert.values(row).on_conflict_do_update(
         index_elements=["pixel_id", "hour", "source", "reason"],

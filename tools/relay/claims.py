@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.ledger.models import Event
 from tools.meta.validate import SUBCODE_EVENT_TOO_OLD
@@ -28,13 +29,13 @@ CLAIM_TRIES = 5
 
 def pending_pixels(session: Session) -> list[str]:
     """Pixels with events waiting for delivery, by id."""
-    return list(session.scalars(select(Event.pixel_id).where(Event.delivery_status == PENDING)
-                                .distinct().order_by(Event.pixel_id)))
+    return list(session.scalars(select(col(Event.pixel_id)).where(col(Event.delivery_status) == PENDING)
+                                .distinct().order_by(col(Event.pixel_id))))
 
 
 def count_by_pixel(session: Session, status: str) -> Counter[str]:
-    query = (select(Event.pixel_id, func.count()).where(Event.delivery_status == status)
-             .group_by(Event.pixel_id))
+    query = (select(col(Event.pixel_id), func.count()).where(col(Event.delivery_status) == status)
+             .group_by(col(Event.pixel_id)))
     return Counter({pixel_id: count for pixel_id, count in session.execute(query)})
 
 
@@ -42,9 +43,9 @@ def fail_too_old(session: Session, *, now: datetime) -> Counter[str]:
     """Pending events older than Meta's 7-day limit become ``failed`` with Meta's too-old code (100 /
     2804003): sending one would make Meta reject its whole batch. Returns counts per pixel. No commit."""
     cutoff = as_utc(now) - META_MAX_EVENT_AGE
-    where = (Event.delivery_status == PENDING, Event.event_time < cutoff)
+    where = (col(Event.delivery_status) == PENDING, col(Event.event_time) < cutoff)
     counts = Counter({pixel_id: count for pixel_id, count in session.execute(
-        select(Event.pixel_id, func.count()).where(*where).group_by(Event.pixel_id))})
+        select(col(Event.pixel_id), func.count()).where(*where).group_by(col(Event.pixel_id)))})
     if counts:
         session.execute(update(Event).where(*where).values(
             delivery_status="failed", last_error_code=100, last_error_subcode=SUBCODE_EVENT_TOO_OLD),
@@ -55,9 +56,9 @@ def fail_too_old(session: Session, *, now: datetime) -> Counter[str]:
 def mark_stale_in_flight(session: Session, *, older_than: datetime) -> Counter[str]:
     """Events claimed (``sending``) before ``older_than`` whose sender never recorded an answer become
     ``uncertain``. Returns counts per pixel. No commit."""
-    where = (Event.delivery_status == IN_FLIGHT, Event.last_attempt_at < as_utc(older_than))
+    where = (col(Event.delivery_status) == IN_FLIGHT, col(Event.last_attempt_at) < as_utc(older_than))
     counts = Counter({pixel_id: count for pixel_id, count in session.execute(
-        select(Event.pixel_id, func.count()).where(*where).group_by(Event.pixel_id))})
+        select(col(Event.pixel_id), func.count()).where(*where).group_by(col(Event.pixel_id)))})
     if counts:
         session.execute(update(Event).where(*where).values(delivery_status=UNCERTAIN),
                         execution_options={"synchronize_session": False})
@@ -67,8 +68,8 @@ def mark_stale_in_flight(session: Session, *, older_than: datetime) -> Counter[s
 def claim_chunk(session: Session, *, pixel_id: str, limit: int, now: datetime) -> list[int]:
     """Claim up to ``limit`` of the pixel's oldest pending events (by event_time) for sending: they
     become ``sending`` with ``last_attempt_at = now``, committed. Returns their row ids (maybe none)."""
-    query = (select(Event.id).where(Event.pixel_id == pixel_id, Event.delivery_status == PENDING)
-             .order_by(Event.event_time, Event.id).limit(limit))
+    query = (select(col(Event.id)).where(col(Event.pixel_id) == pixel_id, col(Event.delivery_status) == PENDING)
+             .order_by(col(Event.event_time), col(Event.id)).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     for _ in range(CLAIM_TRIES):
@@ -77,7 +78,7 @@ def claim_chunk(session: Session, *, pixel_id: str, limit: int, now: datetime) -
             session.rollback()
             return []
         claimed = session.execute(
-            update(Event).where(Event.id.in_(ids), Event.delivery_status == PENDING).values(
+            update(Event).where(col(Event.id).in_(ids), col(Event.delivery_status) == PENDING).values(
                 delivery_status=IN_FLIGHT, last_attempt_at=as_utc(now)),
             execution_options={"synchronize_session": False})
         if claimed.rowcount == len(ids):
@@ -89,10 +90,10 @@ def claim_chunk(session: Session, *, pixel_id: str, limit: int, now: datetime) -
 
 def release(session: Session, ids: list[int]) -> None:
     """Claimed events go back to ``pending`` (nothing was sent). No commit."""
-    session.execute(update(Event).where(Event.id.in_(ids), Event.delivery_status == IN_FLIGHT)
+    session.execute(update(Event).where(col(Event.id).in_(ids), col(Event.delivery_status) == IN_FLIGHT)
                     .values(delivery_status=PENDING), execution_options={"synchronize_session": False})
 
 
 def set_uncertain(session: Session, ids: list[int]) -> None:
-    session.execute(update(Event).where(Event.id.in_(ids), Event.delivery_status == IN_FLIGHT)
+    session.execute(update(Event).where(col(Event.id).in_(ids), col(Event.delivery_status) == IN_FLIGHT)
                     .values(delivery_status=UNCERTAIN), execution_options={"synchronize_session": False})

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.ledger.deliveries import record_delivery
 from tools.ledger.models import Event
@@ -113,7 +114,7 @@ def forward_pending(session_factory: Callable[[], Session], *,
 def _payloads(session: Session, ids: list[int]) -> tuple[list[int], list[dict[str, Any]], list[int]]:
     """(ids to send, their stored events in claim order, ids whose payload was purged)."""
     stored = {row_id: payload for row_id, payload in session.execute(
-        select(Event.id, Event.payload).where(Event.id.in_(ids)))}
+        select(col(Event.id), col(Event.payload)).where(col(Event.id).in_(ids)))}
     kept = [row_id for row_id in ids if stored.get(row_id)]
     purged = [row_id for row_id in ids if not stored.get(row_id)]
     return kept, [dict(stored[row_id]) for row_id in kept], purged
@@ -128,7 +129,7 @@ def _forward_chunk(session_factory: Callable[[], Session], client: GraphClient, 
             return False
         ids, events, purged = _payloads(session, ids)
         if purged:  # nothing left to send for these: failed, as a replay would report them
-            session.execute(update(Event).where(Event.id.in_(purged)).values(delivery_status="failed"),
+            session.execute(update(Event).where(col(Event.id).in_(purged)).values(delivery_status="failed"),
                             execution_options={"synchronize_session": False})
             line.failed += len(purged)
             session.commit()

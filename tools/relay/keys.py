@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.ledger.models import RelayKey
 from tools.timeutil import as_utc
@@ -33,15 +34,15 @@ def issue_key(session: Session, *, pixel_id: str, now: datetime, label: str = ""
 
 def revoke_key(session: Session, *, key_id: int, now: datetime) -> bool:
     """Revoke one key by id; False when there is no such live key. No commit."""
-    done = session.execute(update(RelayKey).where(RelayKey.id == key_id, RelayKey.revoked_at.is_(None))
+    done = session.execute(update(RelayKey).where(col(RelayKey.id) == key_id, col(RelayKey.revoked_at).is_(None))
                            .values(revoked_at=as_utc(now)), execution_options={"synchronize_session": False})
     return bool(done.rowcount)
 
 
 def list_keys(session: Session, pixel_id: str | None = None) -> list[RelayKey]:
-    query = select(RelayKey).order_by(RelayKey.pixel_id, RelayKey.id)
+    query = select(RelayKey).order_by(col(RelayKey.pixel_id), col(RelayKey.id))
     if pixel_id is not None:
-        query = query.where(RelayKey.pixel_id == pixel_id)
+        query = query.where(col(RelayKey.pixel_id) == pixel_id)
     return list(session.scalars(query))
 
 
@@ -51,8 +52,8 @@ def key_matches(session: Session, *, pixel_id: str, presented: str) -> bool:
     if not presented.startswith(KEY_PREFIX):
         return False
     wanted = key_hash(presented)
-    hashes = session.scalars(select(RelayKey.key_hash).where(RelayKey.pixel_id == pixel_id,
-                                                              RelayKey.revoked_at.is_(None)))
+    hashes = session.scalars(select(col(RelayKey.key_hash)).where(col(RelayKey.pixel_id) == pixel_id,
+                                                              col(RelayKey.revoked_at).is_(None)))
     found = False
     for stored in hashes:
         found |= hmac.compare_digest(stored, wanted)

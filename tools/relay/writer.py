@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.ledger.deliveries import record_delivery
 from tools.ledger.models import Event
@@ -115,11 +116,11 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
             in_flight.setdefault(w.received_at, []).extend(results[index])
     for at, row_ids in in_flight.items():
         # Journal before the request: rows left "sending" by a crash become "uncertain", never resent.
-        session.execute(update(Event).where(Event.id.in_(row_ids)).values(
+        session.execute(update(Event).where(col(Event.id).in_(row_ids)).values(
             delivery_status="sending", last_attempt_at=at), execution_options={"synchronize_session": False})
     pending = [row_id for index, w in records if w.after == "pending" for row_id in results[index]]
     if pending:
-        session.execute(update(Event).where(Event.id.in_(pending)).values(delivery_status="pending"),
+        session.execute(update(Event).where(col(Event.id).in_(pending)).values(delivery_status="pending"),
                         execution_options={"synchronize_session": False})
     # Every delivery of the group adds to one set of rollup increments, written once at the end.
     deltas = RollupDeltas()

@@ -16,9 +16,9 @@ from typing import Literal
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
-from tools.ledger.models import UtcDateTime
+from tools.ledger.models import UtcDateTime, table_of
 from tools.ledger.rollups import dialect_insert
 from tools.timeutil import as_utc
 
@@ -55,7 +55,7 @@ def claim(session: Session, *, pixel_id: str, window_end: datetime, worker: str,
     concurrent callers exactly one gets True."""
     now = as_utc(now)
     window_end = as_utc(window_end)
-    table = AuditClaim.__table__  # type: ignore[attr-defined]
+    table = table_of(AuditClaim)
     insert = dialect_insert(session, table).values(
         pixel_id=pixel_id, window_end=window_end, claimed_by=worker, claimed_at=now,
         lease_expires_at=now + lease, status="running", attempts=1,
@@ -84,7 +84,7 @@ def finish(session: Session, *, pixel_id: str, window_end: datetime, worker: str
 
     False (and nothing written) when ``worker`` no longer holds a running claim on it, e.g. its lease
     expired and another worker took the hour over."""
-    table = AuditClaim.__table__  # type: ignore[attr-defined]
+    table = table_of(AuditClaim)
     stmt = update(table).where(
         table.c.pixel_id == pixel_id, table.c.window_end == as_utc(window_end),
         table.c.claimed_by == worker, table.c.status == "running",
@@ -97,8 +97,8 @@ def finish(session: Session, *, pixel_id: str, window_end: datetime, worker: str
 
 def get_claim(session: Session, *, pixel_id: str, window_end: datetime) -> AuditClaim | None:
     """The claim row of one pixel-hour, if any (read fresh from the database)."""
-    stmt = select(AuditClaim).where(AuditClaim.pixel_id == pixel_id,
-                                    AuditClaim.window_end == as_utc(window_end))
+    stmt = select(AuditClaim).where(col(AuditClaim.pixel_id) == pixel_id,
+                                    col(AuditClaim.window_end) == as_utc(window_end))
     return session.execute(stmt.execution_options(populate_existing=True)).scalars().first()
 
 
@@ -116,9 +116,9 @@ def last_done_by_pixel(session: Session, pixel_ids: list[str]) -> dict[str, date
     """``last_done`` for several pixels in one query; pixels never audited are absent."""
     if not pixel_ids:
         return {}
-    stmt = (select(AuditClaim.pixel_id, func.max(AuditClaim.window_end))
-            .where(AuditClaim.status == "done", AuditClaim.pixel_id.in_(pixel_ids))  # type: ignore[attr-defined]
-            .group_by(AuditClaim.pixel_id))
+    stmt = (select(col(AuditClaim.pixel_id), func.max(col(AuditClaim.window_end)))
+            .where(col(AuditClaim.status) == "done", col(AuditClaim.pixel_id).in_(pixel_ids))
+            .group_by(col(AuditClaim.pixel_id)))
     return {pixel_id: as_utc(end) for pixel_id, end in session.execute(stmt).all() if end is not None}
 
 

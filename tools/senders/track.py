@@ -29,7 +29,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
+from tools.ledger.models import table_of
 from tools.ledger.rollups import dialect_insert
 from tools.senders.fingerprint import EventShape, SenderInfo, event_shape, sender_from_request
 from tools.senders.models import SenderChangeRow, SenderFingerprint, SenderIdentity
@@ -114,8 +116,9 @@ def _judge(state: dict[str, Any], *, identity: str, first_seen: datetime) -> lis
 def _others(session: Session, pixel_id: str, identity: str) -> tuple[int, str | None, datetime | None]:
     """Events of the pixel's other senders, the label of the one with the most, and when the first
     of them was first seen."""
-    rows = session.execute(select(SenderIdentity.label, SenderIdentity.events, SenderIdentity.first_seen).where(
-        SenderIdentity.pixel_id == pixel_id, SenderIdentity.identity != identity)).all()
+    rows = session.execute(select(col(SenderIdentity.label), col(SenderIdentity.events),
+                                  col(SenderIdentity.first_seen)).where(
+        col(SenderIdentity.pixel_id) == pixel_id, col(SenderIdentity.identity) != identity)).all()
     top = max(rows, key=lambda row: row.events, default=None)
     first = min((as_utc(row.first_seen) for row in rows), default=None)
     return sum(row.events for row in rows), (top.label if top is not None else None), first
@@ -130,7 +133,7 @@ def observe(session: Session, *, pixel_id: str, info: SenderInfo, shapes: Sequen
     identity, key = info.identity, info.key()
     hour = floor_hour(at)
     changes: list[SenderChange] = []
-    table = SenderIdentity.__table__
+    table = table_of(SenderIdentity)
     row = session.execute(select(table).where(table.c.pixel_id == pixel_id, table.c.identity == identity)
                           .with_for_update()).mappings().first()
     if row is None:
@@ -151,7 +154,7 @@ def observe(session: Session, *, pixel_id: str, info: SenderInfo, shapes: Sequen
     state = dict(row["state"])
     first_seen = as_utc(row["first_seen"])
 
-    fingerprints = SenderFingerprint.__table__
+    fingerprints = table_of(SenderFingerprint)
     seen = session.execute(select(fingerprints.c.last_seen).where(
         fingerprints.c.pixel_id == pixel_id, fingerprints.c.fingerprint == key)).scalar_one_or_none()
     if seen is None:
@@ -200,7 +203,7 @@ def observe(session: Session, *, pixel_id: str, info: SenderInfo, shapes: Sequen
 def store_changes(session: Session, *, pixel_id: str, changes: Sequence[SenderChange], now: datetime) -> None:
     if not changes:
         return
-    session.execute(dialect_insert(session, SenderChangeRow.__table__).on_conflict_do_nothing(), [{
+    session.execute(dialect_insert(session, table_of(SenderChangeRow)).on_conflict_do_nothing(), [{
         "pixel_id": pixel_id, "at": as_utc(c.at), "kind": c.kind, "sender": c.sender[:200],
         "event_name": c.event_name[:200], "before": c.before[:1000], "after": c.after[:1000],
         "recorded_at": as_utc(now)} for c in changes])
@@ -239,7 +242,7 @@ def record_import_senders(session: Session, items: Sequence[Any], row_ids: Seque
 def load_sender_changes(session: Session, *, pixel_id: str, since: datetime,
                         until: datetime) -> tuple[SenderChange, ...]:
     """The pixel's changes dated in [since, until), oldest first."""
-    table = SenderChangeRow.__table__
+    table = table_of(SenderChangeRow)
     rows = session.execute(select(table).where(
         table.c.pixel_id == pixel_id, table.c.at >= as_utc(since), table.c.at < as_utc(until))
         .order_by(table.c.at, table.c.id)).mappings()
@@ -255,7 +258,7 @@ def recent_changes(session: Session, *, pixel_id: str, until: datetime) -> tuple
 
 def load_senders(session: Session, *, pixel_id: str) -> list[dict[str, Any]]:
     """The pixel's senders (one line per software version), most recently seen first."""
-    table = SenderFingerprint.__table__
+    table = table_of(SenderFingerprint)
     rows = session.execute(select(table).where(table.c.pixel_id == pixel_id)
                            .order_by(table.c.last_seen.desc())).mappings()
     return [{"sender": r["identity"], "label": r["label"], "first_seen": to_iso(as_utc(r["first_seen"])),

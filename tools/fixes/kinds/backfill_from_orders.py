@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.fixes.kinds.base import FixKindSpec, PreparedChunk
 from tools.fixes.models import FixChunk, FixProposalRow
@@ -100,9 +101,9 @@ def _with_purchase(session: Session, pixel_id: str, orders: Sequence[_Order]) ->
     waiting = [o for o in orders if not o.matched]
     by_ref: set[str] = set()
     for part in chunked(sorted({o.order_id for o in waiting})):
-        for event_id, order_ref in session.execute(select(Event.event_id, Event.order_ref).where(
-                Event.pixel_id == pixel_id, Event.event_name == PURCHASE,
-                Event.event_id.in_(part) | Event.order_ref.in_(part))):
+        for event_id, order_ref in session.execute(select(col(Event.event_id), col(Event.order_ref)).where(
+                col(Event.pixel_id) == pixel_id, col(Event.event_name) == PURCHASE,
+                col(Event.event_id).in_(part) | col(Event.order_ref).in_(part))):
             by_ref.update(ref for ref in (event_id, order_ref) if ref is not None)
     found.update({o.id: "purchase_in_ledger" for o in waiting if o.order_id in by_ref})
     waiting = [o for o in waiting if o.id not in found]
@@ -111,9 +112,11 @@ def _with_purchase(session: Session, pixel_id: str, orders: Sequence[_Order]) ->
     # Purchases without an order id near these orders' times: the same sale sent without its id.
     start = min(o.created_at for o in waiting) - MATCH_TOLERANCE
     end = max(o.created_at for o in waiting) + MATCH_TOLERANCE
-    purchases = session.execute(select(Event.id, Event.event_time, Event.purchase_key, Event.payload).where(
-        Event.pixel_id == pixel_id, Event.event_name == PURCHASE, Event.order_ref.is_(None),
-        Event.event_time >= start, Event.event_time <= end).order_by(Event.event_time, Event.id)).all()
+    purchases = session.execute(
+        select(col(Event.id), col(Event.event_time), col(Event.purchase_key), col(Event.payload)).where(
+            col(Event.pixel_id) == pixel_id, col(Event.event_name) == PURCHASE, col(Event.order_ref).is_(None),
+            col(Event.event_time) >= start, col(Event.event_time) <= end)
+        .order_by(col(Event.event_time), col(Event.id))).all()
     used: set[int] = set()
     for order in waiting:
         key = _order_key(order)
@@ -143,12 +146,12 @@ def _same_amount(custom: Mapping[str, Any], order: _Order) -> bool:
 
 def _in_other_backfills(session: Session, pixel_id: str, proposal_id: str | None) -> set[int]:
     """Order row ids another backfill has planned, is sending, sent or may have sent (uncertain)."""
-    query = (select(FixChunk.status, FixChunk.event_ids, FixChunk.sent_ids)
-             .join(FixProposalRow, FixProposalRow.id == FixChunk.proposal_id)
-             .where(FixProposalRow.kind == NAME, FixProposalRow.pixel_id == pixel_id,
-                    FixChunk.status.in_(("planned", "sending", "sent", "uncertain"))))
+    query = (select(col(FixChunk.status), col(FixChunk.event_ids), col(FixChunk.sent_ids))
+             .join(FixProposalRow, col(FixProposalRow.id) == col(FixChunk.proposal_id))
+             .where(col(FixProposalRow.kind) == NAME, col(FixProposalRow.pixel_id) == pixel_id,
+                    col(FixChunk.status).in_(("planned", "sending", "sent", "uncertain"))))
     if proposal_id is not None:
-        query = query.where(FixChunk.proposal_id != proposal_id)
+        query = query.where(col(FixChunk.proposal_id) != proposal_id)
     held: set[int] = set()
     for status, planned, sent in session.execute(query):
         held.update(planned if status == "planned" else sent)
@@ -189,8 +192,8 @@ class BackfillFromOrders(FixKindSpec):
         since, until = resolve_window(params, at)
         selection = Selection(since=since, until=until)
         orders = _orders(session, select(Order).where(
-            Order.pixel_id == pixel_id, Order.created_at >= since, Order.created_at < until)
-            .order_by(Order.created_at, Order.id))
+            col(Order.pixel_id) == pixel_id, col(Order.created_at) >= since, col(Order.created_at) < until)
+            .order_by(col(Order.created_at), col(Order.id)))
         reasons = _skip_reasons(session, pixel_id, orders, at=at, proposal_id=None)
         for order in orders:
             if order.id in reasons:
@@ -204,7 +207,8 @@ class BackfillFromOrders(FixKindSpec):
                       send_at: datetime, country: str, proposal_id: str) -> PreparedChunk:
         orders: list[_Order] = []
         for part in chunked(list(ids)):
-            orders.extend(_orders(session, select(Order).where(Order.pixel_id == pixel_id, Order.id.in_(part))))
+            orders.extend(_orders(session, select(Order).where(col(Order.pixel_id) == pixel_id,
+                                                               col(Order.id).in_(part))))
         order_of = {order.id: order for order in orders}
         prepared = PreparedChunk(skipped=Counter({"missing": len(ids) - len(orders)}))
         reasons = _skip_reasons(session, pixel_id, orders, at=send_at, proposal_id=proposal_id)
