@@ -22,12 +22,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from tools.checks.types import MetaHourlyCount, MetaReadError, QualitySnapshot
+from tools.checks.types import MetaHourlyCount, MetaReadError, QualitySnapshot, Source
 from tools.ledger.models import MetaSnapshot
 from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import load_meta_counts, save_meta_counts, save_quality_snapshot
@@ -170,6 +171,11 @@ def _take_prefetched(session: Session, pixel_id: str, at: datetime) -> Prefetche
         return _PREFETCHED.pop((_db_key(session), pixel_id, as_utc(at)), None)
 
 
+# One read of a pixel's prefetch: the dataset quality, or one window of stats from one source.
+_Part = Literal["quality"] | Source
+_PartResult = QualitySnapshot | list[MetaHourlyCount]
+
+
 @dataclass
 class _PixelRead:
     pixel: PixelConfig
@@ -231,12 +237,12 @@ def prefetch_meta_sides(
     clients: list[GraphClient] = []
     http = pooled_http(max_connections=workers, timeout=read_timeout)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meta-prefetch")
-    pending: dict[Future, tuple[_PixelRead, str, datetime | None, datetime | None]] = {}
-    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()  # completions, in the order they happen
+    pending: dict[Future[_PartResult], tuple[_PixelRead, _Part, datetime | None, datetime | None]] = {}
+    finished: queue.SimpleQueue[Future[_PartResult]] = queue.SimpleQueue()  # completions, in the order they happen
     lock = threading.Lock()
 
-    def run(read: _PixelRead, client: GraphClient, kind: str, start: datetime | None,
-            end: datetime | None) -> object:
+    def run(read: _PixelRead, client: GraphClient, kind: _Part, start: datetime | None,
+            end: datetime | None) -> _PartResult:
         with lock:
             if read.started is None:
                 read.started = clock()
@@ -247,7 +253,7 @@ def prefetch_meta_sides(
             if kind == "quality":
                 return client.dataset_quality(read.pixel.id, fetched_at=read.at)
             assert start is not None and end is not None
-            return client.pixel_stats(read.pixel.id, start=start, end=end, source=kind,  # type: ignore[arg-type]
+            return client.pixel_stats(read.pixel.id, start=start, end=end, source=kind,
                                       page_size=PREFETCH_PAGE_SIZE)
         except MetaUnreachableError as exc:  # no answer within the deadline: the pixel's other parts stop
             late = MetaUnreachableError(f"no answer from Meta within {read_timeout:g} s ({exc.message}); "
@@ -269,7 +275,7 @@ def prefetch_meta_sides(
             # Each call is cut at the pixel's deadline and not retried here: a slow pixel frees its
             # workers for the others. (A read that failed otherwise is read again by its audit.)
             clients.append(client.use_http(http, timeout=read_timeout, max_retries=0).use_governor(governor))
-            parts: list[tuple[str, datetime | None, datetime | None]] = [("quality", None, None)]
+            parts: list[tuple[_Part, datetime | None, datetime | None]] = [("quality", None, None)]
             start = read.fetch_start
             while start < window_end:
                 stop = min(start + MAX_STATS_WINDOW, window_end)
@@ -326,7 +332,7 @@ def prefetch_meta_sides(
     return prefetch
 
 
-def _drain(finished: queue.SimpleQueue[Future], *, timeout: float) -> list[Future]:
+def _drain(finished: queue.SimpleQueue[Future[_PartResult]], *, timeout: float) -> list[Future[_PartResult]]:
     """The futures completed since the last call (waits up to ``timeout`` for the first one)."""
     try:
         done = [finished.get(timeout=timeout)]
@@ -339,7 +345,7 @@ def _drain(finished: queue.SimpleQueue[Future], *, timeout: float) -> list[Futur
             return done
 
 
-def _collect(read: _PixelRead, kind: str, future: Future) -> None:
+def _collect(read: _PixelRead, kind: _Part, future: Future[_PartResult]) -> None:
     try:
         result = future.result()
     except Exception as exc:
@@ -351,7 +357,7 @@ def _collect(read: _PixelRead, kind: str, future: Future) -> None:
         elif read.stats_error is None:
             read.stats_error = error
         return
-    if kind == "quality":
+    if isinstance(result, QualitySnapshot):  # the "quality" part
         read.quality = result
     elif result:
         read.counts.extend(result)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -127,7 +127,7 @@ def check_and_diagnose(inputs: AuditInputs) -> tuple[list[Finding], list[Inciden
     return findings, diagnose(findings, inputs)
 
 
-def store_audit(session: Session, audit: PixelAudit, *, result: dict | None = None) -> int:
+def store_audit(session: Session, audit: PixelAudit, *, result: dict[str, Any] | None = None) -> int:
     """Persist the audit, its findings and the incident changes (the caller commits)."""
     audit.audit_id = save_audit(
         session, pixel_id=audit.pixel_id, window_start=audit.window_start, window_end=audit.window_end,

@@ -66,7 +66,8 @@ def check_errors(inputs: AuditInputs) -> list[Finding]:
             by_kind[kind][(code, subcode)] += count
     out: list[Finding] = []
 
-    def emit(code: str, severity: Severity, summary: str, counter: Counter, extra: dict) -> None:
+    def emit(code: str, severity: Severity, summary: str, counter: Counter[tuple[int, int | None]],
+             extra: dict[str, float | int | str | None]) -> None:
         failed = sum(counter.values())
         (top_code, top_sub), _ = counter.most_common(1)[0]
         out.append(make_finding(

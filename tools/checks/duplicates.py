@@ -25,7 +25,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from tools.checks.series import MIN_SHARE_EVENTS, ledger_by_event, meta_counts, pool_until, span_label, window_hours
+from tools.checks.series import (
+    MIN_SHARE_EVENTS,
+    ledger_by_event,
+    meta_counts,
+    pool_until,
+    span_label,
+    total_reaches,
+    window_hours,
+)
 from tools.checks.stats import ShareVerdict, judge_share, open_since, usual_counts
 from tools.checks.types import AuditInputs, EventHour, Finding, make_finding
 from tools.timeutil import DAY, HOUR
@@ -91,7 +99,7 @@ def check_repeated_event_ids(inputs: AuditInputs) -> list[Finding]:
         if not any(recent <= h < inputs.window_end and r.events for h, r in rows.items()):
             continue
         events = {h: r.events for h, r in rows.items()}
-        hours = pool_until(inputs, lambda hs, e=events: sum(e.get(h, 0) for h in hs) >= MIN_SHARE_EVENTS)
+        hours = pool_until(inputs, total_reaches(events, MIN_SHARE_EVENTS))
         now = [rows[h] for h in hours if h in rows]
         verdict, k, n = _judge(now, _history_days(inputs, name, rows, hours[0]), _repeats, REPEAT_FLOOR)
         if not verdict.above_floor:

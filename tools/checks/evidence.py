@@ -122,9 +122,10 @@ def share_shift(target: Sequence[float], partner: Sequence[float], usable: Seque
         t_ref = _prefix([t if ok else 0.0 for t, ok in zip(target, usable, strict=True)])
         p_ref = _prefix([p if ok else 0.0 for p, ok in zip(partner, usable, strict=True)])
     first_onset = max(known_from + 1, n_hours - lookback)
-    onsets = range(n_hours - 1, first_onset - 1, -1)  # newest first: on a tie the latest onset wins
-    if len(onsets) >= _SCREEN_FROM:
-        onsets = _screened_onsets(t_all, p_all, t_ref, p_ref, onsets, margin=margin, known_from=known_from)
+    candidates = range(n_hours - 1, first_onset - 1, -1)  # newest first: on a tie the latest onset wins
+    onsets: Sequence[int] = candidates
+    if len(candidates) >= _SCREEN_FROM:
+        onsets = _screened_onsets(t_all, p_all, t_ref, p_ref, candidates, margin=margin, known_from=known_from)
     best: tuple[float, int, float] | None = None  # (llr, onset, reference ratio)
     power = 0.0
     for onset in onsets:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from tools.checks.series import (
     MAX_POOLED_HOURS,
@@ -196,7 +197,9 @@ def _pixel_rows(by_event: dict[str, dict[datetime, EventHour]]) -> dict[datetime
             for attr, merged in sums.items():
                 for key, value in getattr(row, attr).items():
                     merged[key] = merged.get(key, 0) + value
-        out[hour] = replace(first, events=events, **sums)
+        # The merged fields are named at run time (COUNTERS), so the call is checked by name, not by type.
+        changes: dict[str, Any] = {"events": events, **sums}
+        out[hour] = replace(first, **changes)
     return out
 
 

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from tools.checks.series import (
@@ -62,6 +62,11 @@ def _merged_buckets(rows: Sequence[EventHour]) -> list[int]:
     return merged
 
 
+def _attempts_reach(rows: Mapping[datetime, EventHour], minimum: int) -> Callable[[list[datetime]], bool]:
+    """A stop rule for ``pool_until``: the pooled hours hold at least ``minimum`` send attempts."""
+    return lambda hours: _attempted(rows, hours) >= minimum
+
+
 def _attempted(rows: Mapping[datetime, EventHour], hours: list[datetime]) -> int:
     return sum(sum(rows[h].lag_buckets) for h in hours if h in rows)
 
@@ -79,7 +84,7 @@ def check_lag(inputs: AuditInputs) -> list[Finding]:
     t = inputs.thresholds
     out: list[Finding] = []
     for name, rows in sorted(ledger_by_event(inputs).items()):
-        hours = pool_until(inputs, lambda hs, rows=rows: _attempted(rows, hs) >= MIN_SHARE_EVENTS)
+        hours = pool_until(inputs, _attempts_reach(rows, MIN_SHARE_EVENTS))
         now = [rows[h] for h in hours if h in rows]
         buckets = _merged_buckets(now)
         attempted = sum(buckets)

@@ -21,10 +21,10 @@ from tools.checks.series import (
     meta_counts,
     pool_until,
     span_label,
-    total,
+    total_reaches,
     week_earlier,
 )
-from tools.checks.types import AuditInputs, EventHour, Finding, QualitySnapshot, Source, make_finding
+from tools.checks.types import AuditInputs, EventHour, Finding, QualitySnapshot, Severity, Source, make_finding
 from tools.checks.witness import (
     ALL_EVENTS,
     CROSS_MARGIN,
@@ -145,7 +145,7 @@ def _dedupe_feedback(inputs: AuditInputs) -> dict[str, tuple[float, float]]:
 EVENT_ID_MARGIN = 0.75
 
 
-def _event_id_shift(inputs: AuditInputs, rows: dict) -> tuple[ShareShift, datetime] | None:
+def _event_id_shift(inputs: AuditInputs, rows: dict[datetime, EventHour]) -> tuple[ShareShift, datetime] | None:
     """A change point in the share of server events carrying an event_id over Meta's 7 days, its
     reference taken before the change: a loss that began days ago (before the first audit, or absorbed
     by a 7-day average) is still a loss."""
@@ -169,7 +169,7 @@ def check_event_ids(inputs: AuditInputs) -> list[Finding]:
     feedback = _dedupe_feedback(inputs)
     for name, rows in sorted(ledger_by_event(inputs).items()):
         events = {h: float(r.events) for h, r in rows.items()}
-        hours = pool_until(inputs, lambda hs, e=events: total(e, hs) >= MIN_SHARE_EVENTS)
+        hours = pool_until(inputs, total_reaches(events, MIN_SHARE_EVENTS))
         now: list[EventHour] = [rows[h] for h in hours if h in rows]
         n = sum(r.events for r in now)
         past: list[EventHour] = [rows[h] for h in history_hours(inputs, 7) if h in rows]
@@ -177,7 +177,7 @@ def check_event_ids(inputs: AuditInputs) -> list[Finding]:
         evidence: list[str] = []
         coverage = sum(r.with_event_id for r in now) / n if n else None
         usual = sum(r.with_event_id for r in past) / past_n if past_n else None
-        severity = None
+        severity: Severity | None = None
         if n >= t.min_baseline_events and coverage is not None and coverage < t.event_id_min_coverage:
             evidence.append(
                 f"{span_label(hours)}: {coverage:.0%} of {n} server {name} events carry an event_id"
@@ -231,7 +231,7 @@ def _fall_needed(share_pct: float, browser: dict[datetime, float], since: dateti
     if window <= 0:
         return BROWSER_ID_FALL
     p = min(max(share_pct / 100, 0.0), 1.0)
-    sd = 100 * (max(between, 1.0) * max(p * (1 - p), 0.01 * 0.99)) ** 0.5 / window
+    sd: float = 100 * (max(between, 1.0) * max(p * (1 - p), 0.01 * 0.99)) ** 0.5 / window
     return min(BROWSER_ID_FALL, max(BROWSER_ID_FALL_MIN, BROWSER_ID_SD * sd))
 
 

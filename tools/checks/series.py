@@ -78,6 +78,11 @@ def total(series: Mapping[datetime, float], hours: Iterable[datetime]) -> float:
     return float(sum(series.get(h, 0) for h in hours))
 
 
+def total_reaches(series: Mapping[datetime, float], minimum: float) -> Callable[[list[datetime]], bool]:
+    """A stop rule for ``pool_until``: the pooled hours hold at least ``minimum`` in ``series``."""
+    return lambda hours: total(series, hours) >= minimum
+
+
 def history_hours(inputs: AuditInputs, days: int, known_from: datetime | None = None) -> list[datetime]:
     """Hours of the ``days`` days before the window (not before the data start)."""
     start = inputs.window_start - days * 24 * HOUR

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from tools.checks.types import AuditInputs
 from tools.checks.witness import orders_verdict
@@ -62,7 +63,7 @@ def lost_purchases_since(inputs: AuditInputs) -> datetime | None:
 
 
 def replay_params(inputs: AuditInputs, event_names: Sequence[str], statuses: list[str],
-                  since: datetime | None = None) -> dict:
+                  since: datetime | None = None) -> dict[str, Any]:
     start = undelivered_since(inputs, event_names)
     return {
         "since": to_iso(min(start, since) if since else start),
@@ -77,7 +78,7 @@ def _manual(cause: str, text: str | None = None) -> FixSuggestion:
                          requires_approval=False)
 
 
-def _fix(kind: FixKind, summary: str, params: dict) -> FixSuggestion:
+def _fix(kind: FixKind, summary: str, params: dict[str, Any]) -> FixSuggestion:
     return FixSuggestion(kind=kind, summary=summary, params=params, requires_approval=True)
 
 

@@ -11,9 +11,10 @@ on their own.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from tools.checks.types import SEVERITY_RANK, AuditInputs, Finding
 from tools.diagnosis.catalogue import cause_info
@@ -93,6 +94,11 @@ def _rate(f: Finding, key: str) -> float:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
+def _of_events(names: Collection[str | None], test: Callable[[Finding], bool]) -> Callable[[Finding], bool]:
+    """``test``, for findings of the events ``names`` only (bound now: the rules call it inside their loops)."""
+    return lambda f: f.event_name in names and test(f)
+
+
 def _renamed_pair(new: Finding, old: Finding) -> bool:
     """Is ``old`` (a name that fell silent) the same events as ``new`` (a name that appeared)?"""
     if old.code not in RENAME_DROPS or old.event_name in (None, new.event_name):
@@ -116,15 +122,15 @@ def _renames(pool: Pool) -> list[Draft]:
     Purchase -> checkout_complete at a similar rate, on one channel or both, at any volume."""
     drafts: list[Draft] = []
     for new in pool.take(lambda f: f.code == "volume.new_event"):
-        old = pool.take(lambda f, new=new: _renamed_pair(new, f))
+        old = pool.take(partial(_renamed_pair, new))
         if not old:
             pool.left.append(new)  # a genuinely new event: info, left to the fallback
             continue
         old_names = {f.event_name for f in old}
         # Match quality of a name that fell silent moves with it: part of the same incident.
         # So does the pairing of its browser and server copies (dedupe.reasons: the names differ).
-        parity = pool.take(lambda f, names=old_names: f.code.startswith(("parity.", "volume.", "emq.", "dedupe."))
-                           and f.event_name in names)
+        parity = pool.take(_of_events(old_names,
+                                      lambda f: f.code.startswith(("parity.", "volume.", "emq.", "dedupe."))))
         drafts.append(Draft("event_renamed", [new, *old, *parity]))
     return drafts
 
@@ -213,8 +219,8 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
     for draft in down:
         # The server side carries the match keys: its loss moves the event's match quality too.
         names = _events(draft.findings)
-        draft.findings += pool.take(lambda f, names=names: f.code in ("emq.drop", "emq.below_floor",
-                                                                      "emq.below_goal") and f.event_name in names)
+        draft.findings += pool.take(_of_events(names, lambda f: f.code in ("emq.drop", "emq.below_floor",
+                                                                           "emq.below_goal")))
     drafts += down
     drafts += _rule(pool, "browser_pixel_down", lambda f: f.code == "parity.browser_below_server",
                     lambda f: f.code in ("volume.zero", "volume.drop") and _source(f) == "browser")

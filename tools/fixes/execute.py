@@ -51,6 +51,7 @@ from tools.fixes.types import (
     ProposalNotApproved,
     ProposalNotFound,
 )
+from tools.ledger.db import rowcount
 from tools.ledger.deliveries import record_delivery
 from tools.ledger.store import DeliveryOutcome
 from tools.meta.client import MAX_EVENTS_PER_REQUEST, GraphClient
@@ -132,7 +133,7 @@ def _start(session: Session, run: _Run, *, at: datetime, batch_size: int) -> Non
     claimed = session.execute(update(FixProposalRow).where(
         col(FixProposalRow.id) == run.proposal_id, col(FixProposalRow.status) == "approved").values(
         status="executing"), execution_options={"synchronize_session": False})
-    if claimed.rowcount != 1:
+    if rowcount(claimed) != 1:
         session.rollback()
         raise ProposalAlreadyDecided(f"proposal {run.proposal_id} is being executed elsewhere")
     selection = run.kind.select(session, pixel_id=run.pixel_id, params=run.params, at=at)
@@ -182,7 +183,7 @@ def _run_chunk(session: Session, run: _Run, *, seq: int, client: GraphClient,
     claimed = session.execute(update(FixChunk).where(*key).values(
         status="sending", sent_ids=ids, skipped=dict(skipped), updated_at=send_at),
         execution_options={"synchronize_session": False})
-    if claimed.rowcount != 1:  # another executor took it
+    if rowcount(claimed) != 1:  # another executor took it
         session.rollback()
         return "continue", "taken", 0
     session.commit()

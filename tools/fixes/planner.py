@@ -30,6 +30,7 @@ from tools.fixes.types import (
     ProposalNotFound,
     Verification,
 )
+from tools.ledger.db import rowcount
 from tools.timeutil import as_utc, to_iso
 
 DEFAULT_TTL = timedelta(hours=72)
@@ -111,7 +112,7 @@ def expire_proposals(session: Session, *, at: datetime, actor: str = "agent") ->
         # Conditional update: of two replicas expiring at once, only one writes the trail entry.
         changed = session.execute(update(FixProposalRow).where(
             col(FixProposalRow.id) == row.id, col(FixProposalRow.status) == "proposed").values(status="expired"))
-        if changed.rowcount:
+        if rowcount(changed):
             record(session, proposal_id=row.id, actor=actor, action="expired", at=at,
                    detail={"expires_at": to_iso(row.expires_at)})
             expired.append(row.id)
@@ -153,7 +154,7 @@ def decide(session: Session, *, proposal_id: str, actor: str, decision: Decision
     done = session.execute(update(FixProposalRow).where(
         col(FixProposalRow.id) == proposal_id, col(FixProposalRow.status) == "proposed").values(**values),
         execution_options={"synchronize_session": False})
-    if done.rowcount != 1:
+    if rowcount(done) != 1:
         session.rollback()
         raise ProposalAlreadyDecided(f"proposal {proposal_id} was decided by someone else")
     record(session, proposal_id=proposal_id, actor=actor,

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from tools.fixes.types import FixParams
+from tools.ledger.bulk import chunked
+from tools.ledger.db import by_name
 from tools.ledger.models import Event
-from tools.ledger.store import chunked
 from tools.timeutil import META_MAX_EVENT_AGE, as_utc, parse_iso
 
 # Meta rejects the whole request if one event is older than 7 days; keep a margin for the time
@@ -99,7 +100,7 @@ def select_events(session: Session, *, pixel_id: str, params: FixParams, at: dat
              .order_by(col(Event.event_time), col(Event.id)))
     cutoff = too_old_cutoff(at)
     for row in session.execute(query):
-        reason = skip_reason(row._mapping, params=params, cutoff=cutoff, row_skip=row_skip)
+        reason = skip_reason(by_name(row), params=params, cutoff=cutoff, row_skip=row_skip)
         if reason is None:
             selection.eligible.append(Candidate(row.id, row.event_name, as_utc(row.event_time)))
         else:
@@ -112,7 +113,7 @@ def current_rows(session: Session, *, pixel_id: str, event_ids: Sequence[int]) -
     rows: list[Mapping[str, Any]] = []
     for chunk in chunked(list(event_ids)):
         query = select(*_COLUMNS).where(col(Event.pixel_id) == pixel_id, col(Event.id).in_(chunk))
-        rows.extend(row._mapping for row in session.execute(query))
+        rows.extend(by_name(row) for row in session.execute(query))
     order = {event_id: index for index, event_id in enumerate(event_ids)}
     return sorted(rows, key=lambda row: order[row["id"]])
 

@@ -222,11 +222,11 @@ def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> list[
             cursor.close()
         return ids
     if not is_sqlite(session):
-        result = session.execute(insert(table_of(Delivery)).returning(
-            col(Delivery.id), sort_by_parameter_order=True), list(rows))
+        table = table_of(Delivery)
+        result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), list(rows))
         return list(result.scalars().all())
     sql = f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) VALUES ({_placeholders(DELIVERY_COLUMNS)})"
-    ids: list[int] = []
+    ids = []
     cursor = _sqlite_cursor(session)
     try:
         # One execute per row: lastrowid is the only id SQLite guarantees to belong to a given row.
@@ -313,11 +313,11 @@ def known_purchases(session: Session, pixel_id: str, order_refs: list[str],
                     values, event_name="Purchase"):
                 found[row_id] = (order_ref, purchase, event_id, as_utc(event_time))
         return [found[row_id] for row_id in sorted(found)]
-    base = select(col(Event.id), col(Event.order_ref), col(Event.purchase_key), col(Event.event_id),
+    base = select(table_of(Event).c.id, col(Event.order_ref), col(Event.purchase_key), col(Event.event_id),
                   col(Event.event_time)).where(
         col(Event.pixel_id) == pixel_id, col(Event.event_name) == "Purchase")
     for column, values in ((col(Event.order_ref), order_refs), (col(Event.purchase_key), purchase_keys)):
         for chunk in chunked(values):
-            for row_id, order_ref, key, event_id, event_time in session.execute(base.where(column.in_(chunk))):
-                found[row_id] = (order_ref, key, event_id, as_utc(event_time))
+            for row_id, order_ref, purchase, event_id, event_time in session.execute(base.where(column.in_(chunk))):
+                found[row_id] = (order_ref, purchase, event_id, as_utc(event_time))
     return [found[row_id] for row_id in sorted(found)]

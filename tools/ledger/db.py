@@ -7,9 +7,9 @@ can write while an audit reads. Postgres is reached through psycopg 3 (``postgre
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 try:  # a dependency of langgraph; optional here
     import orjson as _orjson
@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, Row, create_engine, event
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
@@ -95,3 +95,15 @@ def migrate(engine_or_url: Engine | str, *, revision: str = "head") -> None:
 def session_factory(engine: Engine) -> Callable[[], Session]:
     """Sessions bound to ``engine``; objects stay readable after commit."""
     return sessionmaker(bind=engine, class_=Session, expire_on_commit=False)
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed to return a plain ``Result``; for
+    a DML statement it is a ``CursorResult``, which carries the count."""
+    return cast(CursorResult[*tuple[Any, ...]], result).rowcount
+
+
+def by_name(row: Row[*tuple[Any, ...]]) -> Mapping[str, Any]:
+    """A result row as a mapping by column name. SQLAlchemy types ``Row._mapping``'s keys as names or column
+    objects; the ledger's queries read their rows by name only."""
+    return cast(Mapping[str, Any], row._mapping)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from tools.ledger.bulk import chunked
+from tools.ledger.db import by_name
 from tools.ledger.models import Delivery, DeliveryEvent, Event, table_of
 from tools.ledger.rollups import RollupDeltas, apply_deltas
-from tools.ledger.store import DeliveryOutcome, chunked
+from tools.ledger.store import DeliveryOutcome
 from tools.timeutil import as_utc
 
 
@@ -29,10 +32,10 @@ def record_delivery(session: Session, *, pixel_id: str, event_row_ids: Sequence[
     attempted_at = as_utc(outcome.attempted_at)
     columns = (col(Event.id), col(Event.pixel_id), col(Event.event_name), col(Event.event_time), col(Event.received_at),
                col(Event.delivery_status), col(Event.first_attempt_at), col(Event.attempts))
-    events = []
+    events: list[Mapping[str, Any]] = []
     for chunk in chunked(list(event_row_ids)):
         query = select(*columns).where(col(Event.id).in_(chunk), col(Event.pixel_id) == pixel_id)
-        events.extend(row._mapping for row in session.execute(query.with_for_update()))
+        events.extend(by_name(row) for row in session.execute(query.with_for_update()))
     if len(events) != len(set(event_row_ids)):
         raise ValueError("some event ids are not in the ledger for this pixel")
     retry_number = max((row["attempts"] for row in events), default=0)
@@ -44,6 +47,7 @@ def record_delivery(session: Session, *, pixel_id: str, event_row_ids: Sequence[
         "http_status": outcome.http_status, "events_sent": sent, "events_received": received,
         "error_code": outcome.error_code, "error_subcode": outcome.error_subcode,
         "fbtrace_id": outcome.fbtrace_id, "retry_number": retry_number, "fix_id": fix_id}]).scalar_one()
+    assert delivery_id is not None  # the id column is typed optional for rows not yet inserted
     session.execute(insert(table_of(DeliveryEvent)), [{"delivery_id": delivery_id, "event_row_id": row["id"]}
                                             for row in events])
     own_deltas = deltas is None

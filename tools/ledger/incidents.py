@@ -16,6 +16,7 @@ from sqlmodel import col
 
 from tools.checks.types import Finding
 from tools.diagnosis.types import Incident, TriagedIncident
+from tools.ledger.db import rowcount
 from tools.ledger.models import Audit, FindingRow, IncidentRow, table_of
 from tools.ledger.rollups import dialect_insert
 from tools.timeutil import as_utc
@@ -82,7 +83,7 @@ def upsert_incidents(session: Session, *, pixel_id: str, triaged: Sequence[Triag
             continue
         changed = session.execute(update(table).where(is_open).values(
             severity=incident.severity, root_cause=incident.root_cause, body=body, last_seen_at=at))
-        if changed.rowcount:
+        if rowcount(changed):
             continue
         # An incident id seen before (resolved since) is reopened rather than duplicated.
         stmt = dialect_insert(session, table)

@@ -31,17 +31,18 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from tools.ledger.bulk import bulk_session
+from tools.ledger.bulk import bulk_session, chunked
 from tools.ledger.models import Event, Order, table_of
 from tools.ledger.pixels import ensure_pixels
 from tools.ledger.rollups import RollupDeltas, apply_deltas, dialect_insert
-from tools.ledger.store import DeliveryOutcome, IncomingEvent, chunked, store_events
+from tools.ledger.store import DeliveryOutcome, IncomingEvent, store_events
 from tools.senders.envelope import with_sender
 from tools.senders.track import record_import_senders
 from tools.timeutil import as_utc, parse_iso, utcnow
 
 T = TypeVar("T")
 
+_fast_loads: Callable[[str | bytes], Any]
 try:  # a dependency of langgraph; optional here
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col
 
+from tools.ledger.db import rowcount
 from tools.ledger.models import RowId, UtcDateTime, table_of
 from tools.ledger.rollups import dialect_insert
 from tools.timeutil import as_utc
@@ -62,7 +63,7 @@ def enqueue(session: Session, *, dedupe_key: str, channel: str, kind: str, paylo
         dedupe_key=dedupe_key, channel=channel, kind=kind, payload=payload, pixel_id=pixel_id,
         incident_id=incident_id, status="pending", attempts=0, created_at=as_utc(at),
     ).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    return bool(session.execute(stmt).rowcount)
+    return bool(rowcount(session.execute(stmt)))
 
 
 def pending(session: Session, *, limit: int = 50, kinds: Iterable[str] | None = None,

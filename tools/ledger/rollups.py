@@ -26,6 +26,7 @@ from sqlmodel import col
 
 from tools.checks.payload_quality import USER_BITS
 from tools.checks.types import LAG_BUCKET_EDGES, OFFSET_EDGES
+from tools.ledger.db import by_name
 from tools.ledger.models import (
     ArrivalHourRollup,
     Delivery,
@@ -444,7 +445,7 @@ def rebuild_rollups(session: Session, pixel_id: str | None = None) -> None:
     for model in (EventHourRollup, DeliveryHourRollup, OrderHourRollup, ArrivalHourRollup,
                   PayloadHourRollup):
         stmt = delete(model)
-        session.execute(stmt if pixel_id is None else stmt.where(model.pixel_id == pixel_id))
+        session.execute(stmt if pixel_id is None else stmt.where(col(model.pixel_id) == pixel_id))
     deltas = RollupDeltas()
     events = select(*event_rollup_columns()).order_by(col(Event.id))
     deliveries = select(Delivery).order_by(col(Delivery.id))
@@ -453,7 +454,7 @@ def rebuild_rollups(session: Session, pixel_id: str | None = None) -> None:
         events = events.where(col(Event.pixel_id) == pixel_id)
         deliveries = deliveries.where(col(Delivery.pixel_id) == pixel_id)
         orders = orders.where(col(Order.pixel_id) == pixel_id)
-    rows = (row._mapping for row in session.execute(events.execution_options(yield_per=5000)))
+    rows = (by_name(row) for row in session.execute(events.execution_options(yield_per=5000)))
     count_events(rows, deltas, set(), PurchaseIndex())
     for attempt in session.scalars(deliveries):
         deltas.add_delivery(pixel_id=attempt.pixel_id, attempted_at=attempt.attempted_at,

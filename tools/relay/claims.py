@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from tools.ledger.db import rowcount
 from tools.ledger.models import Event
 from tools.meta.validate import SUBCODE_EVENT_TOO_OLD
 from tools.timeutil import META_MAX_EVENT_AGE, as_utc
@@ -73,7 +74,7 @@ def claim_chunk(session: Session, *, pixel_id: str, limit: int, now: datetime) -
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     for _ in range(CLAIM_TRIES):
-        ids = list(session.scalars(query))
+        ids = [row_id for row_id in session.scalars(query) if row_id is not None]  # primary keys: never None
         if not ids:
             session.rollback()
             return []
@@ -81,7 +82,7 @@ def claim_chunk(session: Session, *, pixel_id: str, limit: int, now: datetime) -
             update(Event).where(col(Event.id).in_(ids), col(Event.delivery_status) == PENDING).values(
                 delivery_status=IN_FLIGHT, last_attempt_at=as_utc(now)),
             execution_options={"synchronize_session": False})
-        if claimed.rowcount == len(ids):
+        if rowcount(claimed) == len(ids):
             session.commit()
             return ids
         session.rollback()  # another replica claimed some of them in between

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from tools.ledger.db import rowcount
 from tools.ledger.models import RelayKey
 from tools.timeutil import as_utc
 
@@ -36,7 +37,7 @@ def revoke_key(session: Session, *, key_id: int, now: datetime) -> bool:
     """Revoke one key by id; False when there is no such live key. No commit."""
     done = session.execute(update(RelayKey).where(col(RelayKey.id) == key_id, col(RelayKey.revoked_at).is_(None))
                            .values(revoked_at=as_utc(now)), execution_options={"synchronize_session": False})
-    return bool(done.rowcount)
+    return bool(rowcount(done))
 
 
 def list_keys(session: Session, pixel_id: str | None = None) -> list[RelayKey]:

@@ -31,8 +31,9 @@ from tools.fixes.kinds.base import FixKindSpec, PreparedChunk
 from tools.fixes.models import FixChunk, FixProposalRow
 from tools.fixes.replay import Candidate, Selection, resolve_window, too_old_cutoff
 from tools.fixes.types import FixParams
+from tools.ledger.bulk import chunked
 from tools.ledger.models import Event, Order
-from tools.ledger.store import IncomingEvent, chunked, purchase_key, store_events
+from tools.ledger.store import IncomingEvent, purchase_key, store_events
 from tools.meta.userdata import prepare_user_data
 from tools.timeutil import as_utc, to_unix
 
