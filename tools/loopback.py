@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -34,7 +34,7 @@ class ThreadedServer:
     """
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, name: str = "asgi",
-                 log_level: str = "warning", lifespan: str = "off") -> None:
+                 log_level: str = "warning", lifespan: Literal["auto", "on", "off"] = "off") -> None:
         self.name = name
         self._sock = bind_socket(host, port)
         self.port: int = self._sock.getsockname()[1]

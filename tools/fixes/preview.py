@@ -31,10 +31,11 @@ def build_preview(session: Session, *, pixel_id: str, kind: str, params: dict[st
     selection = spec.select(session, pixel_id=pixel_id, params=parsed, at=at)
     hours: Counter[tuple[str, datetime]] = Counter(
         (candidate.event_name, floor_hour(candidate.event_time)) for candidate in selection.eligible)
-    values: Counter[str] = Counter()
+    values: dict[str, float] = {}
     for candidate in selection.eligible:
         if candidate.value is not None:
-            values[candidate.currency or "?"] += candidate.value
+            currency = candidate.currency or "?"
+            values[currency] = values.get(currency, 0) + candidate.value
     changes = spec.preview_changes(session, pixel_id=pixel_id, params=parsed, selection=selection,
                                    country=pixel_default_country(session, pixel_id))
     total = len(selection.eligible)

@@ -24,7 +24,8 @@ def rehash_payload(payload: Mapping[str, Any], *, default_country: str = "US") -
     """The event with its ``user_data`` re-prepared in repair mode (a new dict; everything outside
     ``user_data`` untouched) and, per field that changed, ``"dropped"`` or ``"rehashed"``."""
     event = copy.deepcopy(dict(payload))
-    before = event.get("user_data") if isinstance(event.get("user_data"), dict) else {}
+    user_data = event.get("user_data")
+    before: dict[str, Any] = user_data if isinstance(user_data, dict) else {}
     after = prepare_user_data(before, default_country=default_country, repair=True).user_data
     changes: dict[str, str] = {}
     for name, value in before.items():

@@ -17,7 +17,7 @@ ReplayStatus = Literal["never_sent", "pending", "failed"]
 Decision = Literal["approve", "reject"]
 ChunkStatus = Literal["planned", "sending", "sent", "failed", "uncertain", "skipped"]
 OPEN_STATUSES = ("proposed", "approved", "executing")
-ALL_UNDELIVERED: tuple[str, ...] = get_args(ReplayStatus)
+ALL_UNDELIVERED: tuple[ReplayStatus, ...] = get_args(ReplayStatus)
 # Meta's subcode when a batch was rejected over one parameter (docs/meta-api.md).
 PARAMETER_SUBCODES: dict[str, int] = {"fbc": 2804001}
 

@@ -35,7 +35,7 @@ def verify_fix(session: Session, *, proposal_id: str, rerun: Callable[[], Sequen
     old, new = _digest(before), _digest(after)
     remaining = set(old["fingerprints"]) & set(new["fingerprints"])
     appeared = set(new["fingerprints"]) - set(old["fingerprints"])
-    checks = sorted({f.check for f in before} | {f.check for f in after}) or ["none"]
+    checks: list[str] = sorted({f.check for f in before} | {f.check for f in after}) or ["none"]
     resolved = not remaining
     summary = (f"{len(before)} finding(s) before, {len(after)} after: "
                + ("resolved" if resolved else f"{len(remaining)} still present")

@@ -413,4 +413,4 @@ def _backoff(state: RetryCallState) -> float:
     if isinstance(exc, MetaApiError) and exc.retry_after is not None:
         return exc.retry_after
     first, cap = RATE_LIMIT_BACKOFF if isinstance(exc, RateLimitedError) else TRANSIENT_BACKOFF
-    return min(cap, first * 2 ** (state.attempt_number - 1))
+    return min(cap, first * 2.0 ** (state.attempt_number - 1))

@@ -90,7 +90,8 @@ def multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
         name = part.get_param("name", header="content-disposition")
         if not name:
             continue
-        payload = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)  # bytes, or None when empty
+        payload = payload if isinstance(payload, bytes) else b""
         fields[str(name)] = payload.decode(part.get_content_charset() or "utf-8", errors="replace")
     return fields
 

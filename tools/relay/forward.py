@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -159,7 +159,7 @@ def _record_failure(session: Session, line: PixelForward, ids: list[int], exc: M
         line.uncertain += len(ids)
         session.commit()
         return False
-    outcome_status = "pending" if exc.retryable else "failed"
+    outcome_status: Literal["pending", "failed"] = "pending" if exc.retryable else "failed"
     record_delivery(session, pixel_id=line.pixel_id, event_row_ids=ids, outcome=DeliveryOutcome(
         status=outcome_status, attempted_at=now, http_status=exc.http_status, error_code=exc.code,
         error_subcode=exc.subcode, fbtrace_id=exc.fbtrace_id, events_received=0, attempts=exc.attempts))

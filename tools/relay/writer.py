@@ -60,7 +60,7 @@ class RecordWrite:
     unconfigured: bool = False  # accepted through the opt-in for unconfigured pixels: mark the pixel
     # More writes of the request for the same transaction, after its events (e.g. who sent it);
     # called with the session and the new row ids. A failure fails this request only.
-    also: Callable[[Session, list[int]], None] | None = None
+    also: Callable[[Session, list[int]], object] | None = None  # what it returns is not used
 
 
 @dataclass(frozen=True)
@@ -130,14 +130,14 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
         if isinstance(w.after, DeliveryOutcome) and results[index]:
             record_delivery(session, pixel_id=w.pixel_id, event_row_ids=results[index], outcome=w.after,
                             deltas=deltas)
-    for w in writes:
-        if not isinstance(w, AnswerWrite) or not w.row_ids:
+    for answer in writes:
+        if not isinstance(answer, AnswerWrite) or not answer.row_ids:
             continue
-        if isinstance(w.outcome, DeliveryOutcome):
-            record_delivery(session, pixel_id=w.pixel_id, event_row_ids=w.row_ids, outcome=w.outcome,
-                            deltas=deltas)
+        if isinstance(answer.outcome, DeliveryOutcome):
+            record_delivery(session, pixel_id=answer.pixel_id, event_row_ids=answer.row_ids,
+                            outcome=answer.outcome, deltas=deltas)
         else:
-            set_uncertain(session, list(w.row_ids))
+            set_uncertain(session, list(answer.row_ids))
     apply_deltas(session, deltas)
     return results
 

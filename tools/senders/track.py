@@ -134,8 +134,9 @@ def observe(session: Session, *, pixel_id: str, info: SenderInfo, shapes: Sequen
     hour = floor_hour(at)
     changes: list[SenderChange] = []
     table = table_of(SenderIdentity)
-    row = session.execute(select(table).where(table.c.pixel_id == pixel_id, table.c.identity == identity)
-                          .with_for_update()).mappings().first()
+    row: Mapping[Any, Any] | None = session.execute(  # a RowMapping, or a dict with a new state
+        select(table).where(table.c.pixel_id == pixel_id, table.c.identity == identity)
+        .with_for_update()).mappings().first()
     if row is None:
         others, top, since = _others(session, pixel_id, identity)
         state: dict[str, Any] = {"hour": to_iso(hour)}
@@ -181,8 +182,8 @@ def observe(session: Session, *, pixel_id: str, info: SenderInfo, shapes: Sequen
             state.pop("takeover")
         else:
             others, _top, _since = _others(session, pixel_id, identity)
-            since = max(0, others - int(takeover["others_at_start"]))
-            if events >= TAKEOVER_MIN_EVENTS and events / (events + since) > TAKEOVER_SHARE:
+            others_since = max(0, others - int(takeover["others_at_start"]))
+            if events >= TAKEOVER_MIN_EVENTS and events / (events + others_since) > TAKEOVER_SHARE:
                 changes.append(SenderChange(at=first_seen, kind="sender", sender=identity,
                                             before=str(takeover["before"]), after=info.label))
                 state.pop("takeover")

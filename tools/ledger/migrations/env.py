@@ -7,14 +7,15 @@ import os
 
 from alembic import context
 from sqlalchemy import Connection
+from sqlmodel import SQLModel
 
 from tools.fixes import models as _fix_models  # noqa: F401  (fix tables join the metadata)
-from tools.ledger import models
+from tools.ledger import models as _ledger_models  # noqa: F401  (the ledger's tables)
 from tools.ledger import outbox as _outbox_models  # noqa: F401  (outbox joins the metadata)
 from tools.ledger.db import DEFAULT_DATABASE_URL, make_engine
 from tools.schedule import claims as _claim_models  # noqa: F401  (audit_claims joins the metadata)
 
-target_metadata = models.SQLModel.metadata
+target_metadata = SQLModel.metadata
 
 
 def _run(connection: Connection) -> None:

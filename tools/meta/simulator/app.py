@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tools.checks.types import Source
 from tools.meta.redact import redact
 from tools.meta.simulator import control
 from tools.meta.simulator.params import parse_time_param, read_params
@@ -60,7 +61,8 @@ MAX_STATS_RANGE = 7 * DAY
 DEFAULT_PAGE_SIZE = 25
 LOGGED_PARAMS = frozenset({"aggregation", "event_source", "start_time", "end_time", "dataset_id", "limit",
                            "after", "pixel_id"})
-SOURCES = {"WEB_ONLY": "browser", "SERVER_ONLY": "server", "WEB_AND_SERVER": None, "ALL": None}
+SOURCES: dict[str, Source | None] = {"WEB_ONLY": "browser", "SERVER_ONLY": "server", "WEB_AND_SERVER": None,
+                                     "ALL": None}
 
 
 def build_simulator_app(state: SimState | None = None) -> Starlette:

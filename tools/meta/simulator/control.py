@@ -41,7 +41,8 @@ def routes() -> list[Route]:
 
 
 def _sim(request: Request) -> SimState:
-    return request.app.state.sim
+    sim: SimState = request.app.state.sim  # set by build_simulator_app
+    return sim
 
 
 def _bad(message: str) -> JSONResponse:
