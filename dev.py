@@ -2,7 +2,7 @@
 """Set-up and entry point for people and CI, with nothing but Python 3.11 installed.
 
     python3 dev.py demo [ARGS]   # create .venv if needed, then run `capi-agent demo`
-    python3 dev.py test [ARGS]   # create .venv if needed, then run ruff and pytest
+    python3 dev.py test [ARGS]   # create .venv if needed, then run ruff, mypy and pytest
     python3 dev.py run ARGS      # any capi-agent command inside the venv
     python3 dev.py lock [--upgrade]   # regenerate requirements/*.lock (pip-compile, with hashes)
 
@@ -87,6 +87,10 @@ def main(argv: list[str]) -> int:
                               cwd=ROOT)
         if ruff.returncode != 0:
             return ruff.returncode
+        # Strict on tools/, default checks on agent/ and evals/ ([tool.mypy] in pyproject.toml).
+        mypy = subprocess.run([str(_bin("mypy")), "tools", "agent", "evals"], cwd=ROOT)
+        if mypy.returncode != 0:
+            return mypy.returncode
         # Parallel across the machine's cores (pytest-xdist) unless the caller chose otherwise.
         parallel = [] if any(arg.startswith(("-n", "--numprocesses", "-p")) for arg in rest) else ["-n", "auto"]
         return subprocess.run([str(_bin("python")), "-m", "pytest", *parallel, *rest], cwd=ROOT).returncode
