@@ -53,12 +53,12 @@ def _no_token() -> MetaReadError:
                          message="no Meta access token configured for this pixel")
 
 
-def read_error(endpoint: str, exc: Exception) -> MetaReadError:
+def read_error(endpoint: Literal["stats", "dataset_quality"], exc: Exception) -> MetaReadError:
     """A read failure as the checks see it; the message is Meta's (never contains the token)."""
     if isinstance(exc, MetaApiError):
-        return MetaReadError(endpoint=endpoint, kind=exc.read_error_kind,  # type: ignore[arg-type]
+        return MetaReadError(endpoint=endpoint, kind=exc.read_error_kind,
                              message=str(exc)[:300], code=exc.code, subcode=exc.subcode)
-    return MetaReadError(endpoint=endpoint, kind="other", message=type(exc).__name__)  # type: ignore[arg-type]
+    return MetaReadError(endpoint=endpoint, kind="other", message=type(exc).__name__)
 
 
 def _fetch_start(session: Session, *, pixel_id: str, history_start: datetime,

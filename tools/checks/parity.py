@@ -90,7 +90,7 @@ def _parity_finding(inputs: AuditInputs, v: WitnessVerdict) -> Finding:
     what = f"{name} events" if name else "events (all names)"
     return make_finding(
         inputs, check="parity", code=f"parity.{v.source}_below_{other}", event_name=name,
-        severity=drop_severity(v),  # type: ignore[arg-type]
+        severity=drop_severity(v),
         summary=f"Meta received fewer {what} from the {v.source} than the {other} side shows: "
                 f"{v.ratio:.0%} of the usual proportion since {v.onset:%a %H:00} UTC.",
         metrics=witness_metrics(v, CROSS_MARGIN),

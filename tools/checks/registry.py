@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TypeGuard
 
 from tools.checks.dedupe_reasons import check_dedupe_reasons
 from tools.checks.delivery import check_delivery
@@ -32,12 +33,16 @@ CHECKS: dict[CheckName, CheckFn] = {
 }
 
 
+def _known(name: str) -> TypeGuard[CheckName]:
+    return name in CHECKS
+
+
 def run_checks(inputs: AuditInputs, only: Iterable[str] | None = None) -> list[Finding]:
     """Run the named checks (all by default) and return their findings, most severe first, then by
     code and event name. Unknown names raise ValueError rather than silently checking nothing."""
     names = list(CHECKS) if only is None else list(only)
-    unknown = [name for name in names if name not in CHECKS]
+    unknown = [name for name in names if not _known(name)]
     if unknown:
         raise ValueError(f"unknown check(s): {', '.join(unknown)}; known: {', '.join(CHECKS)}")
-    findings = [finding for name in names for finding in CHECKS[name](inputs)]  # type: ignore[index]
+    findings = [finding for name in names if _known(name) for finding in CHECKS[name](inputs)]
     return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.code, f.event_name or ""))

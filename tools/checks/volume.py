@@ -269,7 +269,7 @@ def _witnessed_drops(inputs: AuditInputs, report: WitnessReport) -> list[Finding
         zero = v.shift.target_after == 0
         out.append(make_finding(
             inputs, check="volume", code="volume.zero" if zero else "volume.drop", event_name=v.event_name,
-            severity=drop_severity(v),  # type: ignore[arg-type]
+            severity=drop_severity(v),
             summary=(f"No {v.event_name} events from the {v.source} side since {v.onset:%a %H:00} UTC"
                      if zero else
                      f"{v.event_name} {v.source} events fell to {v.ratio:.0%} of their "

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 from tools.checks.evidence import ALARM_LLR, ShareShift, share_shift
 from tools.checks.series import ledger_counts, meta_counts
-from tools.checks.types import LAG_BUCKET_EDGES, AuditInputs, NotJudged, Source
+from tools.checks.types import LAG_BUCKET_EDGES, AuditInputs, NotJudged, Severity, Source
 from tools.timeutil import HOUR, hours_between
 
 CROSS_MARGIN = 0.9
@@ -294,7 +294,7 @@ def orders_verdict(inputs: AuditInputs) -> WitnessVerdict | None:
     return WitnessVerdict("Purchase", "server", "orders", "ledger", shift, tuple(hours)) if shift else None
 
 
-def drop_severity(verdict: WitnessVerdict) -> str:
+def drop_severity(verdict: WitnessVerdict) -> Severity:
     """Critical when the series is nearly gone (below a fifth of its usual share)."""
     return "critical" if verdict.ratio < 0.2 else "warning"
 
