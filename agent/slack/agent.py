@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from agent.agent_services import AgentServices
 from agent.graphs.chat import ChatGraphContext, chat_input
@@ -50,6 +52,12 @@ def result_summary(state: dict[str, Any]) -> str | None:
     if state.get("error"):
         parts.append("the fix could not run; see the capi-agent log")
     return "; ".join(parts) or None
+
+
+def _latest_audit(session: Session, pixel_id: str) -> Audit | None:
+    """The pixel's most recent audit: its latest hour, and of that hour the latest run."""
+    return session.scalars(select(Audit).where(col(Audit.pixel_id) == pixel_id)
+                           .order_by(col(Audit.window_end).desc(), col(Audit.id).desc())).first()
 
 
 @dataclass
@@ -104,10 +112,10 @@ class SlackAgent:
             return ChatContext(pixel_id=None)
         pixel = self.services.pixel(pixel_id)
         with self.services.wiring.session() as session:
-            audit = session.scalars(select(Audit).where(Audit.pixel_id == pixel_id)
-                                    .order_by(Audit.window_end.desc(), Audit.id.desc())).first()
+            audit = _latest_audit(session, pixel_id)
             if audit is None:
                 return ChatContext(pixel_id=pixel_id)
+            assert audit.id is not None  # a stored row
             inputs = cached_inputs(session, pixel=pixel, at=as_utc(audit.window_end))
             proposals = [p.model_dump(mode="json", include={"id", "kind", "status", "incident_id", "created_at"})
                          | {"since": to_iso(p.preview.since), "until": to_iso(p.preview.until),
@@ -144,12 +152,12 @@ class SlackAgent:
         lines = []
         with self.services.wiring.session() as session:
             for pixel in pixels:
-                audit = session.scalars(select(Audit).where(Audit.pixel_id == pixel.id)
-                                        .order_by(Audit.window_end.desc(), Audit.id.desc())).first()
+                audit = _latest_audit(session, pixel.id)
                 incidents = open_incidents(session, pixel.id)
                 if audit is None:
                     lines.append(f"pixel {pixel.id}: not audited yet")
                     continue
+                assert audit.id is not None  # a stored row
                 status = pixel_status(load_findings(session, audit_id=audit.id))
                 lines.append(f"pixel {pixel.id}: {status} (last audit {to_iso(audit.window_end)}), "
                              f"{len(incidents)} open incident(s)")

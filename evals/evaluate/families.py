@@ -545,6 +545,8 @@ def family_records(pixel_base: int) -> list[dict[str, Any]]:
                     shop["scale"] = round(shop["scale"] * EVIDENCE_EVENTS * 1.2 / max(held, 0.05), 5)
                     config = ShopConfig(**shop, timezone=timezone)
             base = drawn.get("target", family.target_hours)
+            if base is None:
+                raise ValueError(f"{sid}: family {family.name} has no target_hours and its variant drew no target")
             clock_from = max(min(onsets), first - timedelta(hours=1))
             target = float(max(base, min(evidence_hours(config, i, clock_from) for i in injections)))
             hours = drawn.get("audit_hours") or math.ceil(target * 1.5) + 1

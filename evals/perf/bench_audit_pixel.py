@@ -150,13 +150,15 @@ def fill_ledger(engine: Any, size: int, workdir: Path) -> None:
 def server_counts(engine: Any, pixel_id: str) -> dict[tuple[datetime, str], int]:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
+    from sqlmodel import col
 
     from tools.ledger.models import EventHourRollup
     from tools.timeutil import as_utc
 
     with Session(engine) as session:
-        rows = session.execute(select(EventHourRollup.hour, EventHourRollup.event_name, EventHourRollup.events)
-                               .where(EventHourRollup.pixel_id == pixel_id))
+        rows = session.execute(select(col(EventHourRollup.hour), col(EventHourRollup.event_name),
+                                      col(EventHourRollup.events))
+                               .where(col(EventHourRollup.pixel_id) == pixel_id))
         return {(as_utc(hour), name): events for hour, name, events in rows}
 
 

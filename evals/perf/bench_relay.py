@@ -57,6 +57,7 @@ import httpx
 from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.ledger.db import make_engine, migrate
 from tools.ledger.models import Event
@@ -143,7 +144,8 @@ def sql_rate(url: str, requests: int, per_request: int) -> float:
                          "payload": event, "flags": {"keys": ["em", "fbp"]}, "delivery_status": "delivered",
                          "attempts": 1, "content_hash": hashlib.sha256(str(n).encode()).hexdigest()})
         with Session(engine) as session:
-            session.execute(insert(Event.__table__), rows)
+            # SQLModel's typing does not declare the __table__ that SQLAlchemy sets on table classes.
+            session.execute(insert(Event.__table__), rows)  # type: ignore[attr-defined]
             session.commit()
     elapsed = time.perf_counter() - started
     engine.dispose()
@@ -279,9 +281,9 @@ def check_nothing_lost_or_doubled(database_url: str, graph_url: str, expected: i
     engine = make_engine(database_url)
     with Session(engine) as session:
         rows = session.scalar(select(func.count()).select_from(Event)) or 0
-        ids = session.scalar(select(func.count(func.distinct(Event.event_id)))) or 0
-        statuses = dict(session.execute(select(Event.delivery_status, func.count()).group_by(
-            Event.delivery_status)).all())
+        ids = session.scalar(select(func.count(func.distinct(col(Event.event_id))))) or 0
+        statuses: dict[str, int] = dict(session.execute(select(col(Event.delivery_status), func.count())
+                                                        .group_by(col(Event.delivery_status))).all())
     engine.dispose()
     received = httpx.get(f"{graph_url}/_sim/received", params={"pixel_id": PIXEL}, timeout=60).json()["data"]
     meta_ids = [item["event"]["event_id"] for item in received]
@@ -495,8 +497,8 @@ def main() -> None:
                                                    per_request=args.events, latency_ms=args.latency_ms,
                                                    profile=None, rate=args.rate)
             if profile is not None and profile.exists():
-                parts, top = profile_summary(profile)
-                line["concurrent"]["profile_cpu_s"] = parts
+                cpu_by_part, top = profile_summary(profile)
+                line["concurrent"]["profile_cpu_s"] = cpu_by_part
                 profiles[backend] = top
         results["backends"][backend] = line
     for backend, summary in profiles.items():
