@@ -249,10 +249,8 @@ class Scheduler:
     @contextmanager
     def _open_services(self) -> Iterator[AgentServices]:
         source = self._services_source
-        if hasattr(source, "audit_pixel"):
-            manager: AbstractContextManager[AgentServices] = nullcontext(source)  # type: ignore[arg-type]
-        else:
-            manager = source()  # type: ignore[operator]
+        # The services themselves are not callable; a factory is.
+        manager: AbstractContextManager[AgentServices] = source() if callable(source) else nullcontext(source)
         with manager as services:
             yield services
 

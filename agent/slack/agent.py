@@ -20,7 +20,7 @@ from sqlmodel import col
 from agent.agent_services import AgentServices
 from agent.graphs.chat import ChatGraphContext, chat_input
 from agent.reasoning.context import ChatContext
-from agent.slack.port import DecisionOutcome
+from agent.slack.port import DecisionOutcome, DecisionStatus
 from agent.summary.collect import build_summary, latest_hour, not_judged_of
 from agent.summary.model import Summary
 from tools.audit.runner import cached_inputs, pixel_status
@@ -30,10 +30,10 @@ from tools.ledger.models import Audit
 from tools.ledger.outbox import thread_origin
 from tools.timeutil import HOUR, as_utc, to_iso
 
-OUTCOMES: dict[str, str] = {"executed": "approved_executed", "failed": "approved_failed",
-                            "pending": "approved_failed", "rejected": "rejected", "expired": "expired",
-                            "already_decided": "already_decided", "not_waiting": "already_decided",
-                            "not_found": "not_found"}
+OUTCOMES: dict[str, DecisionStatus] = {"executed": "approved_executed", "failed": "approved_failed",
+                                       "pending": "approved_failed", "rejected": "rejected", "expired": "expired",
+                                       "already_decided": "already_decided", "not_waiting": "already_decided",
+                                       "not_found": "not_found"}
 SLACK_ACTOR = "slack:"  # how a Slack user is named in the fix audit trail
 
 
@@ -85,7 +85,7 @@ class SlackAgent:
             "approved_executed": "Approved and executed.", "approved_failed": "Approved, but the fix did not finish.",
             "rejected": "Rejected; nothing was sent.", "expired": "This proposal expired; ask for a new audit.",
             "not_found": "No such proposal."}
-        return DecisionOutcome(status=status, message=messages[status], proposal_id=proposal_id,  # type: ignore[arg-type]
+        return DecisionOutcome(status=status, message=messages[status], proposal_id=proposal_id,
                                decided_by=user_id if status in ("approved_executed", "approved_failed", "rejected")
                                else None, decided_at=self.now(), result_summary=result_summary(state))
 

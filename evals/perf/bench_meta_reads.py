@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from tools.audit.meta_side import prefetch_meta_sides, read_meta_side
@@ -82,7 +83,7 @@ def seeded_state(pixel_ids: list[str], *, history_days: int, now: datetime) -> d
             "pixel_aliases": {pid: source for pid in pixel_ids[1:]}}
 
 
-def run_sequential(engine, url: str, pixels: list[PixelConfig], at: datetime) -> dict[str, Any]:
+def run_sequential(engine: Engine, url: str, pixels: list[PixelConfig], at: datetime) -> dict[str, Any]:
     """Today's path: each audit reads its own pixel (own client), one pixel after another."""
     window_end = audit_window(at)[1]
     per_pixel, errors = [], 0
@@ -100,7 +101,7 @@ def run_sequential(engine, url: str, pixels: list[PixelConfig], at: datetime) ->
     return {"seconds": total, "max_pixel_s": max(per_pixel), "errors": errors, "deferred": 0}
 
 
-def run_concurrent(engine, url: str, pixels: list[PixelConfig], at: datetime, workers: int) -> dict[str, Any]:
+def run_concurrent(engine: Engine, url: str, pixels: list[PixelConfig], at: datetime, workers: int) -> dict[str, Any]:
     started = time.perf_counter()
     prefetch = prefetch_meta_sides(session_factory(engine), [(p, at) for p in pixels], workers=workers,
                                    client_for=lambda _p: GraphClient(base_url=url, access_token=TOKEN,

@@ -383,10 +383,10 @@ def serve(database_url: str, graph_url: str, profile_to: str | None, stats_to: s
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     profiles = ThreadProfiles() if profile_to else None
     if profiles is not None:  # the request threads' work and the writer's transactions
-        accept_module.accept_batch = profiles.wrap(accept_module.accept_batch)  # type: ignore[assignment]
-        writer_module.apply_writes = profiles.wrap(writer_module.apply_writes)  # type: ignore[assignment]
+        accept_module.accept_batch = profiles.wrap(accept_module.accept_batch)
+        writer_module.apply_writes = profiles.wrap(writer_module.apply_writes)
         import agent.relay.app as app_module
-        app_module.accept_batch = accept_module.accept_batch  # type: ignore[assignment]
+        app_module.accept_batch = accept_module.accept_batch
         # What the event loop does before the worker thread: read, parse and check the request.
         for name in ("parse_body", "decode_events", "check_events"):
             setattr(app_module, name, profiles.wrap(getattr(app_module, name)))
@@ -433,6 +433,7 @@ def profile_summary(path: Path, limit: int = 20) -> tuple[dict[str, float], str]
     """CPU seconds of the parts above, and the functions with the most CPU time of their own."""
     out = io.StringIO()
     stats = pstats.Stats(str(path), stream=out)
+    # pstats fills Stats.stats at run time; typeshed does not declare it.
     raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
     parts: dict[str, float] = {}
     for label, name, where in PROFILE_PARTS:
