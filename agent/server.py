@@ -18,7 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
 from sqlmodel import col
@@ -42,6 +42,10 @@ from tools.ledger.models import Audit, Event
 from tools.ledger.outbox import OutboxMessage
 from tools.ledger.pixels import PixelConfig
 from tools.timeutil import parse_iso, to_iso, utcnow
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ class Loop:
 class ServerParts:
     wiring: AgentWiring
     services: AgentServices
-    slack_app: Any | None = None  # slack_bolt.App
+    slack_app: App | None = None
     notifier: SlackNotifier | None = None
     mailer: Mailer | None = None  # when CAPI_SMTP_URL is set
     scheduler_interval: float = 60.0
@@ -182,7 +186,7 @@ def build_server_app(parts: ServerParts, *, run_loops: bool = True) -> Starlette
 
 
 def slack_parts(wiring: AgentWiring, services: AgentServices
-                ) -> tuple[Any | None, SlackNotifier | None, Any | None]:
+                ) -> tuple[App | None, SlackNotifier | None, SocketModeHandler | None]:
     """(bolt app, notifier, socket-mode handler) when Slack is configured, else Nones."""
     settings = wiring.settings
     if settings.slack_bot_token is None:
