@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -21,15 +20,9 @@ from tools.meta.usage import UsageGovernor
 from tools.timeutil import to_iso
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+SIM_NOW = AT  # the clock of the simulator fixture ``sim``
 WINDOW_END = AT
 HISTORY_START = WINDOW_END - timedelta(weeks=4)
-
-
-@pytest.fixture
-def sim(meta_sim: RunningSimulator) -> RunningSimulator:
-    meta_sim.state.set_now(AT)
-    meta_sim.state.usage.configure({"reset": True})
-    return meta_sim
 
 
 def seed(sim: RunningSimulator, pixel_id: str, hours: int = 4 * 7 * 24) -> None:
