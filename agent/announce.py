@@ -87,7 +87,7 @@ def chart_data(session: Session, *, pixel_id: str, event_names: list[str], windo
 def render_chart(data: dict) -> bytes | None:
     if not data or not data.get("series"):
         return None
-    series = [ChartSeries(event_name="all", source=source,  # type: ignore[arg-type]
+    series = [ChartSeries(event_name="all", source=source,
                           points=sorted((parse_iso(h), float(c)) for h, c in points.items()))
               for source, points in sorted(data["series"].items())]
     end = parse_iso(data["window_end"])

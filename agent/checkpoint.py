@@ -35,15 +35,17 @@ def open_checkpointer(database_url: str) -> Iterator[BaseCheckpointSaver]:
         return
     if url.get_backend_name() == "postgresql":
         from langgraph.checkpoint.postgres import PostgresSaver
-        from psycopg.rows import dict_row
+        from psycopg import Connection
+        from psycopg.rows import DictRow, dict_row
         from psycopg_pool import ConnectionPool
 
         libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        # A pool: the server's threads (Slack clicks, the scheduler) share one checkpointer.
-        with ConnectionPool(libpq, min_size=1, max_size=4, open=True, kwargs={
-                "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
-            saver = PostgresSaver(pool)  # type: ignore[arg-type]
-            saver.setup()
-            yield saver
+        # A pool: the server's threads (Slack clicks, the scheduler) share one checkpointer. The
+        # connection class names the row type the pool's connections return (the saver reads dicts).
+        with ConnectionPool(libpq, connection_class=Connection[DictRow], min_size=1, max_size=4, open=True,
+                            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
+            pg_saver = PostgresSaver(pool)
+            pg_saver.setup()
+            yield pg_saver
         return
     raise ValueError(f"no LangGraph checkpointer for {url.get_backend_name()} databases")

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from agent.agent_services import AgentServices
 from tools.fixes.execute import release_uncertain
@@ -33,15 +34,16 @@ class ReleaseOutcome:
 
 def uncertain_chunks(session: Session, proposal_id: str) -> dict[int, int]:
     """Chunk seq -> events in it, for the chunks of a proposal marked uncertain."""
-    chunks = session.scalars(select(FixChunk).where(FixChunk.proposal_id == proposal_id,
-                                                    FixChunk.status == "uncertain").order_by(FixChunk.seq))
+    chunks = session.scalars(select(FixChunk).where(col(FixChunk.proposal_id) == proposal_id,
+                                                    col(FixChunk.status) == "uncertain")
+                             .order_by(col(FixChunk.seq)))
     return {chunk.seq: len(chunk.sent_ids) for chunk in chunks}
 
 
 def uncertain_counts(session: Session) -> dict[str, int]:
     """Proposal id -> number of uncertain chunks, for proposals that have any."""
-    rows = session.execute(select(FixChunk.proposal_id, func.count()).where(
-        FixChunk.status == "uncertain").group_by(FixChunk.proposal_id)).all()
+    rows = session.execute(select(col(FixChunk.proposal_id), func.count()).where(
+        col(FixChunk.status) == "uncertain").group_by(col(FixChunk.proposal_id))).all()
     return {proposal_id: int(count) for proposal_id, count in rows}
 
 

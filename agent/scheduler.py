@@ -126,13 +126,6 @@ class Scheduler:
             stop.wait(interval_seconds)
         logger.info("scheduler %s stopped", self.worker_id)
 
-    def start_in_thread(self, stop: threading.Event, interval_seconds: float = 60) -> threading.Thread:
-        """``run_forever`` in a daemon thread (beside the ASGI server); set ``stop`` to end it."""
-        thread = threading.Thread(target=self.run_forever, args=(stop, interval_seconds),
-                                  name=f"capi-scheduler-{self.worker_id}", daemon=True)
-        thread.start()
-        return thread
-
     def run_once(self, now: datetime | None = None) -> list[RunRecord]:
         """One round at ``now`` (default: the clock): every due pixel-hour this worker manages to
         claim is audited at its window end, oldest first; returns what it audited, in order."""
@@ -249,10 +242,8 @@ class Scheduler:
     @contextmanager
     def _open_services(self) -> Iterator[AgentServices]:
         source = self._services_source
-        if hasattr(source, "audit_pixel"):
-            manager: AbstractContextManager[AgentServices] = nullcontext(source)  # type: ignore[arg-type]
-        else:
-            manager = source()  # type: ignore[operator]
+        # The services themselves are not callable; a factory is.
+        manager: AbstractContextManager[AgentServices] = source() if callable(source) else nullcontext(source)
         with manager as services:
             yield services
 

@@ -18,9 +18,10 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
+from sqlmodel import col
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -29,16 +30,22 @@ from starlette.routing import Route
 from agent.agent_services import AgentServices
 from agent.announce import after_round, enqueue_summaries
 from agent.email.deliver import EMAIL_KINDS, deliver_email_outbox
+from agent.email.smtp import Mailer
 from agent.relay.app import forward_pending_with_wiring, relay_deps, relay_routes
 from agent.retention import PURGE_INTERVAL_SECONDS, PurgeStatus, purge_round
 from agent.scheduler import Scheduler
 from agent.slack.agent import SlackAgent
+from agent.slack.notifier import SlackNotifier
 from agent.slack.outbox import SLACK_KINDS, deliver_outbox
 from agent.wiring import AgentWiring
 from tools.ledger.models import Audit, Event
 from tools.ledger.outbox import OutboxMessage
 from tools.ledger.pixels import PixelConfig
 from tools.timeutil import parse_iso, to_iso, utcnow
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +72,9 @@ class Loop:
 class ServerParts:
     wiring: AgentWiring
     services: AgentServices
-    slack_app: Any | None = None  # slack_bolt.App
-    notifier: Any | None = None  # agent.slack.notifier.SlackNotifier
-    mailer: Any | None = None  # agent.email.send.Mailer (CAPI_SMTP_URL)
+    slack_app: App | None = None
+    notifier: SlackNotifier | None = None
+    mailer: Mailer | None = None  # when CAPI_SMTP_URL is set
     scheduler_interval: float = 60.0
     outbox_interval: float = 15.0
     forward_interval: float = 30.0
@@ -104,12 +111,13 @@ def build_loops(parts: ServerParts) -> list[Loop]:
                   lambda: forward_pending_with_wiring(parts.wiring, now=parts.clock())),
              Loop("payload-purge", parts.purge_interval,
                   lambda: purge_round(parts.wiring.session, purge_status(parts), now=parts.clock()))]
-    if parts.notifier is not None:
+    notifier, mailer = parts.notifier, parts.mailer
+    if notifier is not None:
         loops.append(Loop("slack-outbox", parts.outbox_interval,
-                          lambda: deliver_outbox(parts.wiring.session, parts.notifier, now=parts.clock())))
-    if parts.mailer is not None:
+                          lambda: deliver_outbox(parts.wiring.session, notifier, now=parts.clock())))
+    if mailer is not None:
         loops.append(Loop("email-outbox", parts.outbox_interval,
-                          lambda: deliver_email_outbox(parts.wiring.session, parts.mailer, now=parts.clock())))
+                          lambda: deliver_email_outbox(parts.wiring.session, mailer, now=parts.clock())))
     return loops
 
 
@@ -124,11 +132,11 @@ def health(parts: ServerParts) -> Callable[[Request], Any]:
         try:
             with parts.wiring.session() as session:
                 session.execute(text("SELECT 1"))
-                last_audit = session.scalar(select(func.max(Audit.window_end)))
+                last_audit = session.scalar(select(func.max(col(Audit.window_end))))
                 queued = session.scalar(select(func.count()).select_from(Event).where(
-                    Event.delivery_status == "pending"))
-                waiting = dict(session.execute(select(OutboxMessage.kind, func.count()).where(
-                    OutboxMessage.status == "pending").group_by(OutboxMessage.kind)).all())
+                    col(Event.delivery_status) == "pending"))
+                waiting: dict[str, int] = dict(session.execute(select(col(OutboxMessage.kind), func.count()).where(
+                    col(OutboxMessage.status) == "pending").group_by(col(OutboxMessage.kind))).all())
                 outbox = sum(n for kind, n in waiting.items() if kind in SLACK_KINDS)
                 emails = sum(n for kind, n in waiting.items() if kind in EMAIL_KINDS)
         except Exception:
@@ -177,13 +185,13 @@ def build_server_app(parts: ServerParts, *, run_loops: bool = True) -> Starlette
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def slack_parts(wiring: AgentWiring, services: AgentServices) -> tuple[Any | None, Any | None, Any | None]:
+def slack_parts(wiring: AgentWiring, services: AgentServices
+                ) -> tuple[App | None, SlackNotifier | None, SocketModeHandler | None]:
     """(bolt app, notifier, socket-mode handler) when Slack is configured, else Nones."""
     settings = wiring.settings
     if settings.slack_bot_token is None:
         return None, None, None
     from agent.slack.app import build_slack_app, socket_mode_handler
-    from agent.slack.notifier import SlackNotifier
 
     service = SlackAgent(services=services, approvers=settings.approver_ids)
     app = build_slack_app(settings=settings, service=service, approvers=settings.approver_ids)

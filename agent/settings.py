@@ -7,6 +7,7 @@ from here. Nothing is read at import time: call ``load_settings()``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,5 +56,5 @@ class Settings(BaseSettings):
         return frozenset(part.strip() for part in self.approvers.split(",") if part.strip())
 
 
-def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

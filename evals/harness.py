@@ -26,7 +26,7 @@ from tools.audit.runner import PixelAudit, audit_pixel
 from tools.ledger.deliveries import record_delivery
 from tools.ledger.ingest import BATCH_SIZE, parse_delivery, parse_order_line, store_orders
 from tools.ledger.pixels import PixelConfig
-from tools.ledger.store import DeliveryOutcome, IncomingEvent, store_events
+from tools.ledger.store import AttemptStatus, DeliveryOutcome, IncomingEvent, store_events
 from tools.meta.client import GraphClient
 from tools.meta.simulator import RunningSimulator, run_simulator_in_thread
 from tools.meta.simulator.state import SimState
@@ -110,7 +110,7 @@ class LedgerFeed:
                 self._attempts_recorded[i] = done
         for (attempted_at, http, code, subcode, trace), row_ids in sorted(groups.items(), key=lambda g: g[0][0]):
             ok = http == 200
-            status = "delivered" if ok else ("pending" if code in RETRYABLE_CODES else "failed")
+            status: AttemptStatus = "delivered" if ok else ("pending" if code in RETRYABLE_CODES else "failed")
             record_delivery(session, pixel_id=self.timeline.pixel_id, event_row_ids=row_ids,
                             outcome=DeliveryOutcome(status=status, attempted_at=attempted_at, http_status=http,
                                                     error_code=code, error_subcode=subcode, fbtrace_id=trace,

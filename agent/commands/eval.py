@@ -55,7 +55,8 @@ def select_scenarios(paths: list[Path] | None, only: list[str] | None, limit: in
     from tools.synth.scenario import load_scenario_file, load_scenarios
 
     scenarios: list[Any] = []
-    for path in paths or [None]:
+    folders: list[Path | None] = list(paths) if paths else [None]  # None: the packaged library
+    for path in folders:
         if path is not None and path.is_file():
             scenarios.append(load_scenario_file(path))
         else:

@@ -70,6 +70,7 @@ def show_fix(
 ) -> None:
     """One proposal: its preview, status, result, journal chunks and audit trail."""
     from sqlalchemy import select
+    from sqlmodel import col
 
     from agent.commands.replay import print_preview
     from agent.wiring import open_wiring
@@ -82,8 +83,8 @@ def show_fix(
         if proposal is None:
             typer.echo(f"error: no fix proposal {proposal_id}", err=True)
             raise typer.Exit(2)
-        chunks = session.scalars(select(FixChunk).where(FixChunk.proposal_id == proposal_id)
-                                 .order_by(FixChunk.seq)).all()
+        chunks = session.scalars(select(FixChunk).where(col(FixChunk.proposal_id) == proposal_id)
+                                 .order_by(col(FixChunk.seq))).all()
         entries = trail(session, proposal_id)
         typer.echo(f"{proposal.id}: {proposal.kind} for pixel {proposal.pixel_id}, {proposal.status}")
         typer.echo(f"  created {to_iso(proposal.created_at)} by {proposal.created_by}, "

@@ -136,12 +136,13 @@ def _seen_in_ledger(wiring: AgentWiring, pixel_id: str) -> bool:
     """Whether the ledger holds events of a pixel it has no row for; if so, give it its row (with
     default settings, as ingest does), so the fix graph knows it."""
     from sqlalchemy import select
+    from sqlmodel import col
 
     from tools.ledger.models import Event
     from tools.ledger.pixels import ensure_pixels
 
     with wiring.session() as session:
-        if session.scalar(select(Event.id).where(Event.pixel_id == pixel_id).limit(1)) is None:
+        if session.scalar(select(col(Event.id)).where(col(Event.pixel_id) == pixel_id).limit(1)) is None:
             return False
         ensure_pixels(session, [pixel_id])
         session.commit()

@@ -34,7 +34,7 @@ def _message(*, to: str, subject: str, text: str, html: str, chart_png: bytes | 
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     if chart_png is not None and chart_cid is not None:
-        html_part = message.get_payload()[1]  # type: ignore[index]
+        html_part = list(message.iter_parts())[1]  # [text, html] after add_alternative
         html_part.add_related(chart_png, maintype="image", subtype="png", cid=f"<{chart_cid}>",
                               filename="parity.png", disposition="inline")
     return message

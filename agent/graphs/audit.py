@@ -21,6 +21,7 @@ from typing import Any, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from sqlalchemy.orm import Session
 
@@ -209,7 +210,8 @@ def report(state: AuditState, runtime: Runtime[AuditContext]) -> dict[str, Any]:
     return {"audit_id": audit_id, "report": body}
 
 
-def build_audit_graph(*, checkpointer: BaseCheckpointSaver | None = None):
+def build_audit_graph(*, checkpointer: BaseCheckpointSaver | None = None
+                      ) -> CompiledStateGraph[AuditState, AuditContext, AuditState, AuditState]:
     graph = StateGraph(AuditState, context_schema=AuditContext)
     for name, node in (("run_checks", run_checks), ("triage_incidents", triage_incidents),
                        ("diagnose", diagnose), ("propose_fixes", propose_fixes), ("report", report)):

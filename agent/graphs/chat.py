@@ -107,7 +107,8 @@ def answer(state: ChatState, runtime: Runtime[ChatGraphContext]) -> dict[str, An
     return reply
 
 
-def build_chat_graph(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+def build_chat_graph(*, checkpointer: BaseCheckpointSaver | None = None
+                     ) -> CompiledStateGraph[ChatState, ChatGraphContext, ChatInput, ChatState]:
     """Compiles the chat graph. Invoke with ``chat_input(...)``,
     ``{"configurable": {"thread_id": conversation_id}}`` and ``context=ChatGraphContext(...)``; the
     result holds ``answer``."""

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from sqlalchemy.orm import Session
@@ -99,6 +100,8 @@ def approval_request(proposal_id: str, session: Session) -> ApprovalRequest:
     }
 
 
+# The nodes route with Command(goto=...): LangGraph reads the Literal of the return annotation for the
+# graph's edges, and END is typed plain ``str``, so "__end__" (its value) is written out.
 def request_approval(state: FixState,
                      runtime: Runtime[FixContext]) -> Command[Literal["execute_fix", "__end__"]]:
     ctx = runtime.context
@@ -106,12 +109,12 @@ def request_approval(state: FixState,
     with ctx.session_factory() as session:
         proposal = get_proposal(session, proposal_id)
         if proposal is None:
-            return Command(goto=END, update={"outcome": "failed", "error": "proposal not found"})
+            return Command(goto="__end__", update={"outcome": "failed", "error": "proposal not found"})
         if proposal.status in ("approved", "executing"):  # resumed after a crash past the decision
             return Command(goto="execute_fix")
         if proposal.status != "proposed":
             outcome = "expired" if proposal.status == "expired" else "already_decided"
-            return Command(goto=END, update={"outcome": outcome})
+            return Command(goto="__end__", update={"outcome": outcome})
         if proposal.kind in ctx.auto_approve_kinds:
             answer: ApprovalAnswer = {"action": "approve", "by": "policy:auto-approve"}
         else:
@@ -119,7 +122,7 @@ def request_approval(state: FixState,
     action = answer.get("action")
     actor = str(answer.get("by") or "unknown")
     if action not in ("approve", "reject", "edit"):
-        return Command(goto=END, update={"outcome": "failed", "error": f"unknown action {action!r}"})
+        return Command(goto="__end__", update={"outcome": "failed", "error": f"unknown action {action!r}"})
     edit = answer.get("params") if action == "edit" else None
     decision = {"action": action, "by": actor, "at": to_iso(ctx.clock()), "params": edit}
     try:
@@ -127,11 +130,11 @@ def request_approval(state: FixState,
             decide(session, proposal_id=proposal_id, actor=actor,
                    decision="reject" if action == "reject" else "approve", at=ctx.clock(), edit_params=edit)
     except ProposalExpired:
-        return Command(goto=END, update={"decision": decision, "outcome": "expired"})
+        return Command(goto="__end__", update={"decision": decision, "outcome": "expired"})
     except ProposalAlreadyDecided:
-        return Command(goto=END, update={"decision": decision, "outcome": "already_decided"})
+        return Command(goto="__end__", update={"decision": decision, "outcome": "already_decided"})
     if action == "reject":
-        return Command(goto=END, update={"decision": decision, "outcome": "rejected"})
+        return Command(goto="__end__", update={"decision": decision, "outcome": "rejected"})
     return Command(goto="execute_fix", update={"decision": decision})
 
 
@@ -143,17 +146,17 @@ def execute_fix(state: FixState, runtime: Runtime[FixContext]) -> Command[Litera
     assert proposal is not None  # request_approval checked it
     client = ctx.client_for_pixel(proposal.pixel_id)
     if client is None:
-        return Command(goto=END, update={"outcome": "failed", "error": "no Meta access token for this pixel"})
+        return Command(goto="__end__", update={"outcome": "failed", "error": "no Meta access token for this pixel"})
     actor = (state.get("decision") or {}).get("by", "agent")
     try:
         with client:
             result = run_fix(ctx.session_factory, proposal_id=proposal_id, client=client, at=ctx.clock(),
                              actor=actor, batch_size=ctx.batch_size)
     except (FixError, MetaApiError) as exc:
-        return Command(goto=END, update={"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]})
+        return Command(goto="__end__", update={"outcome": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]})
     update = {"result": result.model_dump(mode="json")}
     if not result.finished:
-        return Command(goto=END, update={**update, "outcome": "pending"})
+        return Command(goto="__end__", update={**update, "outcome": "pending"})
     return Command(goto="verify_fix", update=update)
 
 
@@ -171,7 +174,8 @@ def verify_fix(state: FixState, runtime: Runtime[FixContext]) -> dict[str, Any]:
     return {"verification": verification.model_dump(mode="json"), "outcome": "executed"}
 
 
-def build_fix_graph(*, checkpointer: BaseCheckpointSaver | None):
+def build_fix_graph(*, checkpointer: BaseCheckpointSaver | None
+                    ) -> CompiledStateGraph[FixState, FixContext, FixState, FixState]:
     """Compile the fix graph; a checkpointer is required for approvals that outlive the process."""
     graph = StateGraph(FixState, context_schema=FixContext)
     graph.add_node("request_approval", request_approval)

@@ -175,6 +175,11 @@ def _span(inputs: AuditInputs, hours: int) -> tuple[datetime, datetime]:
 
 # --- handlers ----------------------------------------------------------------------------------
 
+def _read_errors(inputs: AuditInputs) -> str:
+    """Why Meta's side is missing, as the kinds of the failed reads (or "not read")."""
+    return ", ".join(sorted({e.kind for e in inputs.meta_read_errors})) or "not read"
+
+
 def _hourly_counts(inputs: AuditInputs, args: dict[str, Any]) -> dict[str, Any]:
     event = _event(inputs, args, required=True)
     source = _text(args, "source", required=True)
@@ -182,8 +187,7 @@ def _hourly_counts(inputs: AuditInputs, args: dict[str, Any]) -> dict[str, Any]:
         raise ToolArgumentError("source must be one of: browser, server, ledger")
     hours = _hours(args, 24)
     if source != "ledger" and inputs.meta_counts is None:
-        kinds = sorted({e.kind for e in inputs.meta_read_errors}) or ["not read"]
-        return {"error": f"Meta stats are not available for this audit ({', '.join(kinds)}); "
+        return {"error": f"Meta stats are not available for this audit ({_read_errors(inputs)}); "
                          "use source=ledger"}
     counts = series.counts(inputs, event or "", source)
     start, end = _span(inputs, hours)
@@ -235,8 +239,7 @@ def _dataset_quality(inputs: AuditInputs, args: dict[str, Any]) -> dict[str, Any
     event = _text(args, "event_name", required=False)
     snapshot = inputs.quality
     if snapshot is None:
-        kinds = sorted({e.kind for e in inputs.meta_read_errors}) or ["not read"]
-        return {"error": f"no dataset quality snapshot for this audit ({', '.join(kinds)})"}
+        return {"error": f"no dataset quality snapshot for this audit ({_read_errors(inputs)})"}
     events = [q for q in snapshot.events if event is None or q.event_name == event]
     if event is not None and not events:
         raise ToolArgumentError(f"no quality entry for that event_name; known: "

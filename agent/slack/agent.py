@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from agent.agent_services import AgentServices
 from agent.graphs.chat import ChatGraphContext, chat_input
 from agent.reasoning.context import ChatContext
-from agent.slack.port import DecisionOutcome
+from agent.slack.port import DecisionOutcome, DecisionStatus
 from agent.summary.collect import build_summary, latest_hour, not_judged_of
 from agent.summary.model import Summary
 from tools.audit.runner import cached_inputs, pixel_status
@@ -28,10 +30,10 @@ from tools.ledger.models import Audit
 from tools.ledger.outbox import thread_origin
 from tools.timeutil import HOUR, as_utc, to_iso
 
-OUTCOMES: dict[str, str] = {"executed": "approved_executed", "failed": "approved_failed",
-                            "pending": "approved_failed", "rejected": "rejected", "expired": "expired",
-                            "already_decided": "already_decided", "not_waiting": "already_decided",
-                            "not_found": "not_found"}
+OUTCOMES: dict[str, DecisionStatus] = {"executed": "approved_executed", "failed": "approved_failed",
+                                       "pending": "approved_failed", "rejected": "rejected", "expired": "expired",
+                                       "already_decided": "already_decided", "not_waiting": "already_decided",
+                                       "not_found": "not_found"}
 SLACK_ACTOR = "slack:"  # how a Slack user is named in the fix audit trail
 
 
@@ -50,6 +52,12 @@ def result_summary(state: dict[str, Any]) -> str | None:
     if state.get("error"):
         parts.append("the fix could not run; see the capi-agent log")
     return "; ".join(parts) or None
+
+
+def _latest_audit(session: Session, pixel_id: str) -> Audit | None:
+    """The pixel's most recent audit: its latest hour, and of that hour the latest run."""
+    return session.scalars(select(Audit).where(col(Audit.pixel_id) == pixel_id)
+                           .order_by(col(Audit.window_end).desc(), col(Audit.id).desc())).first()
 
 
 @dataclass
@@ -77,7 +85,7 @@ class SlackAgent:
             "approved_executed": "Approved and executed.", "approved_failed": "Approved, but the fix did not finish.",
             "rejected": "Rejected; nothing was sent.", "expired": "This proposal expired; ask for a new audit.",
             "not_found": "No such proposal."}
-        return DecisionOutcome(status=status, message=messages[status], proposal_id=proposal_id,  # type: ignore[arg-type]
+        return DecisionOutcome(status=status, message=messages[status], proposal_id=proposal_id,
                                decided_by=user_id if status in ("approved_executed", "approved_failed", "rejected")
                                else None, decided_at=self.now(), result_summary=result_summary(state))
 
@@ -104,10 +112,10 @@ class SlackAgent:
             return ChatContext(pixel_id=None)
         pixel = self.services.pixel(pixel_id)
         with self.services.wiring.session() as session:
-            audit = session.scalars(select(Audit).where(Audit.pixel_id == pixel_id)
-                                    .order_by(Audit.window_end.desc(), Audit.id.desc())).first()
+            audit = _latest_audit(session, pixel_id)
             if audit is None:
                 return ChatContext(pixel_id=pixel_id)
+            assert audit.id is not None  # a stored row
             inputs = cached_inputs(session, pixel=pixel, at=as_utc(audit.window_end))
             proposals = [p.model_dump(mode="json", include={"id", "kind", "status", "incident_id", "created_at"})
                          | {"since": to_iso(p.preview.since), "until": to_iso(p.preview.until),
@@ -144,12 +152,12 @@ class SlackAgent:
         lines = []
         with self.services.wiring.session() as session:
             for pixel in pixels:
-                audit = session.scalars(select(Audit).where(Audit.pixel_id == pixel.id)
-                                        .order_by(Audit.window_end.desc(), Audit.id.desc())).first()
+                audit = _latest_audit(session, pixel.id)
                 incidents = open_incidents(session, pixel.id)
                 if audit is None:
                     lines.append(f"pixel {pixel.id}: not audited yet")
                     continue
+                assert audit.id is not None  # a stored row
                 status = pixel_status(load_findings(session, audit_id=audit.id))
                 lines.append(f"pixel {pixel.id}: {status} (last audit {to_iso(audit.window_end)}), "
                              f"{len(incidents)} open incident(s)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 SeriesSource = Literal["browser", "server", "baseline"]
 
 # Colour says the source; the marker tells events apart when several are drawn.
-_SOURCE_STYLE = {
+_SOURCE_STYLE: dict[SeriesSource, dict[str, Any]] = {
     "browser": {"color": "tab:blue", "linestyle": "-"},
     "server": {"color": "tab:orange", "linestyle": "-"},
     "baseline": {"color": "tab:gray", "linestyle": "--", "alpha": 0.8},
@@ -48,10 +48,13 @@ def render_parity_chart(series: list[ChartSeries], title: str,
         marker = markers.setdefault(line.event_name, _EVENT_MARKERS[len(markers) % len(_EVENT_MARKERS)])
         hours = [point[0] for point in line.points]
         counts = [point[1] for point in line.points]
-        axes.plot(hours, counts, label=f"{line.event_name} · {line.source}", marker=marker, markersize=3,
-                  **_SOURCE_STYLE[line.source])
+        # matplotlib takes datetimes through its date unit converter (which also picks the date
+        # ticks); its stubs only name floats.
+        axes.plot(hours, counts, label=f"{line.event_name} · {line.source}",  # type: ignore[arg-type]
+                  marker=marker, markersize=3, **_SOURCE_STYLE[line.source])
     if mark is not None:
-        axes.axvspan(mark[0], mark[1], color="tab:red", alpha=0.12, label="incident window")
+        axes.axvspan(mark[0], mark[1], color="tab:red", alpha=0.12,  # type: ignore[arg-type]
+                     label="incident window")
     axes.set_title(title)
     axes.set_ylabel("events per hour")
     axes.set_ylim(bottom=0)

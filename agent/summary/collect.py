@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from agent.summary.levels import usual_level, window_total
 from agent.summary.model import Level, OpenIncident, PixelLine, Summary, WaitingFix, ordered, pixel_mark
@@ -31,8 +32,9 @@ EMQ_LOOKBACK = timedelta(days=2)
 def latest_audits(session: Session, *, pixel_id: str, start: datetime, end: datetime) -> list[Audit]:
     """The last audit of each hour ending in (start, end], oldest hour first."""
     rows = session.scalars(select(Audit).where(
-        Audit.pixel_id == pixel_id, Audit.window_end > as_utc(start), Audit.window_end <= as_utc(end))
-        .order_by(Audit.window_end, Audit.id))
+        col(Audit.pixel_id) == pixel_id, col(Audit.window_end) > as_utc(start),
+        col(Audit.window_end) <= as_utc(end))
+        .order_by(col(Audit.window_end), col(Audit.id)))
     by_hour: dict[datetime, Audit] = {}
     for row in rows:
         by_hour[as_utc(row.window_end)] = row
@@ -41,9 +43,9 @@ def latest_audits(session: Session, *, pixel_id: str, start: datetime, end: date
 
 def failed_hours(session: Session, *, pixel_id: str, start: datetime, end: datetime) -> list[datetime]:
     """Hours ending in (start, end] whose scheduled audit failed (the claim says so)."""
-    return [as_utc(end_) for end_ in session.scalars(select(AuditClaim.window_end).where(
-        AuditClaim.pixel_id == pixel_id, AuditClaim.status == "failed",
-        AuditClaim.window_end > as_utc(start), AuditClaim.window_end <= as_utc(end)))]
+    return [as_utc(end_) for end_ in session.scalars(select(col(AuditClaim.window_end)).where(
+        col(AuditClaim.pixel_id) == pixel_id, col(AuditClaim.status) == "failed",
+        col(AuditClaim.window_end) > as_utc(start), col(AuditClaim.window_end) <= as_utc(end)))]
 
 
 def not_judged_of(result: dict[str, Any] | None, pixel_id: str) -> list[dict[str, Any]]:
@@ -53,7 +55,8 @@ def not_judged_of(result: dict[str, Any] | None, pixel_id: str) -> list[dict[str
         return []
     items = result.get("not_judged")
     if items is None:
-        entry = next((p for p in result.get("pixels", []) if p.get("pixel_id") == pixel_id), {})
+        entry: dict[str, Any] = next(
+            (p for p in result.get("pixels", []) if p.get("pixel_id") == pixel_id), {})
         items = entry.get("not_judged")
     return [item for item in items or [] if isinstance(item, dict)]
 
@@ -68,9 +71,9 @@ def _title(root_cause: str) -> str:
 def open_at(session: Session, *, pixel_id: str, at: datetime) -> list[OpenIncident]:
     """Incidents of the pixel open at ``at`` (opened by then and not resolved by then), worst first."""
     rows = session.scalars(select(IncidentRow).where(
-        IncidentRow.pixel_id == pixel_id, IncidentRow.opened_at <= as_utc(at),
-        or_(IncidentRow.resolved_at.is_(None), IncidentRow.resolved_at > as_utc(at)))  # type: ignore[union-attr]
-        .order_by(IncidentRow.opened_at, IncidentRow.id))
+        col(IncidentRow.pixel_id) == pixel_id, col(IncidentRow.opened_at) <= as_utc(at),
+        or_(col(IncidentRow.resolved_at).is_(None), col(IncidentRow.resolved_at) > as_utc(at)))
+        .order_by(col(IncidentRow.opened_at), col(IncidentRow.id)))
     incidents = [OpenIncident(id=row.id, root_cause=row.root_cause, title=_title(row.root_cause),
                               severity=row.severity) for row in rows]
     return sorted(incidents, key=lambda i: (i.severity != "critical", i.severity != "warning", i.id))
@@ -138,7 +141,7 @@ def build_summary(session: Session, *, pixels: Sequence[PixelConfig], start: dat
                   timezone: str = "UTC") -> Summary:
     """The summary of [start, end) over ``pixels`` (hourly for one hour, daily for a day)."""
     lines = ordered([pixel_line(session, pixel=pixel, start=start, end=end) for pixel in pixels])
-    kind = "hourly" if as_utc(end) - as_utc(start) <= HOUR else "daily"
+    kind: Literal["hourly", "daily"] = "hourly" if as_utc(end) - as_utc(start) <= HOUR else "daily"
     return Summary(kind=kind, window_start=to_iso(start), window_end=to_iso(end), timezone=timezone,
                    pixels=lines)
 
@@ -147,8 +150,8 @@ def latest_hour(session: Session, *, pixel_ids: Sequence[str], at: datetime | No
     """End of the latest hour audited for any of ``pixel_ids`` (up to ``at``)."""
     if not pixel_ids:
         return None
-    query = select(func.max(Audit.window_end)).where(Audit.pixel_id.in_(list(pixel_ids)))  # type: ignore[attr-defined]
+    query = select(func.max(col(Audit.window_end))).where(col(Audit.pixel_id).in_(list(pixel_ids)))
     if at is not None:
-        query = query.where(Audit.window_end <= as_utc(at))
+        query = query.where(col(Audit.window_end) <= as_utc(at))
     end = session.scalar(query)
     return as_utc(end) if end is not None else None

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from agent.summary.collect import build_summary
 from tools.ledger.models import Audit
@@ -96,19 +97,19 @@ def settled_pixels(session: Session, pixel_ids: Sequence[str], hours: Sequence[d
     if not pixel_ids or not hours:
         return set()
     low, high = as_utc(min(hours)), as_utc(max(hours))
-    done = session.execute(select(Audit.pixel_id, Audit.window_end).where(
-        Audit.pixel_id.in_(list(pixel_ids)), Audit.window_end >= low,  # type: ignore[attr-defined]
-        Audit.window_end <= high)).all()
-    failed = session.execute(select(AuditClaim.pixel_id, AuditClaim.window_end).where(
-        AuditClaim.pixel_id.in_(list(pixel_ids)), AuditClaim.status == "failed",  # type: ignore[attr-defined]
-        AuditClaim.window_end >= low, AuditClaim.window_end <= high)).all()
+    done = session.execute(select(col(Audit.pixel_id), col(Audit.window_end)).where(
+        col(Audit.pixel_id).in_(list(pixel_ids)), col(Audit.window_end) >= low,
+        col(Audit.window_end) <= high)).all()
+    failed = session.execute(select(col(AuditClaim.pixel_id), col(AuditClaim.window_end)).where(
+        col(AuditClaim.pixel_id).in_(list(pixel_ids)), col(AuditClaim.status) == "failed",
+        col(AuditClaim.window_end) >= low, col(AuditClaim.window_end) <= high)).all()
     settled = {(pixel_id, as_utc(end)) for pixel_id, end in [*done, *failed]}
     # Hours inside the span the scheduler watched the pixel but skipped (a catch-up that started
     # after them for a pixel that never succeeded): not audited, and never will be.
-    spans = session.execute(select(AuditClaim.pixel_id, func.min(AuditClaim.window_end),
-                                   func.max(AuditClaim.window_end))
-                            .where(AuditClaim.pixel_id.in_(list(pixel_ids)))  # type: ignore[attr-defined]
-                            .group_by(AuditClaim.pixel_id)).all()
+    spans = session.execute(select(col(AuditClaim.pixel_id), func.min(col(AuditClaim.window_end)),
+                                   func.max(col(AuditClaim.window_end)))
+                            .where(col(AuditClaim.pixel_id).in_(list(pixel_ids)))
+                            .group_by(col(AuditClaim.pixel_id))).all()
     for pixel_id, first, last in spans:
         settled.update((pixel_id, as_utc(hour)) for hour in hours
                        if as_utc(first) <= as_utc(hour) < as_utc(last))

@@ -29,8 +29,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from agent.summary.collect import failed_hours, latest_audits
+from tools.checks.types import QualitySnapshot
 from tools.diagnosis.catalogue import cause_info
 from tools.fixes.models import FixProposalRow, FixTrailRow
 from tools.ledger.models import IncidentRow
@@ -198,11 +200,11 @@ def _day_points(session: Session, pixel_id: str, days: list[tuple[date, datetime
         index = _day_index(days, count.hour)
         if index is not None:
             totals[index][count.source] += count.count
-    reads: dict[int, Any] = {}
-    for snapshot in load_quality_history(session, pixel_id=pixel_id, since=start, until=end):
-        index = _day_index(days, as_utc(snapshot.fetched_at))
+    reads: dict[int, QualitySnapshot] = {}
+    for read in load_quality_history(session, pixel_id=pixel_id, since=start, until=end):
+        index = _day_index(days, as_utc(read.fetched_at))
         if index is not None:
-            reads[index] = snapshot  # oldest first: the day's last read wins
+            reads[index] = read  # oldest first: the day's last read wins
     points = []
     for index, (day, _, _) in enumerate(days):
         server, browser = totals[index]["server"], totals[index]["browser"]
@@ -230,9 +232,9 @@ def _incidents(session: Session, pixel_id: str, start: datetime, end: datetime
                ) -> tuple[list[WeekIncident], int, int]:
     """(open at ``end`` worst first, opened during the week, resolved during the week)."""
     rows = session.scalars(select(IncidentRow).where(  # those the week saw: not resolved before it
-        IncidentRow.pixel_id == pixel_id, IncidentRow.opened_at < end,
-        or_(IncidentRow.resolved_at.is_(None), IncidentRow.resolved_at >= start))  # type: ignore[union-attr]
-        .order_by(IncidentRow.opened_at, IncidentRow.id)).all()
+        col(IncidentRow.pixel_id) == pixel_id, col(IncidentRow.opened_at) < end,
+        or_(col(IncidentRow.resolved_at).is_(None), col(IncidentRow.resolved_at) >= start))
+        .order_by(col(IncidentRow.opened_at), col(IncidentRow.id))).all()
     still_open = [r for r in rows if r.resolved_at is None or as_utc(r.resolved_at) >= end]
     opened = sum(start <= as_utc(r.opened_at) for r in rows)
     resolved = sum(r.resolved_at is not None and start <= as_utc(r.resolved_at) < end for r in rows)
@@ -245,9 +247,10 @@ def _incidents(session: Session, pixel_id: str, start: datetime, end: datetime
 def _fixes(session: Session, pixel_id: str, start: datetime, end: datetime) -> list[AppliedFix]:
     """Fix runs that ended during the week (the trail's ``executed`` / ``failed`` entries)."""
     rows = session.execute(select(FixTrailRow, FixProposalRow).join(
-        FixProposalRow, FixProposalRow.id == FixTrailRow.proposal_id).where(
-        FixProposalRow.pixel_id == pixel_id, FixTrailRow.action.in_(APPLIED_ACTIONS),  # type: ignore[attr-defined]
-        FixTrailRow.at >= start, FixTrailRow.at < end).order_by(FixTrailRow.at, FixTrailRow.id)).all()
+        FixProposalRow, col(FixProposalRow.id) == col(FixTrailRow.proposal_id)).where(
+        col(FixProposalRow.pixel_id) == pixel_id, col(FixTrailRow.action).in_(APPLIED_ACTIONS),
+        col(FixTrailRow.at) >= start, col(FixTrailRow.at) < end)
+        .order_by(col(FixTrailRow.at), col(FixTrailRow.id))).all()
     fixes = []
     for entry, proposal in rows:
         detail = entry.detail or {}

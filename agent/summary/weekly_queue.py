@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from agent.summary.queue import settled_pixels
 from agent.summary.weekly import WeeklyReport, build_weekly, local_days, week_end_at, week_label
@@ -85,9 +86,9 @@ def weekly_audiences(pixels: Iterable[PixelConfig]) -> list[WeeklyAudience]:
 
 def _watched(session: Session, pixel_ids: Sequence[str], start: datetime, end: datetime) -> bool:
     """Did the agent audit any of these pixels during the week?"""
-    return session.scalar(select(Audit.id).where(
-        Audit.pixel_id.in_(list(pixel_ids)), Audit.window_end > start,  # type: ignore[attr-defined]
-        Audit.window_end <= end).limit(1)) is not None
+    return session.scalar(select(col(Audit.id)).where(
+        col(Audit.pixel_id).in_(list(pixel_ids)), col(Audit.window_end) > start,
+        col(Audit.window_end) <= end).limit(1)) is not None
 
 
 def enqueue_weekly(session: Session, *, audience: WeeklyAudience, week_end: datetime) -> bool:

@@ -30,7 +30,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,7 +38,6 @@ from tools.synth.causes_traffic import DEDUP_REASONS
 from tools.synth.injection import Injection
 from tools.synth.realdemand import SERIES, anomaly_windows, shift_weeks_for
 from tools.synth.shop import EVENT_PROFILES, MEAN_DAILY_SHAPE, ShopConfig, ad_blocker_share, traffic_factor
-from tools.timeutil import UTC
 
 HISTORY_DAYS = 15
 WEEK_START = datetime(2026, 11, 9, tzinfo=UTC)  # a Monday: onsets fall anywhere in this week
@@ -545,6 +544,8 @@ def family_records(pixel_base: int) -> list[dict[str, Any]]:
                     shop["scale"] = round(shop["scale"] * EVIDENCE_EVENTS * 1.2 / max(held, 0.05), 5)
                     config = ShopConfig(**shop, timezone=timezone)
             base = drawn.get("target", family.target_hours)
+            if base is None:
+                raise ValueError(f"{sid}: family {family.name} has no target_hours and its variant drew no target")
             clock_from = max(min(onsets), first - timedelta(hours=1))
             target = float(max(base, min(evidence_hours(config, i, clock_from) for i in injections)))
             hours = drawn.get("audit_hours") or math.ceil(target * 1.5) + 1

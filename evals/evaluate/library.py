@@ -50,6 +50,11 @@ def _inj(cause: str, onset: str, *, end: str | None = None, events: list[str] | 
             "params": params}
 
 
+def _renamed(onset: str, old: str, new: str, *, side: str) -> dict[str, Any]:
+    """An event_renamed injection: its ``from`` parameter is a Python keyword, so not a keyword of _inj."""
+    return {**_inj("event_renamed", onset), "params": {"from": old, "to": new, "side": side}}
+
+
 PROBLEMS: dict[str, Spec] = {
     "browser_pixel_down_partial.v1": (
         "A consent-banner change hides the pixel from 70% of visitors; server side steady",
@@ -113,8 +118,7 @@ PROBLEMS: dict[str, Spec] = {
         "2026-11-12T18:00:00Z", ["duplicate_events"], [], {}),
     "event_renamed_evening.v1": (
         "A tag rename turns AddToCart into 'Add To Cart' on both sides before the evening peak",
-        [_inj("event_renamed", "2026-11-12T16:00:00Z", **{"from": "AddToCart", "to": "Add To Cart",
-                                                          "side": "both"})],
+        [_renamed("2026-11-12T16:00:00Z", "AddToCart", "Add To Cart", side="both")],
         "2026-11-12T21:00:00Z", ["event_renamed"], [], {}),
     "clock_skew_afternoon.v1": (
         "A server clock runs three hours ahead from mid-afternoon",
@@ -148,8 +152,7 @@ PROBLEMS.update({
         ["dedup_broken"], ["parity.dedup_key_missing"], {}),
     "event_renamed_server_purchase.v1": (
         "A backend release sends 'purchase' instead of 'Purchase' on the server side",
-        [_inj("event_renamed", "2026-11-12T09:00:00Z", **{"from": "Purchase", "to": "purchase",
-                                                          "side": "server"})],
+        [_renamed("2026-11-12T09:00:00Z", "Purchase", "purchase", side="server")],
         "2026-11-12T17:00:00Z", ["event_renamed"], [], {}),
     "match_keys_lost_phone.v1": (
         "A checkout redesign stops collecting the phone number for Purchase",
@@ -157,8 +160,7 @@ PROBLEMS.update({
         ["match_keys_lost"], [], {}),
     "event_renamed_checkout.v1": (
         "A theme update renames InitiateCheckout to 'initiate_checkout' on both sides",
-        [_inj("event_renamed", "2026-11-12T10:00:00Z", **{"from": "InitiateCheckout", "to": "initiate_checkout",
-                                                          "side": "both"})],
+        [_renamed("2026-11-12T10:00:00Z", "InitiateCheckout", "initiate_checkout", side="both")],
         "2026-11-12T18:00:00Z", ["event_renamed"], [], {}),
 })
 

@@ -26,10 +26,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from evals.harness import SIM_TOKEN, load_scenario_ledger
@@ -47,7 +48,7 @@ from tools.timeutil import to_iso
 CLONED_TABLES = ("event_hours", "delivery_hours", "order_hours", "meta_snapshots")
 
 
-def clone_pixels(engine, source: str, count: int) -> list[str]:
+def clone_pixels(engine: Engine, source: str, count: int) -> list[str]:
     """Copy the source pixel's rollups and Meta snapshots under ``count - 1`` new ids (INSERT .. SELECT)."""
     ids = [source] + [f"9{n:09d}" for n in range(1, count)]
     with engine.begin() as conn:
@@ -73,7 +74,7 @@ def simulator(state_doc: dict, *, latency_ms: float, kind: str, folder: Path) ->
         yield sim.url
 
 
-def audit_all(engine, pixels: list[PixelConfig], at, url: str, *, mode: str,
+def audit_all(engine: Engine, pixels: list[PixelConfig], at: datetime, url: str, *, mode: str,
               workers: int) -> tuple[float, float, list[float], int]:
     """(total s, Meta prefetch s, per-pixel audit s, deferred pixels) for one round at ``at``."""
     started = time.perf_counter()

@@ -57,6 +57,7 @@ import httpx
 from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from tools.ledger.db import make_engine, migrate
 from tools.ledger.models import Event
@@ -143,7 +144,8 @@ def sql_rate(url: str, requests: int, per_request: int) -> float:
                          "payload": event, "flags": {"keys": ["em", "fbp"]}, "delivery_status": "delivered",
                          "attempts": 1, "content_hash": hashlib.sha256(str(n).encode()).hexdigest()})
         with Session(engine) as session:
-            session.execute(insert(Event.__table__), rows)
+            # SQLModel's typing does not declare the __table__ that SQLAlchemy sets on table classes.
+            session.execute(insert(Event.__table__), rows)  # type: ignore[attr-defined]
             session.commit()
     elapsed = time.perf_counter() - started
     engine.dispose()
@@ -279,9 +281,9 @@ def check_nothing_lost_or_doubled(database_url: str, graph_url: str, expected: i
     engine = make_engine(database_url)
     with Session(engine) as session:
         rows = session.scalar(select(func.count()).select_from(Event)) or 0
-        ids = session.scalar(select(func.count(func.distinct(Event.event_id)))) or 0
-        statuses = dict(session.execute(select(Event.delivery_status, func.count()).group_by(
-            Event.delivery_status)).all())
+        ids = session.scalar(select(func.count(func.distinct(col(Event.event_id))))) or 0
+        statuses: dict[str, int] = dict(session.execute(select(col(Event.delivery_status), func.count())
+                                                        .group_by(col(Event.delivery_status))).all())
     engine.dispose()
     received = httpx.get(f"{graph_url}/_sim/received", params={"pixel_id": PIXEL}, timeout=60).json()["data"]
     meta_ids = [item["event"]["event_id"] for item in received]
@@ -381,10 +383,10 @@ def serve(database_url: str, graph_url: str, profile_to: str | None, stats_to: s
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     profiles = ThreadProfiles() if profile_to else None
     if profiles is not None:  # the request threads' work and the writer's transactions
-        accept_module.accept_batch = profiles.wrap(accept_module.accept_batch)  # type: ignore[assignment]
-        writer_module.apply_writes = profiles.wrap(writer_module.apply_writes)  # type: ignore[assignment]
+        accept_module.accept_batch = profiles.wrap(accept_module.accept_batch)
+        writer_module.apply_writes = profiles.wrap(writer_module.apply_writes)
         import agent.relay.app as app_module
-        app_module.accept_batch = accept_module.accept_batch  # type: ignore[assignment]
+        app_module.accept_batch = accept_module.accept_batch
         # What the event loop does before the worker thread: read, parse and check the request.
         for name in ("parse_body", "decode_events", "check_events"):
             setattr(app_module, name, profiles.wrap(getattr(app_module, name)))
@@ -431,6 +433,7 @@ def profile_summary(path: Path, limit: int = 20) -> tuple[dict[str, float], str]
     """CPU seconds of the parts above, and the functions with the most CPU time of their own."""
     out = io.StringIO()
     stats = pstats.Stats(str(path), stream=out)
+    # pstats fills Stats.stats at run time; typeshed does not declare it.
     raw: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
     parts: dict[str, float] = {}
     for label, name, where in PROFILE_PARTS:
@@ -495,8 +498,8 @@ def main() -> None:
                                                    per_request=args.events, latency_ms=args.latency_ms,
                                                    profile=None, rate=args.rate)
             if profile is not None and profile.exists():
-                parts, top = profile_summary(profile)
-                line["concurrent"]["profile_cpu_s"] = parts
+                cpu_by_part, top = profile_summary(profile)
+                line["concurrent"]["profile_cpu_s"] = cpu_by_part
                 profiles[backend] = top
         results["backends"][backend] = line
     for backend, summary in profiles.items():

@@ -19,7 +19,6 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from tools.ledger.db import make_engine, migrate
-from tools.ledger.store import IncomingEvent
 from tools.senders.envelope import SenderEvent
 from tools.senders.fingerprint import sender_info
 from tools.senders.track import record_import_senders, record_request_sender
@@ -56,7 +55,7 @@ def bench_import(lines: int, engine: Engine) -> float:
     started = time.perf_counter()
     with Session(engine) as session:
         for begin in range(0, lines, 5000):
-            batch: list[IncomingEvent] = items[begin:begin + 5000]
+            batch = items[begin:begin + 5000]
             record_import_senders(session, batch, list(range(begin, begin + len(batch))))
             session.commit()
     return time.perf_counter() - started

@@ -40,7 +40,7 @@ def seed(session: Session, pixel_ids: list[str], events: int) -> None:
         for step in range(14 * 24, 0, -1):
             end = END - (step - 1) * HOUR
             hours = [end - n * HOUR for n in range(SNAPSHOT_HOURS, 0, -1)]
-            counts = [MetaHourlyCount(hour=h, event_name=name, source=source, count=40)  # type: ignore[arg-type]
+            counts = [MetaHourlyCount(hour=h, event_name=name, source=source, count=40)
                       for h in hours for name in names for source in ("browser", "server")]
             save_meta_counts(session, pixel_id=pixel_id, counts=counts, fetched_at=end, window_start=hours[0],
                              window_end=end)

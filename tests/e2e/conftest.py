@@ -1,24 +1,30 @@
-"""Fixtures every end-to-end module shares: the fake Slack API with the canary bot token (a token
-that must never reach Slack's messages or the log), and the small scenario's world template."""
+"""The end-to-end tier's ``serve``: the parts of ``capi-agent serve`` over a copy of the ``template``
+world (tests/fixtures/world.py; a module overrides ``template`` for another scenario), Slack faked.
+
+Whatever the test did, afterwards nothing secret reached Slack or the log: not the canary customer's
+e-mail, not a synthetic customer's e-mail, not the bot token and not Meta's token."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.agentworld import WorldTemplate, small_scenario, world_template
-from tests.e2e.test_serve_world import BOT_TOKEN
+from tests.agentworld import WorldTemplate
+from tests.e2e.test_serve_world import BOT_TOKEN, CANARY_EMAIL, ServeWorld, everything_slack_saw, serve_world
 from tests.fakes.slack_api import FakeSlackAPI
-
-
-@pytest.fixture(scope="module")
-def slack_api() -> Iterator[FakeSlackAPI]:
-    """The shared fake Slack API (``fake`` resets it per test), with the canary bot token."""
-    with FakeSlackAPI(bot_token=BOT_TOKEN) as api:
-        yield api
+from tests.fixtures.meta import SIM_TOKEN
 
 
 @pytest.fixture
-def template(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplate:
-    return world_template(small_scenario(), tmp_path_factory)
+def serve(template: WorldTemplate, tmp_path: Path, fake: FakeSlackAPI,
+          caplog: pytest.LogCaptureFixture) -> Iterator[ServeWorld]:
+    caplog.set_level(logging.DEBUG)
+    with serve_world(template, tmp_path, fake) as built:
+        yield built
+    seen = everything_slack_saw(fake) + caplog.text
+    for secret in (CANARY_EMAIL, BOT_TOKEN, SIM_TOKEN):
+        assert secret not in seen
+    assert "@example.com" not in seen.lower(), "a synthetic customer's e-mail reached Slack or the log"

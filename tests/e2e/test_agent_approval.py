@@ -5,9 +5,7 @@ events are the proof of what reached "Meta"."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +15,7 @@ from sqlalchemy.orm import Session
 import agent.graphs.fix as fix_graph
 from evals.harness import ScenarioWorld, scenario_world
 from tests.agentworld import (
-    WorldTemplate,
     agent_services,
-    agent_world,
     event_keys,
     only_proposal_id,
     proposal_of,
@@ -34,12 +30,6 @@ from tools.timeutil import parse_iso, to_iso, to_unix
 
 APPROVER = "U0APPROVER"
 
-
-
-@pytest.fixture
-def world(template: WorldTemplate, tmp_path: Path) -> Iterator[ScenarioWorld]:
-    with agent_world(template, tmp_path) as built:
-        yield built
 
 
 def start_audit(world: ScenarioWorld) -> tuple[str, dict[str, Any]]:

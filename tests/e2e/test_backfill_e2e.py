@@ -8,8 +8,6 @@ click sends nothing."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,14 +17,9 @@ import pytest
 from tests.agentworld import WorldTemplate, proposal_of, received_events, world_template
 from tests.e2e.test_serve_world import (
     APPROVER,
-    BOT_TOKEN,
-    CANARY_EMAIL,
     ServeWorld,
-    everything_slack_saw,
     message_of,
-    serve_world,
 )
-from tests.fakes.slack_api import FakeSlackAPI
 from tools.fixes.kinds.backfill_from_orders import SETTLE
 from tools.synth.people import normalized_email
 from tools.synth.records import ORDER_CUSTOMER_KEYS, order_line
@@ -47,15 +40,8 @@ KIND = "backfill_from_orders"
 
 
 @pytest.fixture
-def serve(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, fake: FakeSlackAPI,
-          caplog: pytest.LogCaptureFixture) -> Iterator[ServeWorld]:
-    caplog.set_level(logging.DEBUG)
-    template: WorldTemplate = world_template(SCENARIO, tmp_path_factory)
-    with serve_world(template, tmp_path, fake) as built:
-        yield built
-    seen = everything_slack_saw(fake) + caplog.text
-    assert CANARY_EMAIL not in seen and BOT_TOKEN not in seen
-    assert "@example.com" not in seen.lower(), "a synthetic customer's e-mail reached Slack or the log"
+def template(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplate:
+    return world_template(SCENARIO, tmp_path_factory)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:

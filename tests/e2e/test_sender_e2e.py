@@ -7,8 +7,6 @@ the requests' User-Agent and partner_agent, and keeps nothing of the customers o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,8 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from tests.agentworld import WorldTemplate, world_template
-from tests.e2e.test_serve_world import APPROVER, CHANNEL, SECRET, ServeWorld, message_of, serve_world
-from tests.fakes.slack_api import FakeSlackAPI
+from tests.e2e.test_serve_world import APPROVER, CHANNEL, SECRET, ServeWorld, message_of
 from tests.fakes.slack_requests import bolt_request, event_body, message_event
 from tests.fixtures.meta import SIM_TOKEN
 from tests.relay_support import PIXEL, make_event, running_relay
@@ -39,10 +36,8 @@ CHANGE_LINE = "the sender changed from woo-capi 3.2.1 to 3.3.0"
 
 
 @pytest.fixture
-def serve(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, fake: FakeSlackAPI) -> Iterator[ServeWorld]:
-    template: WorldTemplate = world_template(SCENARIO, tmp_path_factory)
-    with serve_world(template, tmp_path, fake) as built:
-        yield built
+def template(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplate:
+    return world_template(SCENARIO, tmp_path_factory)
 
 
 @pytest.mark.slow

@@ -29,12 +29,6 @@ from tools.timeutil import to_iso
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def ledger(ledger_engine: Engine) -> Engine:
-    """The shared migrated ledger (SQLite and Postgres), under this file's name for it."""
-    return ledger_engine
-
-
 @contextmanager
 def serving(engine: Engine, url: str, *, run_loops: bool, **settings: Any) -> Iterator[httpx.Client]:
     """The server's app with its loops (the purge every 0.1 s) on a fixed clock; yields an HTTP client."""
@@ -65,11 +59,11 @@ def payload_kept(engine: Engine) -> dict[str, bool]:
 
 
 def test_serve_purges_payloads_older_than_eight_days_and_healthz_says_so(
-        ledger: Engine, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        ledger_engine: Engine, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CAPI_PAYLOAD_RETENTION_DAYS", raising=False)
-    seed(ledger, 3, event_time=NOW - timedelta(days=8, hours=1), prefix="old")
-    seed(ledger, 2, event_time=NOW - timedelta(days=7, hours=23), prefix="young")  # 7 days: replayable
-    with serving(ledger, ledger_url, run_loops=True) as http:
+    seed(ledger_engine, 3, event_time=NOW - timedelta(days=8, hours=1), prefix="old")
+    seed(ledger_engine, 2, event_time=NOW - timedelta(days=7, hours=23), prefix="young")  # 7 days: replayable
+    with serving(ledger_engine, ledger_url, run_loops=True) as http:
         status = purge_health(http)
         purge = status["payload_purge"]
         assert purge["retention_days"] == 8
@@ -77,30 +71,30 @@ def test_serve_purges_payloads_older_than_eight_days_and_healthz_says_so(
         assert purge["purged_total"] == 3  # later rounds find nothing more to purge
         assert purge["last_purged"] in (0, 3)
         assert status["loops"]["payload-purge"] is True
-    kept = payload_kept(ledger)
+    kept = payload_kept(ledger_engine)
     assert {k: v for k, v in kept.items() if k.startswith("old")} == {f"old-{i}": False for i in range(3)}
     assert {k: v for k, v in kept.items() if k.startswith("young")} == {f"young-{i}": True for i in range(2)}
-    with Session(ledger) as session:  # rows (and their flags, rollups) stay: only the payload goes
+    with Session(ledger_engine) as session:  # rows (and their flags, rollups) stay: only the payload goes
         assert len(session.scalars(select(Event)).all()) == 5
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
-def test_the_retention_is_configurable(ledger: Engine, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_retention_is_configurable(ledger_engine: Engine, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAPI_PAYLOAD_RETENTION_DAYS", "2")
-    seed(ledger, 2, event_time=NOW - timedelta(days=3), prefix="three-days")
-    seed(ledger, 1, event_time=NOW - timedelta(days=1), prefix="one-day")
-    with serving(ledger, ledger_url, run_loops=True) as http:
+    seed(ledger_engine, 2, event_time=NOW - timedelta(days=3), prefix="three-days")
+    seed(ledger_engine, 1, event_time=NOW - timedelta(days=1), prefix="one-day")
+    with serving(ledger_engine, ledger_url, run_loops=True) as http:
         purge = purge_health(http)["payload_purge"]
     assert purge["retention_days"] == 2 and purge["purged_total"] == 2
-    assert payload_kept(ledger) == {"three-days-0": False, "three-days-1": False, "one-day-0": True}
+    assert payload_kept(ledger_engine) == {"three-days-0": False, "three-days-1": False, "one-day-0": True}
 
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
-def test_healthz_before_any_purge_says_none_yet(ledger: Engine, ledger_url: str,
+def test_healthz_before_any_purge_says_none_yet(ledger_engine: Engine, ledger_url: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CAPI_PAYLOAD_RETENTION_DAYS", raising=False)
-    seed(ledger, 1, event_time=NOW - timedelta(days=30), prefix="old")
-    with serving(ledger, ledger_url, run_loops=False) as http:
+    seed(ledger_engine, 1, event_time=NOW - timedelta(days=30), prefix="old")
+    with serving(ledger_engine, ledger_url, run_loops=False) as http:
         purge = purge_health(http, wait_for_run=False)["payload_purge"]
     assert purge == {"retention_days": 8, "last_at": None, "last_purged": None, "purged_total": 0}
-    assert payload_kept(ledger) == {"old-0": True}
+    assert payload_kept(ledger_engine) == {"old-0": True}

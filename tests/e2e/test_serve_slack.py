@@ -7,8 +7,6 @@ the simulator on loopback, a real SQLite ledger per test."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +15,6 @@ import pytest
 from agent.slack.listeners.actions import NOT_AN_APPROVER_TEXT
 from evals.harness import scenario_world
 from tests.agentworld import (
-    WorldTemplate,
     event_keys,
     only_proposal_id,
     proposal_of,
@@ -26,17 +23,13 @@ from tests.agentworld import (
 )
 from tests.e2e.test_serve_world import (
     APPROVER,
-    BOT_TOKEN,
-    CANARY_EMAIL,
     CHANNEL,
     PNG_SIGNATURE,
     SECRET,
     STRANGER,
     ServeWorld,
-    everything_slack_saw,
     message_of,
     serve_over,
-    serve_world,
 )
 from tests.fakes.slack_api import RESPONSE_URL_METHOD, UPLOAD_METHOD, FakeSlackAPI
 from tests.fakes.slack_requests import bolt_request, command_body, event_body, message_event
@@ -45,18 +38,6 @@ from tools.diagnosis.catalogue import cause_info
 MISSED_BATCH_TITLE = cause_info("missed_batch").title
 
 
-
-
-@pytest.fixture
-def serve(template: WorldTemplate, tmp_path: Path, fake: FakeSlackAPI,
-          caplog: pytest.LogCaptureFixture) -> Iterator[ServeWorld]:
-    caplog.set_level(logging.DEBUG)
-    with serve_world(template, tmp_path, fake) as built:
-        yield built
-    # Whatever the test did: neither canary reached Slack or the log.
-    seen = everything_slack_saw(fake)
-    assert CANARY_EMAIL not in seen and BOT_TOKEN not in seen
-    assert CANARY_EMAIL not in caplog.text and BOT_TOKEN not in caplog.text
 
 
 def announce(serve: ServeWorld) -> tuple[str, dict]:

@@ -33,12 +33,13 @@ from tests.fakes.slack_agent import InlineExecutor
 from tests.fakes.slack_api import FakeSlackAPI, SlackCall
 from tests.fakes.slack_requests import action_body, bolt_request
 from tests.fixtures.db import event_line
+from tests.fixtures.slack import SLACK_TEST_TOKEN
 from tools.ledger.outbox import OutboxMessage
 from tools.ledger.pixels import PixelConfig, sync_pixels
 
 SECRET = "serve-signing-secret"
-# Canaries: neither may ever reach a Slack message or a log line.
-BOT_TOKEN = "xoxb-canary-bot-token-7f3a9c"
+# Canaries: neither may ever reach a Slack message or a log line (the bot token is the fake Slack's).
+BOT_TOKEN = SLACK_TEST_TOKEN
 CANARY_EMAIL = "canary.shopper+h14@example.org"
 CHANNEL = "C0CAPIALERTS"
 APPROVER = "U0APPROVER"

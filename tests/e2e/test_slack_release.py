@@ -6,30 +6,16 @@ changes. Real Bolt handling, the fake Slack Web API and the Graph API simulator 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from agent.slack.listeners.commands import NOT_AN_APPROVER_RELEASE_TEXT
 from evals.harness import SIM_TOKEN
-from tests.agentworld import WorldTemplate, proposal_of, received_events, trail_of
+from tests.agentworld import proposal_of, received_events, trail_of
 from tests.e2e.test_serve_slack import announce
-from tests.e2e.test_serve_world import APPROVER, CHANNEL, SECRET, STRANGER, ServeWorld, serve_world
-from tests.fakes.slack_api import RESPONSE_URL_METHOD, FakeSlackAPI
+from tests.e2e.test_serve_world import APPROVER, CHANNEL, SECRET, STRANGER, ServeWorld
+from tests.fakes.slack_api import RESPONSE_URL_METHOD
 from tests.fakes.slack_requests import bolt_request, command_body
 from tools.meta.client import GraphClient
 from tools.meta.simulator import Fault
-
-
-@pytest.fixture
-def serve(template: WorldTemplate, tmp_path: Path, fake: FakeSlackAPI,
-          caplog: pytest.LogCaptureFixture) -> Iterator[ServeWorld]:
-    caplog.set_level(logging.INFO)
-    with serve_world(template, tmp_path, fake) as built:
-        yield built
-    assert SIM_TOKEN not in caplog.text
 
 
 def slash(serve: ServeWorld, text: str, *, user: str, hook: str) -> tuple[str, dict]:

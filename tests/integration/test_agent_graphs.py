@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.orm import Session
@@ -13,31 +12,16 @@ from sqlalchemy.orm import Session
 from agent.reasoning.offline import narrate
 from evals.harness import ScenarioWorld
 from tests.agentworld import (
-    WorldTemplate,
     agent_services,
-    agent_world,
     confirm_diagnosis,
     first_finding_id,
     only_proposal_id,
-    small_scenario,
-    world_template,
 )
 from tests.fakes.openai_server import Answer, Delay, ToolCalls
 from tools.audit.runner import PixelAudit, audit_pixel
 from tools.ledger.models import Audit
 
 NARRATIVE = "Server events stopped at 18:00 while the browser kept counting: the batch never ran."
-
-
-@pytest.fixture
-def template(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplate:
-    return world_template(small_scenario(), tmp_path_factory)
-
-
-@pytest.fixture
-def world(template: WorldTemplate, tmp_path) -> Iterator[ScenarioWorld]:
-    with agent_world(template, tmp_path) as built:
-        yield built
 
 
 def deterministic(world: ScenarioWorld) -> PixelAudit:

@@ -37,6 +37,7 @@ from tools.meta.simulator import RunningSimulator
 from tools.timeutil import floor_hour, to_iso, to_unix
 
 KIND = "backfill_from_orders"
+SIM_NOW = AT  # the clock of the simulator fixture ``sim``
 WEEK = {"since": to_iso(AT - timedelta(days=7)), "until": to_iso(AT)}
 BASE = AT - timedelta(days=2)
 
@@ -87,12 +88,6 @@ def purchase_for(i: int, when: datetime, *, with_order_id: bool = True, value: f
 def preview(engine: Engine, params: dict[str, Any] | None = None, at: datetime = AT):
     with Session(engine) as session:
         return build_preview(session, pixel_id=PIXEL, kind=KIND, params=params or WEEK, at=at)
-
-
-@pytest.fixture
-def sim(meta_sim: RunningSimulator) -> RunningSimulator:
-    meta_sim.state.set_now(AT)
-    return meta_sim
 
 
 def test_selection_leaves_out_orders_that_have_a_purchase_and_respects_the_window(ledger_engine: Engine) -> None:

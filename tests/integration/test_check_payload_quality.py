@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from tests.agentworld import agent_world, small_scenario, world_template
-from tests.e2e.test_serve_world import APPROVER, BOT_TOKEN, CHANNEL, SECRET, everything_slack_saw, serve_over
+from tests.e2e.test_serve_world import APPROVER, CHANNEL, SECRET, everything_slack_saw, serve_over
 from tests.fakes.slack_api import RESPONSE_URL_METHOD, FakeSlackAPI
 from tests.fakes.slack_requests import bolt_request, command_body
 from tests.fixtures.db import PIXEL, event_line, sha, write_jsonl
@@ -230,13 +229,6 @@ def test_no_raw_customer_value_reaches_a_finding_or_the_log(ledger_engine: Engin
 
 
 # --- end to end: ingest -> audit -> the Slack answer ---------------------------------------------
-
-@pytest.fixture(scope="module")
-def slack_api() -> Iterator[FakeSlackAPI]:
-    """The fake Slack API with the canary bot token the serve world is configured with."""
-    with FakeSlackAPI(bot_token=BOT_TOKEN) as api:
-        yield api
-
 
 @pytest.mark.slow
 def test_payload_findings_reach_slack_and_no_raw_value_does(tmp_path_factory: pytest.TempPathFactory,

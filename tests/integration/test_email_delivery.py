@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from agent.email.deliver import deliver_email_outbox
 from agent.email.smtp import EmailNotConfigured, Mailer, mailer_from_settings, parse_smtp_url
-from tests.agentworld import WorldTemplate, agent_services, agent_world, small_scenario, world_template
+from tests.agentworld import WorldTemplate, agent_services, agent_world
 from tests.e2e.test_serve_world import CANARY_EMAIL
 from tests.fixtures.db import event_line
 from tools.ledger.outbox import OutboxMessage
@@ -80,11 +80,6 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
         yield box, port
     finally:
         controller.stop()
-
-
-@pytest.fixture
-def template(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplate:
-    return world_template(small_scenario(), tmp_path_factory)
 
 
 def canary_lines(world_at, pixel_id: str) -> list[dict[str, Any]]:

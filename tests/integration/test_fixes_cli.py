@@ -22,24 +22,17 @@ from tools.meta.simulator import RunningSimulator
 from tools.timeutil import floor_hour, to_iso, utcnow
 
 
-@pytest.fixture
-def ledger(sqlite_url: str) -> Engine:
-    engine = make_engine(sqlite_url)
-    migrate(engine)
-    return engine
-
-
 def _args(url: str, *extra: str) -> list[str]:
     now = utcnow()
     return ["replay", "--pixel", PIXEL, "--since", to_iso(now - timedelta(days=1)), "--until", to_iso(now),
             "--database-url", url, *extra]
 
 
-def test_dry_run_prints_the_preview_and_sends_nothing(ledger: Engine, sqlite_url: str,
+def test_dry_run_prints_the_preview_and_sends_nothing(sqlite_engine: Engine, sqlite_url: str,
                                                       meta_sim: RunningSimulator,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("META_GRAPH_URL", meta_sim.url)
-    seed(ledger, 12, event_time=floor_hour(utcnow()) - timedelta(hours=2))
+    seed(sqlite_engine, 12, event_time=floor_hour(utcnow()) - timedelta(hours=2))
     result = CliRunner().invoke(build_app(), _args(sqlite_url, "--dry-run", "--event", "Purchase"))
     assert result.exit_code == 0, result.output
     assert "12 events in 1 request(s)" in result.output and "dry run: nothing sent" in result.output
@@ -48,13 +41,13 @@ def test_dry_run_prints_the_preview_and_sends_nothing(ledger: Engine, sqlite_url
         assert list_proposals(session) == []
 
 
-def test_yes_approves_as_the_cli_user_and_sends(ledger: Engine, sqlite_url: str, meta_sim: RunningSimulator,
+def test_yes_approves_as_the_cli_user_and_sends(sqlite_engine: Engine, sqlite_url: str, meta_sim: RunningSimulator,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("META_GRAPH_URL", meta_sim.url)
     monkeypatch.setenv("META_ACCESS_TOKEN", SIM_TOKEN)
     monkeypatch.setenv("USER", "alice")
     monkeypatch.setenv("LOGNAME", "alice")
-    seed(ledger, 12, event_time=floor_hour(utcnow()) - timedelta(hours=2))
+    seed(sqlite_engine, 12, event_time=floor_hour(utcnow()) - timedelta(hours=2))
     result = CliRunner().invoke(build_app(), _args(sqlite_url, "--yes"))
     assert result.exit_code == 0, result.output
     assert "sent 12, received by Meta 12" in result.output
@@ -66,11 +59,11 @@ def test_yes_approves_as_the_cli_user_and_sends(ledger: Engine, sqlite_url: str,
         assert [e.action for e in trail(session, proposal.id)][:2] == ["proposed", "approved"]
 
 
-def test_declining_at_the_prompt_sends_nothing(ledger: Engine, sqlite_url: str, meta_sim: RunningSimulator,
+def test_declining_at_the_prompt_sends_nothing(sqlite_engine: Engine, sqlite_url: str, meta_sim: RunningSimulator,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("META_GRAPH_URL", meta_sim.url)
     monkeypatch.setenv("META_ACCESS_TOKEN", SIM_TOKEN)
-    seed(ledger, 3, event_time=floor_hour(utcnow()) - timedelta(hours=2))
+    seed(sqlite_engine, 3, event_time=floor_hour(utcnow()) - timedelta(hours=2))
     result = CliRunner().invoke(build_app(), _args(sqlite_url), input="n\n")
     assert result.exit_code == 1
     assert meta_sim.state.received(PIXEL) == []
@@ -112,10 +105,10 @@ def fix_env(monkeypatch: pytest.MonkeyPatch, meta_sim: RunningSimulator) -> pyte
     return monkeypatch
 
 
-def test_fixes_list_filters_and_flags_uncertain_chunks(ledger: Engine, sqlite_url: str,
+def test_fixes_list_filters_and_flags_uncertain_chunks(sqlite_engine: Engine, sqlite_url: str,
                                                        meta_sim: RunningSimulator,
                                                        fix_env: pytest.MonkeyPatch) -> None:
-    proposal_id = uncertain_fix(ledger, meta_sim)
+    proposal_id = uncertain_fix(sqlite_engine, meta_sim)
     app = build_app()
     listed = CliRunner().invoke(app, ["fixes", "list", "--database-url", sqlite_url])
     assert listed.exit_code == 0, listed.output
@@ -130,10 +123,10 @@ def test_fixes_list_filters_and_flags_uncertain_chunks(ledger: Engine, sqlite_ur
         assert empty.exit_code == 0 and empty.output.startswith("no fix proposals")
 
 
-def test_fixes_show_prints_preview_status_chunks_and_trail(ledger: Engine, sqlite_url: str,
+def test_fixes_show_prints_preview_status_chunks_and_trail(sqlite_engine: Engine, sqlite_url: str,
                                                            meta_sim: RunningSimulator,
                                                            fix_env: pytest.MonkeyPatch) -> None:
-    proposal_id = uncertain_fix(ledger, meta_sim)
+    proposal_id = uncertain_fix(sqlite_engine, meta_sim)
     shown = CliRunner().invoke(build_app(), ["fixes", "show", proposal_id, "--database-url", sqlite_url])
     assert shown.exit_code == 0, shown.output
     out = shown.output
@@ -176,15 +169,15 @@ def test_release_uncertain_records_the_person_and_resends_through_the_fix_run(
         engine.dispose()
 
 
-def test_release_uncertain_declined_at_the_prompt_changes_nothing(ledger: Engine, sqlite_url: str,
+def test_release_uncertain_declined_at_the_prompt_changes_nothing(sqlite_engine: Engine, sqlite_url: str,
                                                                   meta_sim: RunningSimulator,
                                                                   fix_env: pytest.MonkeyPatch) -> None:
-    proposal_id = uncertain_fix(ledger, meta_sim)
+    proposal_id = uncertain_fix(sqlite_engine, meta_sim)
     result = CliRunner().invoke(build_app(), ["fixes", "release-uncertain", proposal_id, "--by", "bob",
                                               "--database-url", sqlite_url], input="n\n")
     assert result.exit_code == 1 and "6 uncertain event(s)" in result.output
     assert meta_sim.state.received(PIXEL) == []
-    with Session(ledger) as session:
+    with Session(sqlite_engine) as session:
         assert "uncertain_released" not in [e.action for e in trail(session, proposal_id)]
 
 
@@ -198,15 +191,15 @@ def test_the_replay_points_at_the_command_for_uncertain_events(capsys: pytest.Ca
     assert "tools.fixes" not in out and "release_uncertain" not in out
 
 
-def test_release_uncertain_without_a_token_releases_nothing(ledger: Engine, sqlite_url: str,
+def test_release_uncertain_without_a_token_releases_nothing(sqlite_engine: Engine, sqlite_url: str,
                                                             meta_sim: RunningSimulator,
                                                             fix_env: pytest.MonkeyPatch) -> None:
-    proposal_id = uncertain_fix(ledger, meta_sim)
+    proposal_id = uncertain_fix(sqlite_engine, meta_sim)
     fix_env.delenv("META_ACCESS_TOKEN")
     result = CliRunner().invoke(build_app(), ["fixes", "release-uncertain", proposal_id, "--by", "bob",
                                               "--yes", "--database-url", sqlite_url])
     assert result.exit_code == 2 and "No Meta access token" in result.output
-    with Session(ledger) as session:
+    with Session(sqlite_engine) as session:
         assert "uncertain_released" not in [e.action for e in trail(session, proposal_id)]
         [proposal] = list_proposals(session)
         assert proposal.status == "executed"

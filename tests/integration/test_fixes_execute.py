@@ -20,13 +20,8 @@ from tools.ledger.models import Delivery, Event
 from tools.meta.client import GraphClient
 from tools.meta.simulator import Fault, RunningSimulator
 
+SIM_NOW = AT  # the clock of the simulator fixture ``sim``
 H1 = AT - timedelta(hours=5)
-
-
-@pytest.fixture
-def sim(meta_sim: RunningSimulator) -> RunningSimulator:
-    meta_sim.state.set_now(AT)
-    return meta_sim
 
 
 def test_2500_events_go_in_3_requests_once_and_a_second_run_sends_nothing(

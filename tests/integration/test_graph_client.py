@@ -25,6 +25,7 @@ from tools.meta.simulator import Fault, RunningSimulator, SimState, run_simulato
 from tools.timeutil import to_iso, to_unix
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+SIM_NOW = NOW  # the clock of the simulator fixture ``sim``
 PIXEL = "1234567890"
 EMAIL_HASH = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
 
@@ -40,12 +41,6 @@ def purchase(event_id: str, *, at: datetime = NOW - timedelta(minutes=30),
     }
     event.update(overrides)
     return event
-
-
-@pytest.fixture
-def sim(meta_sim: RunningSimulator) -> RunningSimulator:
-    meta_sim.state.set_now(NOW)
-    return meta_sim
 
 
 def make_client(sim: RunningSimulator, **kwargs: Any) -> tuple[GraphClient, list[float]]:

@@ -4,15 +4,13 @@ the failed read) while the others complete; the concurrency bound holds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from tests.fixtures.db import migrated_engine
 from tools.audit.meta_side import prefetch_meta_sides, read_meta_side
 from tools.ledger.db import session_factory
 from tools.ledger.pixels import PixelConfig
@@ -22,20 +20,9 @@ from tools.meta.usage import UsageGovernor
 from tools.timeutil import to_iso
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+SIM_NOW = AT  # the clock of the simulator fixture ``sim``
 WINDOW_END = AT
 HISTORY_START = WINDOW_END - timedelta(weeks=4)
-
-
-@pytest.fixture
-def engine(sqlite_url: str) -> Iterator[Engine]:
-    yield from migrated_engine(sqlite_url)
-
-
-@pytest.fixture
-def sim(meta_sim: RunningSimulator) -> RunningSimulator:
-    meta_sim.state.set_now(AT)
-    meta_sim.state.usage.configure({"reset": True})
-    return meta_sim
 
 
 def seed(sim: RunningSimulator, pixel_id: str, hours: int = 4 * 7 * 24) -> None:
@@ -63,8 +50,8 @@ def clients(sim: RunningSimulator, tokens: dict[str, str] | None = None) -> Call
                                      max_retries=0)
 
 
-def audit_read(engine: Engine, pixel_id: str, client: Any, at: datetime = AT):
-    with Session(engine, expire_on_commit=False) as session:
+def audit_read(sqlite_engine: Engine, pixel_id: str, client: Any, at: datetime = AT):
+    with Session(sqlite_engine, expire_on_commit=False) as session:
         side = read_meta_side(session, client, pixel_id=pixel_id, history_start=HISTORY_START,
                               window_end=WINDOW_END, at=at)
         session.commit()
@@ -72,11 +59,11 @@ def audit_read(engine: Engine, pixel_id: str, client: Any, at: datetime = AT):
 
 
 def test_prefetched_reads_are_stored_and_the_audit_calls_meta_no_more(sim: RunningSimulator,
-                                                                    engine: Engine) -> None:
+                                                                    sqlite_engine: Engine) -> None:
     pixels = [PixelConfig(id=f"10{n}") for n in range(3)]
     for pixel in pixels:
         seed(sim, pixel.id)
-    with prefetch_meta_sides(session_factory(engine), [(p, AT) for p in pixels], client_for=clients(sim),
+    with prefetch_meta_sides(session_factory(sqlite_engine), [(p, AT) for p in pixels], client_for=clients(sim),
                              workers=4) as prefetch:
         assert set(prefetch.reads) == {p.id for p in pixels} and prefetch.deferred == []
         # A new pixel: 4 weeks in 7-day windows, both sources, plus dataset quality, each its own call.
@@ -84,39 +71,39 @@ def test_prefetched_reads_are_stored_and_the_audit_calls_meta_no_more(sim: Runni
         calls_before = sim.state.usage.summary()["calls"]
         for pixel in pixels:
             no_meta = NoMeta()
-            side = audit_read(engine, pixel.id, no_meta)
+            side = audit_read(sqlite_engine, pixel.id, no_meta)
             assert no_meta.calls == 0 and side.errors == ()
             assert side.counts is not None and len(side.counts) == 2 * 4 * 7 * 24
             assert {c.source for c in side.counts} == {"browser", "server"}
             assert side.quality is not None and side.quality.fetched_at == AT
         assert sim.state.usage.summary()["calls"] == calls_before
     # Taken once: another audit of the same hour reads Meta again, as without a prefetch.
-    again = audit_read(engine, pixels[0].id, clients(sim)(pixels[0]))
+    again = audit_read(sqlite_engine, pixels[0].id, clients(sim)(pixels[0]))
     assert again.errors == () and sim.state.usage.summary()["calls"] > calls_before
 
 
-def test_the_next_hour_reads_only_the_last_day(sim: RunningSimulator, engine: Engine) -> None:
+def test_the_next_hour_reads_only_the_last_day(sim: RunningSimulator, sqlite_engine: Engine) -> None:
     pixel = PixelConfig(id="2001")
     seed(sim, pixel.id)
-    with prefetch_meta_sides(session_factory(engine), [(pixel, AT)], client_for=clients(sim)):
+    with prefetch_meta_sides(session_factory(sqlite_engine), [(pixel, AT)], client_for=clients(sim)):
         pass
     later = AT + timedelta(hours=1)
-    with prefetch_meta_sides(session_factory(engine), [(pixel, later)], client_for=clients(sim)) as prefetch:
+    with prefetch_meta_sides(session_factory(sqlite_engine), [(pixel, later)], client_for=clients(sim)) as prefetch:
         assert prefetch.reads[pixel.id].calls == 3  # browser, server (one window), dataset quality
 
 
-def test_discard_forgets_reads_no_audit_took(sim: RunningSimulator, engine: Engine) -> None:
+def test_discard_forgets_reads_no_audit_took(sim: RunningSimulator, sqlite_engine: Engine) -> None:
     pixel = PixelConfig(id="3001")
     seed(sim, pixel.id, hours=24)
-    prefetch = prefetch_meta_sides(session_factory(engine), [(pixel, AT)], client_for=clients(sim))
+    prefetch = prefetch_meta_sides(session_factory(sqlite_engine), [(pixel, AT)], client_for=clients(sim))
     prefetch.discard()
     no_meta = NoMeta()
-    side = audit_read(engine, pixel.id, no_meta)
+    side = audit_read(sqlite_engine, pixel.id, no_meta)
     assert no_meta.calls > 0 and side.counts is None  # read Meta itself (here: a client that fails)
 
 
 def test_a_throttled_pixel_is_deferred_while_the_others_complete(sim: RunningSimulator,
-                                                                 engine: Engine) -> None:
+                                                                 sqlite_engine: Engine) -> None:
     sim.state.add_tokens(valid=["token-of-a-busy-business"])
     sim.state.usage.configure({"call_budget": 30})
     busy = GraphClient(base_url=sim.url, access_token="token-of-a-busy-business", max_retries=0)
@@ -128,56 +115,56 @@ def test_a_throttled_pixel_is_deferred_while_the_others_complete(sim: RunningSim
         seed(sim, pixel.id, hours=48)
     tokens = {"4001": "token-of-a-busy-business"}
     governor = UsageGovernor(max_in_flight=4, max_wait=5, sleep=lambda _s: None)
-    with prefetch_meta_sides(session_factory(engine), [(p, AT) for p in pixels], client_for=clients(sim, tokens),
+    with prefetch_meta_sides(session_factory(sqlite_engine), [(p, AT) for p in pixels], client_for=clients(sim, tokens),
                              workers=4, governor=governor) as prefetch:
         assert prefetch.deferred == ["4001"]
         # Only the calls already in flight were refused; the pixel's other parts were never sent.
         refused = sim.state.usage.summary()["throttled"]
         assert 1 <= refused <= 4
-        throttled = audit_read(engine, "4001", NoMeta())
+        throttled = audit_read(sqlite_engine, "4001", NoMeta())
         assert throttled.counts is None
         assert {e.kind for e in throttled.errors} == {"rate_limited"}  # a finding, as any failed read
         for pixel_id in ("4002", "4003"):
-            side = audit_read(engine, pixel_id, NoMeta())
+            side = audit_read(sqlite_engine, pixel_id, NoMeta())
             assert side.errors == () and side.counts and side.quality is not None
     assert prefetch.governor["throttled"] == refused
 
 
-def test_a_slow_pixel_is_deferred_after_the_read_timeout(sim: RunningSimulator, engine: Engine) -> None:
+def test_a_slow_pixel_is_deferred_after_the_read_timeout(sim: RunningSimulator, sqlite_engine: Engine) -> None:
     sim.state.usage.configure({"pixel_latency_ms": {"5002": 3000}})
     pixels = [PixelConfig(id=f"500{n}") for n in (1, 2, 3)]
     for pixel in pixels:
         seed(sim, pixel.id, hours=24)
-    with prefetch_meta_sides(session_factory(engine), [(p, AT) for p in pixels], client_for=clients(sim),
+    with prefetch_meta_sides(session_factory(sqlite_engine), [(p, AT) for p in pixels], client_for=clients(sim),
                              workers=4, read_timeout=0.5) as prefetch:
         assert prefetch.deferred == ["5002"]
-        slow = audit_read(engine, "5002", NoMeta())
+        slow = audit_read(sqlite_engine, "5002", NoMeta())
         assert slow.counts is None and {e.kind for e in slow.errors} == {"unreachable"}
         assert "deferred" in slow.errors[0].message
         for pixel_id in ("5001", "5003"):
-            assert audit_read(engine, pixel_id, NoMeta()).errors == ()
+            assert audit_read(sqlite_engine, pixel_id, NoMeta()).errors == ()
 
 
-def test_concurrency_stays_within_the_bound(sim: RunningSimulator, engine: Engine) -> None:
+def test_concurrency_stays_within_the_bound(sim: RunningSimulator, sqlite_engine: Engine) -> None:
     sim.state.usage.configure({"latency_ms": 20})
     pixels = [PixelConfig(id=f"60{n:02d}") for n in range(12)]
     for pixel in pixels:
         seed(sim, pixel.id, hours=24)
     governor = UsageGovernor(max_in_flight=3)
-    with prefetch_meta_sides(session_factory(engine), [(p, AT) for p in pixels], client_for=clients(sim),
+    with prefetch_meta_sides(session_factory(sqlite_engine), [(p, AT) for p in pixels], client_for=clients(sim),
                              workers=3, governor=governor) as prefetch:
         assert len(prefetch.reads) == 12 and prefetch.deferred == []
     assert 1 <= governor.stats()["peak_in_flight"] <= 3
 
 
-def test_a_pixel_without_a_token_reports_it(sim: RunningSimulator, engine: Engine) -> None:
+def test_a_pixel_without_a_token_reports_it(sim: RunningSimulator, sqlite_engine: Engine) -> None:
     pixel = PixelConfig(id="7001")
-    with prefetch_meta_sides(session_factory(engine), [(pixel, AT)], client_for=lambda _p: None):
-        side = audit_read(engine, pixel.id, None)
+    with prefetch_meta_sides(session_factory(sqlite_engine), [(pixel, AT)], client_for=lambda _p: None):
+        side = audit_read(sqlite_engine, pixel.id, None)
     assert side.counts is None and side.errors[0].kind == "unreachable"
 
 
-def test_the_scheduler_reads_meta_for_the_round_before_its_audits(sim: RunningSimulator, engine: Engine) -> None:
+def test_the_scheduler_reads_meta_for_the_round_before_its_audits(sim: RunningSimulator, sqlite_engine: Engine) -> None:
     from agent.scheduler import Scheduler
 
     pixels = [PixelConfig(id=f"80{n}") for n in range(3)]
@@ -186,7 +173,7 @@ def test_the_scheduler_reads_meta_for_the_round_before_its_audits(sim: RunningSi
     sides: dict[str, Any] = {}
 
     class Wiring:
-        session = staticmethod(session_factory(engine))
+        session = staticmethod(session_factory(sqlite_engine))
 
         def pixels(self, only: list[str] | None = None) -> list[PixelConfig]:
             return pixels
@@ -197,7 +184,7 @@ def test_the_scheduler_reads_meta_for_the_round_before_its_audits(sim: RunningSi
 
         def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
             no_meta = NoMeta()
-            sides[pixel.id] = (audit_read(engine, pixel.id, no_meta, at=at), no_meta.calls)
+            sides[pixel.id] = (audit_read(sqlite_engine, pixel.id, no_meta, at=at), no_meta.calls)
             return {}
 
     now = AT + timedelta(minutes=10)

@@ -6,7 +6,6 @@ token; a per-source rate limit; and the operator's own expired token still shows
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,12 +42,6 @@ from tools.timeutil import floor_hour, to_iso, utcnow
 
 STRANGER = "EAAmadeUpToken123"
 OTHER_PIXEL = "9988776655"
-
-
-@pytest.fixture
-def relay(ledger_engine: Engine, meta_sim: RunningSimulator) -> Iterator[str]:
-    with running_relay(ledger_engine, meta_sim.url) as url:
-        yield url
 
 
 def post(relay: str, events: list[dict], *, token: str | None, pixel: str = PIXEL,

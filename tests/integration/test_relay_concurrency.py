@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from tests.fixtures.db import migrated_engine
 from tests.fixtures.meta import SIM_TOKEN
 from tests.relay_support import PIXEL, ledger_events, make_event, running_relay, session_factory
 from tools.ledger.models import Delivery, DeliveryEvent, Event
@@ -192,11 +191,6 @@ def test_a_crash_after_the_record_never_sends_twice(
                             now=now + timedelta(minutes=20))
     assert (later.sent, later.uncertain) == (0, 1)
     assert meta_sim.state.received(PIXEL) == []
-
-
-@pytest.fixture
-def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
-    yield from migrated_engine(sqlite_url)
 
 
 def test_unconfigured_pixel_while_meta_is_down_gets_metas_answer_not_a_queue(

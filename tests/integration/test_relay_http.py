@@ -19,7 +19,6 @@ from tests.relay_support import (
     ledger_dump,
     ledger_events,
     make_event,
-    running_relay,
     sha,
 )
 from tools.ledger.models import Delivery
@@ -38,12 +37,6 @@ BOTH = pytest.mark.parametrize(
 def ledger_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     url = request.getfixturevalue(f"{getattr(request, 'param', 'sqlite')}_url")
     yield from migrated_engine(url)
-
-
-@pytest.fixture
-def relay(ledger_engine: Engine, meta_sim: RunningSimulator) -> Iterator[str]:
-    with running_relay(ledger_engine, meta_sim.url) as url:
-        yield url
 
 
 def post_json(relay: str, events: list[dict], *, token: str = SIM_TOKEN, **params: str) -> httpx.Response:

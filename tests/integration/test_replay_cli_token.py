@@ -74,12 +74,6 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[RecordingSimulator]:
         yield RecordingSimulator(url=server.url, state=state, requests=seen)
 
 
-@pytest.fixture
-def ledger(ledger_engine: Engine) -> Engine:
-    """The shared migrated ledger (SQLite and Postgres), under this file's name for it."""
-    return ledger_engine
-
-
 def pixels_toml(tmp_path: Path, *, token_env: str | None) -> Path:
     path = tmp_path / "pixels.toml"
     line = f'access_token_env = "{token_env}"\n' if token_env else ""
@@ -108,9 +102,9 @@ def env(monkeypatch: pytest.MonkeyPatch, simulator: RecordingSimulator) -> pytes
 
 
 def test_the_pixels_own_token_wins_over_meta_access_token(
-        ledger: Engine, ledger_url: str, simulator: RecordingSimulator, env: pytest.MonkeyPatch,
+        ledger_engine: Engine, ledger_url: str, simulator: RecordingSimulator, env: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
-    seed(ledger, 7, event_time=floor_hour(utcnow()) - timedelta(hours=2))
+    seed(ledger_engine, 7, event_time=floor_hour(utcnow()) - timedelta(hours=2))
     result = run_replay(ledger_url, pixels_toml(tmp_path, token_env="META_TOKEN_SHOP"), "--yes")
     assert result.exit_code == 0, result.output
     assert "sent 7, received by Meta 7" in result.output
@@ -121,7 +115,7 @@ def test_the_pixels_own_token_wins_over_meta_access_token(
     # Every request of the run (the send and the verification's reads) used the pixel's token.
     assert {r.authorization for r in simulator.requests} == {f"Bearer {PIXEL_TOKEN}"}
     assert PIXEL_TOKEN not in result.output and ENV_TOKEN not in result.output
-    with Session(ledger) as session:
+    with Session(ledger_engine) as session:
         [proposal] = list_proposals(session)
         assert proposal.status == "executed" and proposal.decided_by == "cli:alice"
         assert proposal.verification is not None  # the fix graph's verify step ran
@@ -132,10 +126,10 @@ def test_the_pixels_own_token_wins_over_meta_access_token(
 
 @pytest.mark.parametrize("simulator", [APP_SECRET], indirect=True)
 def test_appsecret_proof_is_sent_when_meta_app_secret_is_set(
-        ledger: Engine, ledger_url: str, simulator: RecordingSimulator, env: pytest.MonkeyPatch,
+        ledger_engine: Engine, ledger_url: str, simulator: RecordingSimulator, env: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
     env.setenv("META_APP_SECRET", APP_SECRET)
-    seed(ledger, 5, event_time=floor_hour(utcnow()) - timedelta(hours=2))
+    seed(ledger_engine, 5, event_time=floor_hour(utcnow()) - timedelta(hours=2))
     result = run_replay(ledger_url, pixels_toml(tmp_path, token_env="META_TOKEN_SHOP"), "--yes")
     assert result.exit_code == 0, result.output
     assert len(simulator.state.received(PIXEL)) == 5
@@ -148,9 +142,9 @@ def test_appsecret_proof_is_sent_when_meta_app_secret_is_set(
 
 @pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
 def test_without_a_token_of_its_own_the_pixel_uses_meta_access_token(
-        ledger: Engine, ledger_url: str, simulator: RecordingSimulator, env: pytest.MonkeyPatch,
+        ledger_engine: Engine, ledger_url: str, simulator: RecordingSimulator, env: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
-    seed(ledger, 3, event_time=floor_hour(utcnow()) - timedelta(hours=2))
+    seed(ledger_engine, 3, event_time=floor_hour(utcnow()) - timedelta(hours=2))
     result = run_replay(ledger_url, pixels_toml(tmp_path, token_env=None), "--yes")
     assert result.exit_code == 0, result.output
     [post] = simulator.event_posts()

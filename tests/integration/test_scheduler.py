@@ -65,30 +65,22 @@ class StubServices:
         return {"report": {"pixel_id": pixel.id}, "audit_id": len(self.log.calls)}
 
 
-@pytest.fixture
-def engine(sqlite_url: str) -> Iterator[Engine]:
-    engine = make_engine(sqlite_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-def wiring_on(engine: Engine) -> AgentWiring:
-    return AgentWiring(settings=load_settings(database_url=str(engine.url)), engine=engine)
+def wiring_on(sqlite_engine: Engine) -> AgentWiring:
+    return AgentWiring(settings=load_settings(database_url=str(sqlite_engine.url)), engine=sqlite_engine)
 
 
 def pixels_of(*ids: str) -> list[PixelConfig]:
     return [PixelConfig(id=pixel_id) for pixel_id in ids]
 
 
-def mark_done(engine: Engine, pixel_id: str, end: datetime) -> None:
-    with Session(engine) as session:
+def mark_done(sqlite_engine: Engine, pixel_id: str, end: datetime) -> None:
+    with Session(sqlite_engine) as session:
         assert claim(session, pixel_id=pixel_id, window_end=end, worker="past", now=end)
         assert finish(session, pixel_id=pixel_id, window_end=end, worker="past", now=end, status="done")
 
 
-def claims(engine: Engine) -> dict[tuple[str, datetime], AuditClaim]:
-    with Session(engine) as session:
+def claims(sqlite_engine: Engine) -> dict[tuple[str, datetime], AuditClaim]:
+    with Session(sqlite_engine) as session:
         rows = session.scalars(select(AuditClaim)).all()
     return {(row.pixel_id, row.window_end.astimezone(UTC)): row for row in rows}
 
@@ -98,11 +90,11 @@ def scheduler(services: StubServices, pixels: list[PixelConfig], **kwargs: Any) 
                      grace=GRACE, **kwargs)
 
 
-def test_catch_up_after_downtime_audits_each_missed_hour_once_in_order(engine: Engine) -> None:
-    mark_done(engine, "1", at(10))
+def test_catch_up_after_downtime_audits_each_missed_hour_once_in_order(sqlite_engine: Engine) -> None:
+    mark_done(sqlite_engine, "1", at(10))
     log = AuditLog()
     seen: list[tuple[str, str]] = []
-    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"),
+    sched = scheduler(StubServices(wiring_on(sqlite_engine), log), pixels_of("1"),
                       on_audit=lambda pixel, state: seen.append((pixel.id, state["report"]["pixel_id"])))
     records = sched.run_once(now=at(15, 12))
     expected = [("1", at(h)) for h in range(11, 16)]
@@ -110,32 +102,32 @@ def test_catch_up_after_downtime_audits_each_missed_hour_once_in_order(engine: E
     assert [(r.pixel_id, r.window_end, r.status) for r in records] == [(p, e, "done") for p, e in expected]
     assert [r.audit_id for r in records] == [1, 2, 3, 4, 5]
     assert seen == [("1", "1")] * 5
-    assert all(row.status == "done" for row in claims(engine).values())
+    assert all(row.status == "done" for row in claims(sqlite_engine).values())
     assert sched.run_once(now=at(15, 40)) == []
     assert len(log.calls) == 5
 
 
-def test_pixels_are_caught_up_together_oldest_hour_first(engine: Engine) -> None:
-    mark_done(engine, "a", at(12))
-    mark_done(engine, "b", at(11))
+def test_pixels_are_caught_up_together_oldest_hour_first(sqlite_engine: Engine) -> None:
+    mark_done(sqlite_engine, "a", at(12))
+    mark_done(sqlite_engine, "b", at(11))
     log = AuditLog()
-    scheduler(StubServices(wiring_on(engine), log), pixels_of("a", "b")).run_once(now=at(14, 30))
+    scheduler(StubServices(wiring_on(sqlite_engine), log), pixels_of("a", "b")).run_once(now=at(14, 30))
     assert log.hours() == [("b", at(12)), ("a", at(13)), ("b", at(13)), ("a", at(14)), ("b", at(14))]
 
 
-def test_first_run_audits_the_latest_settled_hour_only(engine: Engine) -> None:
+def test_first_run_audits_the_latest_settled_hour_only(sqlite_engine: Engine) -> None:
     log = AuditLog()
-    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"))
+    sched = scheduler(StubServices(wiring_on(sqlite_engine), log), pixels_of("1"))
     sched.run_once(now=at(15, 5))  # 15:00 has not settled yet (grace 10 min)
     assert log.hours() == [("1", at(14))]
     sched.run_once(now=at(15, 10))
     assert log.hours() == [("1", at(14)), ("1", at(15))]
 
 
-def test_catch_up_is_limited_and_older_hours_are_reported_once(engine: Engine) -> None:
-    mark_done(engine, "1", at(3))
+def test_catch_up_is_limited_and_older_hours_are_reported_once(sqlite_engine: Engine) -> None:
+    mark_done(sqlite_engine, "1", at(3))
     log = AuditLog()
-    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"), max_catch_up=4)
+    sched = scheduler(StubServices(wiring_on(sqlite_engine), log), pixels_of("1"), max_catch_up=4)
     sched.run_once(now=at(15, 12))
     assert log.hours() == [("1", at(h)) for h in (12, 13, 14, 15)]
     assert len(sched.skipped) == 1
@@ -146,11 +138,11 @@ def test_catch_up_is_limited_and_older_hours_are_reported_once(engine: Engine) -
     assert len(sched.skipped) == 1
 
 
-def test_a_failing_hour_is_recorded_and_retried_without_stopping_other_pixels(engine: Engine) -> None:
+def test_a_failing_hour_is_recorded_and_retried_without_stopping_other_pixels(sqlite_engine: Engine) -> None:
     for pixel_id in ("bad", "good"):
-        mark_done(engine, pixel_id, at(10))
+        mark_done(sqlite_engine, pixel_id, at(10))
     log = AuditLog()
-    services = StubServices(wiring_on(engine), log, failures={("bad", at(12)): 1})
+    services = StubServices(wiring_on(sqlite_engine), log, failures={("bad", at(12)): 1})
     sched = scheduler(services, pixels_of("bad", "good"))
 
     first = sched.run_once(now=at(14, 15))
@@ -161,21 +153,21 @@ def test_a_failing_hour_is_recorded_and_retried_without_stopping_other_pixels(en
     # The bad pixel's later hours wait for the failed one; the good pixel is fully audited.
     assert [h for p, h in log.hours() if p == "good"] == [at(11), at(12), at(13), at(14)]
     assert [h for p, h in log.hours() if p == "bad"] == [at(11), at(12)]
-    row = claims(engine)[("bad", at(12))]
+    row = claims(sqlite_engine)[("bad", at(12))]
     assert (row.status, row.attempts) == ("failed", 1)
     assert row.error == failed[0].error
 
     second = sched.run_once(now=at(14, 20))
     assert [(r.pixel_id, r.window_end, r.status) for r in second] == [
         ("bad", at(12), "done"), ("bad", at(13), "done"), ("bad", at(14), "done")]
-    row = claims(engine)[("bad", at(12))]
+    row = claims(sqlite_engine)[("bad", at(12))]
     assert (row.status, row.attempts, row.error) == ("done", 2, None)
 
 
-def test_an_hour_that_keeps_failing_is_given_up_after_max_attempts(engine: Engine) -> None:
-    mark_done(engine, "1", at(10))
+def test_an_hour_that_keeps_failing_is_given_up_after_max_attempts(sqlite_engine: Engine) -> None:
+    mark_done(sqlite_engine, "1", at(10))
     log = AuditLog()
-    services = StubServices(wiring_on(engine), log, failures={("1", at(11)): 99})
+    services = StubServices(wiring_on(sqlite_engine), log, failures={("1", at(11)): 99})
     sched = scheduler(services, pixels_of("1"), max_attempts=2)
     assert [r.status for r in sched.run_once(now=at(12, 15))] == ["failed"]
     assert [r.status for r in sched.run_once(now=at(12, 16))] == ["failed"]
@@ -184,47 +176,47 @@ def test_an_hour_that_keeps_failing_is_given_up_after_max_attempts(engine: Engin
     assert log.hours().count(("1", at(11))) == 2
 
 
-def test_a_dead_workers_claim_is_taken_over_once_its_lease_expires(engine: Engine) -> None:
-    mark_done(engine, "1", at(10))
-    with Session(engine) as session:  # a replica took 11:00 at 11:12 and died
+def test_a_dead_workers_claim_is_taken_over_once_its_lease_expires(sqlite_engine: Engine) -> None:
+    mark_done(sqlite_engine, "1", at(10))
+    with Session(sqlite_engine) as session:  # a replica took 11:00 at 11:12 and died
         assert claim(session, pixel_id="1", window_end=at(11), worker="dead", now=at(11, 12),
                      lease=timedelta(minutes=30))
     log = AuditLog()
-    sched = scheduler(StubServices(wiring_on(engine), log, worker="alive"), pixels_of("1"),
+    sched = scheduler(StubServices(wiring_on(sqlite_engine), log, worker="alive"), pixels_of("1"),
                       lease=timedelta(minutes=30))
     assert sched.run_once(now=at(11, 20)) == []  # the lease is live: maybe it is just slow
     assert log.calls == []
     records = sched.run_once(now=at(12, 15))
     assert [(r.window_end, r.status) for r in records] == [(at(11), "done"), (at(12), "done")]
-    row = claims(engine)[("1", at(11))]
+    row = claims(sqlite_engine)[("1", at(11))]
     assert (row.claimed_by, row.status, row.attempts) == ("alive", "done", 2)
 
 
-def test_an_on_audit_failure_does_not_undo_the_audit(engine: Engine) -> None:
+def test_an_on_audit_failure_does_not_undo_the_audit(sqlite_engine: Engine) -> None:
     log = AuditLog()
 
     def broken_hook(_pixel: PixelConfig, _state: dict[str, Any]) -> None:
         raise ConnectionError("slack is down")
 
-    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"), on_audit=broken_hook)
+    sched = scheduler(StubServices(wiring_on(sqlite_engine), log), pixels_of("1"), on_audit=broken_hook)
     assert [r.status for r in sched.run_once(now=at(9, 30))] == ["done"]
-    assert claims(engine)[("1", at(9))].status == "done"
+    assert claims(sqlite_engine)[("1", at(9))].status == "done"
 
 
-def test_each_round_expires_stale_fix_proposals(engine: Engine) -> None:
-    with Session(engine) as session:
+def test_each_round_expires_stale_fix_proposals(sqlite_engine: Engine) -> None:
+    with Session(sqlite_engine) as session:
         session.add(FixProposalRow(id="p-1", pixel_id="1", kind="replay", status="proposed",
                                    created_at=at(1), expires_at=at(5)))
         session.add(FixProposalRow(id="p-2", pixel_id="1", kind="replay", status="proposed",
                                    created_at=at(1), expires_at=at(23)))
         session.commit()
-    scheduler(StubServices(wiring_on(engine), AuditLog()), pixels_of("1")).run_once(now=at(9, 30))
-    with Session(engine) as session:
+    scheduler(StubServices(wiring_on(sqlite_engine), AuditLog()), pixels_of("1")).run_once(now=at(9, 30))
+    with Session(sqlite_engine) as session:
         assert session.get(FixProposalRow, "p-1").status == "expired"  # type: ignore[union-attr]
         assert session.get(FixProposalRow, "p-2").status == "proposed"  # type: ignore[union-attr]
 
 
-def test_a_services_factory_is_opened_once_per_round(engine: Engine) -> None:
+def test_a_services_factory_is_opened_once_per_round(sqlite_engine: Engine) -> None:
     from contextlib import contextmanager
 
     opened: list[int] = []
@@ -233,19 +225,19 @@ def test_a_services_factory_is_opened_once_per_round(engine: Engine) -> None:
     @contextmanager
     def factory() -> Iterator[StubServices]:
         opened.append(1)
-        yield StubServices(wiring_on(engine), log)
+        yield StubServices(wiring_on(sqlite_engine), log)
 
-    mark_done(engine, "1", at(10))
+    mark_done(sqlite_engine, "1", at(10))
     sched = Scheduler(services_factory=factory, pixels=lambda: pixels_of("1"), grace=GRACE)
     sched.run_once(now=at(13, 30))
     assert opened == [1]
     assert log.hours() == [("1", at(h)) for h in (11, 12, 13)]
 
 
-def test_run_forever_runs_rounds_until_stopped(engine: Engine) -> None:
+def test_run_forever_runs_rounds_until_stopped(sqlite_engine: Engine) -> None:
     log = AuditLog()
-    mark_done(engine, "1", at(10))
-    sched = scheduler(StubServices(wiring_on(engine), log), pixels_of("1"))
+    mark_done(sqlite_engine, "1", at(10))
+    sched = scheduler(StubServices(wiring_on(sqlite_engine), log), pixels_of("1"))
     sched.clock = lambda: at(12, 30)
     stop = threading.Event()
     thread = threading.Thread(target=sched.run_forever, args=(stop,), kwargs={"interval_seconds": 0.01})
@@ -282,8 +274,8 @@ def run_replicas(url: str, *, replicas: int = 2) -> tuple[AuditLog, list[list[Ru
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    for engine in engines:
-        engine.dispose()
+    for sqlite_engine in engines:
+        sqlite_engine.dispose()
     return log, results, setup
 
 

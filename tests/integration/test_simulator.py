@@ -20,6 +20,7 @@ from tools.meta.simulator.quality import composite_score, upload_frequency, weig
 from tools.timeutil import to_iso, to_unix
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+SIM_NOW = NOW  # the clock of the simulator fixture ``sim``
 PIXEL = "1234567890"
 AUTH = {"Authorization": "Bearer sim-token"}
 
@@ -33,12 +34,6 @@ def event(event_id: str, *, at: datetime = NOW - timedelta(minutes=5), **overrid
     }
     body.update(overrides)
     return body
-
-
-@pytest.fixture
-def sim(meta_sim: RunningSimulator) -> RunningSimulator:
-    meta_sim.state.set_now(NOW)
-    return meta_sim
 
 
 def stats(sim: RunningSimulator, source: str, **params: Any) -> httpx.Response:

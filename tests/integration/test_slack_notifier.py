@@ -16,7 +16,6 @@ from agent.slack.blocks import (
     incident_blocks,
 )
 from agent.slack.chart import ChartSeries, render_parity_chart
-from agent.slack.client import build_web_client
 from agent.slack.notifier import SlackDeliveryError, SlackNotifier
 from tests.fakes.slack_api import UPLOAD_METHOD, FakeSlackAPI
 from tests.fixtures.slack import SLACK_TEST_TOKEN
@@ -24,11 +23,6 @@ from tests.fixtures.slack import SLACK_TEST_TOKEN
 TOKEN = SLACK_TEST_TOKEN
 CHANNEL = "C0ALERTS"
 START = datetime(2026, 11, 20, tzinfo=UTC)
-
-
-@pytest.fixture()
-def notifier(fake: FakeSlackAPI) -> SlackNotifier:
-    return SlackNotifier(build_web_client(token=TOKEN, base_url=fake.url))
 
 
 def _chart() -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine
@@ -24,15 +25,17 @@ from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import save_meta_counts
 from tools.schedule.claims import claim, finish
 
+if TYPE_CHECKING:
+    from evals.harness import ScenarioWorld
+
 H = datetime(2026, 11, 30, 15, tzinfo=UTC)
 
 
 @pytest.fixture
-def template_world_services(tmp_path_factory: pytest.TempPathFactory, tmp_path) -> Iterator:
-    from tests.agentworld import agent_services, agent_world, small_scenario, world_template
+def template_world_services(world: ScenarioWorld) -> Iterator:
+    from tests.agentworld import agent_services
 
-    template = world_template(small_scenario(), tmp_path_factory)
-    with agent_world(template, tmp_path) as world, agent_services(world) as services:
+    with agent_services(world) as services:
         yield services, world  # a Monday, 15:00-16:00 UTC
 WEEK = timedelta(days=7)
 

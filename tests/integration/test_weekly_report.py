@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import struct
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -23,7 +22,6 @@ from typer.testing import CliRunner
 from agent.announce import after_round
 from agent.cli import build_app
 from agent.email.deliver import deliver_email_outbox
-from agent.slack.client import build_web_client
 from agent.slack.notifier import SlackNotifier
 from agent.slack.outbox import deliver_outbox
 from agent.summary.weekly import DayPoint, PixelWeek, WeeklyReport, build_weekly, local_days, week_end_at
@@ -31,8 +29,7 @@ from agent.summary.weekly_chart import MAX_PANELS, PANEL_GID, build_figure, rend
 from agent.summary.weekly_queue import WAIT_AT_MOST, enqueue_weekly_due, weekly_audiences
 from agent.summary.weekly_text import render_text, slack_blocks
 from tests.fakes.slack_api import UPLOAD_METHOD, FakeSlackAPI
-from tests.fixtures.db import event_line, migrated_engine, sha, write_jsonl
-from tests.fixtures.slack import SLACK_TEST_TOKEN
+from tests.fixtures.db import event_line, sha, write_jsonl
 from tools.checks.types import EventQuality, MetaHourlyCount, QualitySnapshot
 from tools.fixes.models import FixProposalRow, FixTrailRow
 from tools.ledger.ingest import ingest_events_jsonl
@@ -121,11 +118,6 @@ def seed(session: Session, *, last_hour_audited: bool = True) -> None:
     session.add(FixTrailRow(proposal_id="fix_before", actor="agent", action="executed",
                             at=START - timedelta(days=3), detail={"sent": 5, "received": 5}))
     session.commit()
-
-
-@pytest.fixture
-def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
-    yield from migrated_engine(sqlite_url)
 
 
 # --- the week's bounds ------------------------------------------------------------------------------
@@ -264,11 +256,6 @@ def test_names_cannot_ping_or_link_in_slack() -> None:
 
 
 # --- queueing and delivery ----------------------------------------------------------------------------
-
-@pytest.fixture()
-def notifier(fake: FakeSlackAPI) -> SlackNotifier:
-    return SlackNotifier(build_web_client(token=SLACK_TEST_TOKEN, base_url=fake.url))
-
 
 def _weekly_rows(session: Session) -> list[OutboxMessage]:
     return list(session.scalars(select(OutboxMessage).where(

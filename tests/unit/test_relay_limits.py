@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.fixtures.meta import SIM_TOKEN
-from tests.relay_support import PIXEL, ledger_events, make_event, running_relay
+from tests.relay_support import PIXEL, ledger_events, make_event
 from tools.meta.simulator import RunningSimulator
 from tools.relay.limits import (
     MAX_BODY_BYTES,
@@ -24,12 +24,6 @@ from tools.relay.limits import (
 )
 
 AUTH = {"Authorization": f"Bearer {SIM_TOKEN}"}
-
-
-@pytest.fixture
-def relay(ledger_engine: Engine, meta_sim: RunningSimulator) -> Iterator[str]:
-    with running_relay(ledger_engine, meta_sim.url) as url:
-        yield url
 
 
 def with_event(**fields: Any) -> bytes:

@@ -94,11 +94,6 @@ class ShareShift:
         return self.reference_ratio * self.partner_after
 
     @property
-    def ratio_of_reference(self) -> float:
-        expected = self.expected_after
-        return self.target_after / expected if expected > 0 else 1.0
-
-    @property
     def alarm(self) -> bool:
         return self.llr >= ALARM_LLR and self.recovered_from is None
 

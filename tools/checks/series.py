@@ -90,15 +90,6 @@ def history_hours(inputs: AuditInputs, days: int, known_from: datetime | None = 
     return hours_between(start, inputs.window_start)
 
 
-def sum_counter(rows: Iterable[EventHour], attr: str) -> dict[str, int]:
-    """Add up one per-field counter (e.g. ``raw_pii``) over several EventHours."""
-    out: dict[str, int] = defaultdict(int)
-    for row in rows:
-        for key, value in getattr(row, attr).items():
-            out[key] += value
-    return dict(out)
-
-
 def merge_same_problem(findings: list[Finding]) -> list[Finding]:
     """One finding per id: the same code on the same event (e.g. both sources) becomes one finding
     carrying the worse severity, both sets of evidence, and ``source="both"`` where sources differ."""

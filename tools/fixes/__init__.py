@@ -1,4 +1,4 @@
-"""Safe fixes (DESIGN.md section 5), each run as plan -> preview -> approval -> execute -> verify, with
+"""Safe fixes (docs/design.md §5), each run as plan -> preview -> approval -> execute -> verify, with
 an audit trail.
 
 - ``registry``: the runnable kinds, by name (one module each under ``kinds/``: replay,

@@ -18,10 +18,6 @@ RepairAction = Literal["kept", "repaired", "dropped"]
 VALIDATORS: dict[str, Callable[[str], bool]] = {"fbc": is_valid_fbc, "fbp": is_valid_fbp}
 
 
-def repairable_parameters() -> tuple[str, ...]:
-    return tuple(VALIDATORS)
-
-
 def _repair_value(value: Any, valid: Callable[[str], bool]) -> tuple[Any, RepairAction]:
     if isinstance(value, str) and valid(value):
         return value, "kept"

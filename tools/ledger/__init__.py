@@ -4,7 +4,7 @@ shop's orders, reads of Meta), hourly rollups for the audits, and audits/finding
 Modules (nothing is built at import; callers pass an engine or a session):
 - ``db``: ``make_engine(url)``, ``migrate(engine_or_url)`` (Alembic upgrade head), ``session_factory``.
 - ``models``: the tables. ``migrations/``: the Alembic environment and revisions (packaged here).
-- ``store``: ``record_events`` / ``record_event`` (relay), ``store_events``, ``purge_payloads``.
+- ``store``: ``record_events`` (relay), ``store_events``, ``purge_payloads``.
 - ``deliveries``: ``record_delivery`` (one attempt and Meta's answer).
 - ``ingest``: ``ingest_events_jsonl``, ``ingest_orders_jsonl`` -> ``IngestReport``.
 - ``rollups``: incremental hourly rollups and ``rebuild_rollups``.

@@ -314,14 +314,6 @@ def record_events(session: Session, *, pixel_id: str, events: Sequence[Mapping[s
     return store_events(session, items, default_country=default_country, repair=repair)
 
 
-def record_event(session: Session, *, pixel_id: str, event: Mapping[str, Any], received_at: datetime,
-                 default_country: str = "US", repair: bool = False) -> int | None:
-    """Record one event; returns its ledger row id (None when it was already recorded)."""
-    stored = record_events(session, pixel_id=pixel_id, events=[event], received_at=received_at,
-                           default_country=default_country, repair=repair)
-    return stored.event_row_ids[0]
-
-
 def purge_payloads(session: Session, *, older_than: datetime | None = None,
                    now: datetime | None = None) -> int:
     """Drop stored payloads of events received before ``older_than`` (default: ``now`` minus

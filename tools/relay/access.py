@@ -82,11 +82,6 @@ class RelayAuth:
                 self._cache = (time.monotonic(), self.pixels())
             return self._cache[1]
 
-    def forget(self) -> None:
-        """Read the pixels again on the next request (after a pixel was marked, or configured)."""
-        with self._lock:
-            self._cache = None
-
     def decide(self, session_factory: Callable[[], Session], *, pixel_id: str, presented: str) -> Access:
         pixel = self.known().get(pixel_id)
         configured = pixel is not None and not pixel.unconfigured
