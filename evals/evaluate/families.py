@@ -207,12 +207,25 @@ def _dedup(rng: random.Random) -> dict[str, Any]:
 
 
 def _dedup_reasons(rng: random.Random, k: int) -> dict[str, Any]:
-    # Variant k shows reason k (in turn), so every reason has a scenario. The draw that chose it
-    # before is still made: the variants' shops and onsets stay the ones already in the library.
-    rng.choice(DEDUP_REASONS)
+    # Variant k shows reason k (in turn), so every reason has a scenario. The draw that chose among the
+    # three id reasons before is still made: the variants' shops and onsets stay the ones already in
+    # the library.
+    rng.choice(DEDUP_REASONS[:3])
     reason = DEDUP_REASONS[(k - 1) % len(DEDUP_REASONS)]
     share = round(rng.uniform(0.6, 1.0), 2)
-    return {"injections": [_inj("dedup_broken", draw_onset(rng), magnitude=share, params={"reason": reason})],
+    onset = draw_onset(rng)
+    if reason == "server_late":
+        # A standing habit, not a release: Purchases paid by bank transfer or invoice are reported when
+        # the payment clears, 2-4 days after checkout. It began days before the agent's first audit
+        # (there is no moment of change to date), so the late copies are already arriving when it starts.
+        late_share = round(share / 2, 2)
+        first_audit = onset.replace(minute=0)
+        return {"injections": [_inj("dedup_broken", first_audit - timedelta(days=5), magnitude=late_share,
+                                    events=["Purchase"], params={"reason": reason})],
+                "first_audit_at": first_audit, "audit_hours": 2,
+                "what": f"Server Purchases of payments that clear later ({late_share:.0%}) are sent 50-96 h "
+                        "after checkout, too late for Meta to merge them with the Pixel's"}
+    return {"injections": [_inj("dedup_broken", onset, magnitude=share, params={"reason": reason})],
             "what": f"Server event_ids change form ({reason}, {share:.0%}) while the Pixel's stay"}
 
 
@@ -406,7 +419,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("sender_change", ("server_events_down",), 6, 4, "A sender update breaks Purchase, with a visible "
            "change of sender", _sender_change),
     # Last, so the earlier families keep their pixel ids.
-    Family("dedup_reasons", ("dedup_broken",), 6, 4, "Both sides carry event_id, in different forms",
+    Family("dedup_reasons", ("dedup_broken",), 6, 4, "Both sides carry event_id, yet the pairs do not merge",
            _dedup_reasons, by_variant=True),
     Family("payload_quality", ("match_keys_lost",), 12, 4, "Accepted but useless payloads", _payload_quality,
            by_variant=True),

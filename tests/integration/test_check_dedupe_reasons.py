@@ -47,12 +47,13 @@ def _quality(name: str, browser_pct: float, server_pct: float = 100.0) -> Qualit
                                                                 dedupe_key_feedback=(feedback,)),))
 
 
-def _server(name: str, *, events: int = 40, shapes: dict[str, int] | None = None, late: int = 0,
+def _server(name: str, *, events: int = 40, shapes: dict[str, int] | None = None, late_in: int = 0,
             with_id: int | None = None, idm: int = 0, hours: int = 4) -> tuple[PayloadHour, ...]:
-    """The server side over the last ``hours`` hours (totals in the newest hour, empty ones before)."""
+    """The server side over the last ``hours`` hours (totals in the newest hour, empty ones before);
+    ``late_in`` copies of older events arrived in the newest hour more than 48 h after their event_time."""
     with_id = events if with_id is None else with_id
     newest = PayloadHour(hour=END - HOUR, event_name=name, events=events,
-                         counts={"late": late, "idf": with_id, "idm": idm},
+                         counts={"late_in": late_in, "idf": with_id, "idm": idm},
                          id_shapes=shapes if shapes is not None else {"a-9": with_id})
     return (newest, *(PayloadHour(hour=END - (h + 1) * HOUR, event_name=name, events=0) for h in range(1, hours)))
 
@@ -89,13 +90,14 @@ def test_a_known_alias_is_a_name_mismatch_too() -> None:
 
 def test_server_copies_later_than_48_hours_and_without_id_are_counted_from_the_ledger() -> None:
     inputs = _inputs(meta_counts=_meta({"Lead": 50}, {"Lead": 50}),
-                     payload_hours=_server("Lead", events=50, late=30, with_id=35, shapes={"a-x": 35}))
+                     payload_hours=_server("Lead", events=50, late_in=75, with_id=35, shapes={"a-x": 35}))
     [finding] = check_dedupe_reasons(inputs)
     assert finding.metrics["main_reason"] == "server_late"
+    # 75 late copies of the 125 that arrived; 15 of the hours' own 50 without an id.
     assert (finding.metrics["share_server_late"], finding.metrics["share_server_no_event_id"]) == (0.6, 0.3)
     # The breakdown lists every reason, largest share first.
     first = finding.evidence[0]
-    assert first.startswith("server copy arrived more than 48 hours") and "30 of 50" in first
+    assert first.startswith("server copy arrived more than 48 hours") and "75 of 125" in first
     assert finding.evidence[1].startswith("server copies without event_id")
 
 
@@ -115,7 +117,7 @@ def test_pairs_that_can_deduplicate_raise_nothing() -> None:
                      payload_hours=(*_server("Purchase", shapes={"a-9": 40}, idm=40), *_server("PageView")))
     assert check_dedupe_reasons(inputs) == []
     # Without Meta's counts the browser side is unknown: nothing is said.
-    assert check_dedupe_reasons(_inputs(payload_hours=_server("Purchase", late=40))) == []
+    assert check_dedupe_reasons(_inputs(payload_hours=_server("Purchase", late_in=40))) == []
     # A browser stream too small to judge.
     assert check_dedupe_reasons(_inputs(meta_counts=_meta({"Purchase": 5}, {"purchase": 5}))) == []
 
@@ -142,3 +144,27 @@ def test_event_id_shapes_come_from_ingest(ledger_engine: Engine, tmp_path: Path)
     assert finding.metrics["share_id_format"] == 1.0
     assert any("24 of 24 server Purchase events carry an event_id other than their order id" in line
                for line in finding.evidence)
+
+
+def test_copies_later_than_48_hours_are_counted_in_the_hour_they_arrived(ledger_engine: Engine,
+                                                                        tmp_path: Path) -> None:
+    """Through ingest: a late copy's own event_time hour is older than the 48 hours the check reads, so
+    only its arrival hour can show it (the rollup's ``late_in``)."""
+    at = END - 30 * 60 * timedelta(seconds=1)
+    on_time = [event_line(event_time=at + timedelta(seconds=i), name="Purchase", event_id=f"{2000 + i}",
+                          received_at=at + timedelta(seconds=i + 5),
+                          custom_data={"currency": "USD", "value": 10, "order_id": str(2000 + i)}) for i in range(12)]
+    late = [event_line(event_time=at - timedelta(hours=60, seconds=i), name="Purchase", event_id=f"{3000 + i}",
+                       received_at=at + timedelta(seconds=i),
+                       custom_data={"currency": "USD", "value": 10, "order_id": str(3000 + i)}) for i in range(8)]
+    ingest_events_jsonl(session_or_engine=ledger_engine, path=write_jsonl(tmp_path / "e.jsonl", on_time + late))
+    with Session(ledger_engine) as session:
+        hours = load_payload_hours(session, pixel_id=PIXEL, window_end=END)
+    newest = next(row for row in hours if row.hour == END - HOUR)
+    assert (newest.events, newest.counts["late_in"]) == (12, 8)
+    [finding] = check_dedupe_reasons(_inputs(meta_counts=_meta({"Purchase": 30}, {"Purchase": 20}),
+                                             payload_hours=hours))
+    assert finding.metrics["main_reason"] == "server_late" and finding.metrics["share_server_late"] == 0.4
+    assert any("8 server Purchase copies arrived in the latest" in line for line in finding.evidence)
+    # Counted by arrival only: their event_time hour, 60 hours back, holds no late_in.
+    assert all(row.counts.get("late_in", 0) == 0 for row in hours if row.hour != END - HOUR)

@@ -9,7 +9,9 @@ events carrying an event_id). So, per event name the browser sends:
 - ``browser_no_event_id`` (seen, Meta's figure): browser events without an event_id;
 - ``name_mismatch`` (seen, Meta's counts): the browser's name has no server events, but a server name
   that differs only in case or punctuation (``purchase`` / ``Purchase``) or is a known alias does;
-- ``server_late`` (seen, ledger): server copies that reached us more than 48 hours after event_time;
+- ``server_late`` (seen, ledger): server copies that reached us more than 48 hours after event_time,
+  counted in the hour they arrived (``late_in``): such a copy's own event_time hour is always older than
+  the 48 hours read here, so its share is of the copies that arrived in those hours;
 - ``server_no_event_id`` (seen, ledger): server copies without an event_id;
 - ``id_format`` (inferred): server event_ids carrying a channel word or zero padding (``srv_0123``)
   that a browser id most likely lacks. The browser's ids themselves are invisible to us, so this is
@@ -84,7 +86,7 @@ def _browser_counts(inputs: AuditInputs, since: datetime) -> tuple[dict[str, int
 
 def _server_rows(inputs: AuditInputs, name: str) -> list[PayloadHour]:
     """The name's server rows of the latest hours: back from the audited hour until they hold
-    SERVER_POOL events (at most PAIR_WINDOW), so a change is judged on what is sent now."""
+    SERVER_POOL events or late arrivals (at most PAIR_WINDOW), so a change is judged on what is sent now."""
     by_hour = {row.hour: row for row in inputs.payload_hours if row.event_name == name}
     rows: list[PayloadHour] = []
     hour, events = inputs.window_end - HOUR, 0
@@ -92,7 +94,7 @@ def _server_rows(inputs: AuditInputs, name: str) -> list[PayloadHour]:
         row = by_hour.get(hour)
         if row is not None:
             rows.append(row)
-            events += row.events
+            events += row.events + row.counts.get("late_in", 0)
         hour -= HOUR
     return rows
 
@@ -119,15 +121,21 @@ def _reasons(inputs: AuditInputs, name: str, browser_n: int, server_names: dict[
                             + ", ".join(f"{t} ({server_names[t]})" for t in twins) + f" and no {name}")
     rows = _server_rows(inputs, name)
     events = sum(row.events for row in rows)
+    # Copies that arrived in these hours: the hours' own events (on time, or not yet 48 h old) plus the
+    # late copies of older events that arrived meanwhile.
+    late = sum(row.counts.get("late_in", 0) for row in rows)
+    if events + late >= MIN_SERVER_EVENTS:
+        reasons["server_late"] = (late, events + late)
+    if late:
+        evidence.append(f"{late} server {name} copies arrived in the latest {len(rows)} h more than 48 hours "
+                        "after their event_time; Meta keeps them beside the browser's copy")
     if events >= MIN_SERVER_EVENTS:
-        late = sum(row.counts.get("late", 0) for row in rows)
         with_id = sum(row.counts.get("idf", 0) for row in rows)
         shapes: dict[str, int] = {}
         for row in rows:
             for shape, count in row.id_shapes.items():
                 shapes[shape] = shapes.get(shape, 0) + count
         marked = sum(count for shape, count in shapes.items() if channel_marked(shape))
-        reasons["server_late"] = (late, events)
         reasons["server_no_event_id"] = (events - with_id, events)
         if with_id:
             reasons["id_format"] = (min(marked, with_id), with_id)

@@ -99,7 +99,8 @@ class PayloadHour:
     events: int
     issues: dict[str, int] = field(default_factory=dict)
     examples: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # website, late (arrived > 48 h after event_time), idm (Purchase event_id != order id),
+    # website, late (arrived > 48 h after event_time), late_in (copies that arrived in this hour more
+    # than 48 h after their event_time: counted by arrival), idm (Purchase event_id != order id),
     # ip (events with a client IP), idf (events with an event_id), users (events with a user key).
     counts: dict[str, int] = field(default_factory=dict)
     ip_top: dict[str, int] = field(default_factory=dict)  # masked IP -> events (Misra-Gries)

@@ -175,7 +175,12 @@ class RollupDeltas:
             lag = detail["lag"] = [0] * (len(LAG_BUCKET_EDGES) + 1)
         if first_attempt is not None:
             lag[bisect_left(LAG_BUCKET_EDGES, (first_attempt - event_time).total_seconds())] += 1
-        self._add_payload(key, flags.get("payload") or {}, top)
+        payload = flags.get("payload") or {}
+        self._add_payload(key, payload, top)
+        if payload.get("late"):
+            # Also counted in the hour it arrived: a copy later than 48 hours is, by definition, never
+            # in the recent event-time hours the dedupe check reads (tools.checks.dedupe_reasons).
+            self._add_late_arrival((row["pixel_id"], arrival_key[1], row["event_name"]))
 
     def _add_payload(self, key: tuple[str, datetime, str], flags: Mapping[str, Any],
                      top: Mapping[str, str] | None) -> None:
@@ -209,6 +214,15 @@ class RollupDeltas:
             counts["users"] = counts.get("users", 0) + 1
             bit = int(user[:4], 16) % USER_BITS
             detail["user_bits"] = f"{int(detail.get('user_bits') or '0', 16) | (1 << bit):x}"
+
+    def _add_late_arrival(self, key: tuple[str, datetime, str]) -> None:
+        """One copy that arrived in ``key``'s hour more than 48 hours after its event_time (``n.late_in``;
+        the row's ``events`` counts events by event_time and is left alone)."""
+        entry = self.payload_hours.get(key)
+        if entry is None:
+            entry = self.payload_hours[key] = [0, {}]
+        counts = entry[1].setdefault("n", {})
+        counts["late_in"] = counts.get("late_in", 0) + 1
 
     def add_first_attempt(self, row: Mapping[str, Any], *, attempted_at: datetime,
                           delivered_now: bool) -> None:

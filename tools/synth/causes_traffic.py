@@ -44,14 +44,19 @@ def dedup_broken(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext) ->
         ]
 
 
-# dedup_broken ``params.reason``: the server copy keeps an event_id, but not the browser's.
-DEDUP_REASONS = ("id_prefix", "id_suffix", "id_padding")
+# dedup_broken ``params.reason``: the server copy keeps an event_id, but not the browser's (the first
+# three), or it arrives too late for Meta to merge it with the browser's (``server_late``).
+DEDUP_REASONS = ("id_prefix", "id_suffix", "id_padding", "server_late")
+# server_late: hours between the event and its server copy (Meta merges the copies within 48 hours only;
+# past 7 days it would refuse the copy, which is another finding).
+SERVER_LATE_HOURS = (50.0, 96.0)
 
 
 def _dedup_reason(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext, reason: str) -> None:
     """Why pairs stop deduplicating while both sides still carry an event_id: the server's id gets a
-    channel prefix or suffix or zero padding (the Pixel keeps the plain id). (A server copy sent more
-    than 48 hours late is late_delivery's signal first; the dedupe check's tests cover it.)"""
+    channel prefix or suffix or zero padding (the Pixel keeps the plain id), or the server copy is
+    sent 50-96 hours after the event, dated at the event (a shop that reports a Purchase paid by bank
+    transfer or invoice when the payment clears: same event_id, but past Meta's 48 hours)."""
     if reason not in DEDUP_REASONS:
         raise ValueError(f"dedup_broken reason {reason!r} is not one of {list(DEDUP_REASONS)}")
     for record in traffic.server:
@@ -60,6 +65,8 @@ def _dedup_reason(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext, r
         event_id = record.event.get("event_id")
         if event_id is None:
             continue
+        elif reason == "server_late":
+            _send_late(record, ctx)
         elif reason == "id_prefix":
             record.event["event_id"] = f"srv_{event_id}"
         elif reason == "id_suffix":
@@ -67,6 +74,16 @@ def _dedup_reason(inj: Injection, traffic: ShopTraffic, ctx: InjectionContext, r
         else:
             digits = "".join(ch for ch in str(event_id) if ch.isdigit()) or "1"
             record.event["event_id"] = digits.zfill(12)
+
+
+def _send_late(record: ServerEvent, ctx: InjectionContext) -> None:
+    """The record reaches the ledger (and Meta, in a request of its own) hours after its event_time."""
+    delay = timedelta(hours=ctx.rng.uniform(*SERVER_LATE_HOURS))
+    record.received_at = record.true_time + delay
+    record.request_id, record.batch_size = new_request_id(ctx.rng), 1
+    if record.attempts:
+        record.attempts = [Attempt(record.received_at + timedelta(seconds=ctx.rng.uniform(1, 30)),
+                                   fbtrace_id=new_fbtrace_id(ctx.rng), events_received=1)]
 
 
 # match_keys_lost ``params.payload``: what else the broken sender does to its events (payload.* findings).
