@@ -186,3 +186,31 @@ def test_more_than_1000_events_rejected_and_nothing_recorded(
 def test_wrong_token_message_reaches_the_caller_verbatim(relay: str, meta_sim: RunningSimulator) -> None:
     response = post_json(relay, [make_event("t-2")], token="wrong-token-123")
     assert response.json()["error"]["message"] == "Invalid OAuth access token - Cannot parse access token"
+
+
+def test_test_event_code_on_relayed_production_traffic_is_a_payload_finding(
+        relay: str, meta_sim: RunningSimulator, ledger_engine: Engine) -> None:
+    """Meta takes test_event_code once per request, not per event: the relay counts it for each of the
+    request's events as ingest does, so the payload check reports relayed test traffic too (masked)."""
+    from datetime import timedelta
+
+    from tools.checks.payload_quality import check_payload
+    from tools.checks.types import AuditInputs
+    from tools.ledger.payload import load_payload_hours
+    from tools.timeutil import floor_hour, utcnow
+
+    window = floor_hour(utcnow()) - timedelta(hours=1)
+    at = window + timedelta(minutes=20)
+    response = post_json(relay, [make_event(f"t-{i}", at=at) for i in range(24)], test_event_code="TEST55501")
+    assert response.status_code == 200, response.text
+    assert {item["test_event_code"] for item in meta_sim.state.received(PIXEL)} == {"TEST55501"}
+    assert post_json(relay, [make_event(f"p-{i}", at=at) for i in range(6)]).status_code == 200
+    with Session(ledger_engine) as session:
+        hours = load_payload_hours(session, pixel_id=PIXEL, window_end=window + timedelta(hours=1))
+    inputs = AuditInputs(pixel_id=PIXEL, window_start=window, window_end=window + timedelta(hours=1),
+                         history_start=window - timedelta(weeks=4), event_hours=(), delivery_hours=(),
+                         payload_hours=hours)
+    [finding] = [f for f in check_payload(inputs) if f.code == "payload.test_event_code"]
+    assert (finding.metrics["count"], finding.metrics["events"]) == (24, 30)
+    assert any("test_event_code TE***(9)" in line for line in finding.evidence)
+    assert "TEST55501" not in json.dumps(finding.model_dump(mode="json"))

@@ -152,6 +152,11 @@ def _record(writes: Writes, request: RelayRequest, policy: PixelPolicy, now: dat
     """Record the keepable events (committed on return); their new ledger row ids (repeats of stored
     events leave none)."""
     events = [kept for kept in (recordable(event) for event in request.events) if kept is not None]
+    code = request.params.get("test_event_code")
+    if code:
+        # Meta takes the code once per request; the ledger keeps it on each event, as an ingest line
+        # carries it, so the payload check counts relay traffic sent to Test Events like imported traffic.
+        events = [{**event, "test_event_code": code} for event in events]
     return writes.record(RecordWrite(pixel_id=request.pixel_id, events=events, received_at=now,
                                      default_country=policy.default_country, repair=policy.mode == "repair",
                                      after=after, unconfigured=request.unconfigured,
