@@ -20,14 +20,14 @@ from sqlmodel import col
 from agent.agent_services import AgentServices
 from agent.graphs.chat import ChatGraphContext, chat_input
 from agent.reasoning.context import ChatContext
-from agent.slack.port import DecisionOutcome, DecisionStatus
+from agent.slack.port import DecisionOutcome, DecisionStatus, WeeklyView
 from agent.summary.collect import build_summary, latest_hour, not_judged_of
 from agent.summary.model import Summary
 from tools.audit.runner import cached_inputs, pixel_status
 from tools.fixes.planner import get_proposal, list_proposals, propose_fix
 from tools.ledger.incidents import load_findings, open_incidents
 from tools.ledger.models import Audit
-from tools.ledger.outbox import thread_origin
+from tools.ledger.outbox import incident_posts, thread_origin
 from tools.timeutil import HOUR, as_utc, to_iso
 
 OUTCOMES: dict[str, DecisionStatus] = {"executed": "approved_executed", "failed": "approved_failed",
@@ -201,6 +201,26 @@ class SlackAgent:
                 return None
             zone = min(pixels, key=lambda p: p.id).timezone
             return build_summary(session, pixels=pixels, start=end - HOUR, end=end, timezone=zone)
+
+    def weekly_report(self, *, pixel_id: str | None, channel: str | None) -> WeeklyView | None:
+        from agent.slack.summary_blocks import thread_link
+        from agent.summary.weekly import build_weekly, week_end_at
+        from agent.summary.weekly_text import SLACK_DETAILED
+
+        pixels = self.services.wiring.pixels([pixel_id] if pixel_id else None)
+        if pixel_id is None and channel is not None:
+            pixels = [p for p in pixels if p.slack_channel == channel] or pixels
+        if not pixels:
+            return None
+        # The week and time zone follow the first pixel, as the channel's weekly post does.
+        first = min(pixels, key=lambda p: p.id)
+        end = week_end_at(self.now(), timezone=first.timezone, weekday=first.weekly_day, hour=first.weekly_hour)
+        with self.services.wiring.session() as session:
+            report = build_weekly(session, pixels=pixels, end=end, timezone=first.timezone)
+            ids = [i.id for pixel in report.pixels[:SLACK_DETAILED] for i in pixel.open_incidents]
+            links = {incident_id: thread_link(posted_in, ts)
+                     for incident_id, (posted_in, ts) in incident_posts(session, ids).items()}
+        return WeeklyView(report=report, links=links)
 
     def pixel_for_thread(self, *, channel: str, thread_ts: str) -> str | None:
         with self.services.wiring.session() as session:

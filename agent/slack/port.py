@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from agent.summary.model import Summary
+    from agent.summary.weekly import WeeklyReport
 
 DecisionStatus = Literal[
     "approved_executed",
@@ -31,6 +32,15 @@ class DecisionOutcome:
     decided_by: str | None = None
     decided_at: datetime | None = None
     result_summary: str | None = None
+
+
+@dataclass(frozen=True)
+class WeeklyView:
+    """The weekly report for ``/capi weekly`` and the Slack messages of its open incidents
+    (incident id -> message link)."""
+
+    report: WeeklyReport
+    links: dict[str, str]
 
 
 class AgentPort(Protocol):
@@ -58,6 +68,11 @@ class AgentPort(Protocol):
     def latest_summary(self, *, pixel_id: str | None, channel: str | None) -> Summary | None:
         """The summary of the latest audited hour: of ``pixel_id``, else of the pixels reporting to
         ``channel``, else of all pixels; None when nothing was audited yet."""
+        ...
+
+    def weekly_report(self, *, pixel_id: str | None, channel: str | None) -> WeeklyView | None:
+        """The report of the latest complete week (as the weekly post has it): of ``pixel_id``, else of
+        the pixels reporting to ``channel``, else of all pixels; None when no pixel is configured."""
         ...
 
     def pixel_for_thread(self, *, channel: str, thread_ts: str) -> str | None:

@@ -313,3 +313,41 @@ def test_the_running_service_posts_and_mails_each_channels_summary_once(
                 assert any("New incident" in str(m["Subject"]) for m in box.messages)
     finally:
         smtp.stop()
+
+
+def test_capi_weekly_posts_the_channels_week_with_its_picture(template: WorldTemplate, tmp_path: Path,
+                                                              fake: FakeSlackAPI,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """``/capi weekly`` through Bolt: the report of the channel's pixels for the week that ended at their
+    weekday and hour, visible to the channel, its open incident linked to its message, then the picture
+    uploaded to the same channel; a pixel of another channel is not in it, and nothing raw is."""
+    caplog.set_level(logging.DEBUG)
+    scenario = template.scenario
+    with agent_world(template, tmp_path, extra_events=canary_lines(scenario.audit_at, scenario.pixel_id)) as world:
+        # The week ends on the audit day at 20:00 London time (UTC in November), after the audited hours.
+        configure(world, shop_pixels(world, weekly_day="thu", weekly_hour=20))
+        with serve_shop(world, fake) as shop:
+            shop.round(hour_before(scenario.audit_at))  # the missed batch: an incident message
+            assert shop.deliver().failed == 0
+            [incident] = [m for m in incident_posts(fake, CHANNEL_A)
+                          if MISSED_BATCH in header(m) and "pixel `1100000005`" in blocks_text(m)]
+            slack = build_slack_app(settings=slack_settings(fake), service=_slack_service(shop),
+                                    approvers=frozenset({APPROVER}), listener_executor=InlineExecutor())
+            shop.clock.now = scenario.audit_at + timedelta(hours=2)
+            body = command_body(text="weekly", user="U0SOMEONE", channel=CHANNEL_A,
+                                response_url=fake.response_url("weekly"))
+            assert slack.dispatch(bolt_request(body, SECRET, form=True)).status == 200
+    [answer] = [c for c in fake.calls_to(RESPONSE_URL_METHOD) if c.args["_hook"] == "weekly"]
+    assert answer.args["response_type"] == "in_channel"
+    shown = json.dumps(answer.args["blocks"], ensure_ascii=False)
+    assert "capi-agent weekly report" in shown and "Thu 05 Nov 20:00 → Thu 12 Nov 2026 20:00" in shown
+    assert "`1100000005`" in shown and f"`{CLONE}`" in shown
+    assert EMPTY_1 not in shown and BROKEN not in shown  # channel B's pixels have their own report
+    link = f"https://slack.com/archives/{CHANNEL_A}/p{incident['ts'].replace('.', '')}"
+    assert f"<{link}|{MISSED_BATCH} (critical)>" in shown
+    # (the incident message's chart is an upload too)
+    [upload] = [c for c in fake.calls_to("files.completeUploadExternal") if "Weekly health" in json.dumps(c.args)]
+    assert upload.args["channel_id"] == CHANNEL_A
+    seen = json.dumps([call.args for call in fake.calls], ensure_ascii=False) + caplog.text
+    for secret in (CANARY_EMAIL, CANARY_PHONE, "6505550199", BOT_TOKEN):
+        assert secret not in seen

@@ -32,6 +32,7 @@ class FakeSlackAgent:
     incident_threads: dict[tuple[str, str], str] = field(default_factory=dict)
     answer_text: str = "Server Purchase events stopped at 10:00 UTC."
     summary: Any = None  # what ``latest_summary`` returns (an agent.summary.model.Summary or None)
+    weekly: Any = None  # what ``weekly_report`` returns (an agent.slack.port.WeeklyView or None)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def _record(self, name: str, **kwargs: Any) -> None:
@@ -71,3 +72,7 @@ class FakeSlackAgent:
     def latest_summary(self, *, pixel_id: str | None, channel: str | None) -> Any:
         self._record("latest_summary", pixel_id=pixel_id, channel=channel)
         return self.summary
+
+    def weekly_report(self, *, pixel_id: str | None, channel: str | None) -> Any:
+        self._record("weekly_report", pixel_id=pixel_id, channel=channel)
+        return self.weekly
