@@ -81,11 +81,14 @@ REASONS = {"dedup_reasons_01.v1": ("id_prefix", "srv_"), "dedup_reasons_02.v1": 
            "dedup_reasons_03.v1": ("id_padding", "09")}
 
 
-def test_the_dedup_reasons_variants_show_every_id_reason() -> None:
+LATE = "dedup_reasons_04.v1"  # server copies sent 50-96 h after the event
+
+
+def test_the_dedup_reasons_variants_show_every_reason_the_synth_injects() -> None:
     from tools.synth.scenario import find_scenario
 
-    shown = {sid: find_scenario(sid).injections[0].params["reason"] for sid in REASONS}
-    assert shown == {sid: reason for sid, (reason, _) in REASONS.items()}
+    shown = {sid: find_scenario(sid).injections[0].params["reason"] for sid in [*REASONS, LATE]}
+    assert shown == {**{sid: reason for sid, (reason, _) in REASONS.items()}, LATE: "server_late"}
     assert set(shown.values()) == set(DEDUP_REASONS)
 
 
@@ -113,6 +116,31 @@ def test_why_deduplication_fails_is_in_the_incident_message_with_counts_and_id_s
     assert shapes is not None and shape_mark.strip("_-") in shapes.group(1), (reason, message)
     assert "not visible to capi-agent: the browser's own event_ids" in message
     assert not re.search(r"srv_\d|\d-server|\b0{4,}\d", message), "an event_id's value reached Slack"
+    assert_nothing_raw(fake, caplog.text)
+
+
+@pytest.mark.slow
+def test_server_copies_later_than_48_hours_are_a_dedup_reason_with_their_share_in_slack(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, fake: FakeSlackAPI,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A share of server Purchases reaches the ledger 50-96 h after checkout: their own event_time hours
+    are older than the 48 h the check reads, so they count where they arrived, and the incident message
+    says which share arrived too late for Meta to merge with the Pixel's copy."""
+    caplog.set_level(logging.DEBUG)
+    with served(LATE, tmp_path_factory, tmp_path, fake) as serve:
+        state = serve.audit()
+        assert "dedup_broken" in [i["root_cause"] for i in state["report"]["incidents"]]
+        [finding] = [f for f in state["report"]["findings"] if f["code"] == "dedupe.reasons"]
+        assert finding["event_name"] == "Purchase" and finding["metrics"]["main_reason"] == "server_late"
+        # The injection delays 40% of the Purchases that have an event_id.
+        assert 0.2 <= finding["metrics"]["share_server_late"] <= 0.7, finding["metrics"]
+        assert serve.deliver().failed == 0
+    [message] = [m for m in posted(fake) if "New incident: Deduplication broken" in m]
+    assert "server copy arrived more than 48 hours after event_time" in message
+    late = re.search(r"server copy arrived more than 48 hours after event_time: (\d+) of (\d+) \((\d+)%\)", message)
+    assert late is not None and round(100 * int(late.group(1)) / int(late.group(2))) == int(late.group(3))
+    assert re.search(r"\d+ server Purchase copies arrived in the latest \d+ h more than 48 hours", message)
+    assert "Send server events within minutes" in message
     assert_nothing_raw(fake, caplog.text)
 
 
