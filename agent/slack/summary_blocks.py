@@ -10,13 +10,26 @@ from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from agent.slack.blocks import HEADER_LIMIT, MAX_BLOCKS, Block, _clip, _context, _section, escape_mrkdwn, hhmm_utc
+from agent.slack.blocks import (
+    HEADER_LIMIT,
+    MAX_BLOCKS,
+    SECTION_LIMIT,
+    Block,
+    _clip,
+    _context,
+    _section,
+    escape_mrkdwn,
+    hhmm_utc,
+)
 from agent.summary.model import MARK_LABEL, PixelLine, Summary, counts_line
 from agent.summary.text import split_folded, tally, title, window_label
 
 MARK_EMOJI = {"critical": ":red_circle:", "warning": ":warning:", "audit_failed": ":x:",
               "not_judged": ":grey_question:", "healthy": ":white_check_mark:"}
 PIXELS_PER_SECTION = 8
+# Payload findings shown per pixel (the rest are counted; ``/capi audit`` lists every finding).
+PAYLOAD_SHOWN = 3
+EXAMPLE_LIMIT = 160
 
 
 def thread_link(channel: str, ts: str) -> str:
@@ -39,7 +52,27 @@ def pixel_text(pixel: PixelLine, links: Mapping[str, str]) -> str:
             f"`{escape_mrkdwn(f.kind)}` {escape_mrkdwn(f.id)} ({f.total_events:,} events)" for f in pixel.fixes))
     if pixel.note:
         lines.append(f"_{escape_mrkdwn(pixel.note)}_")
+    if pixel.payload:
+        lines.append("Accepted but useless:")
+        lines.extend(f"• {escape_mrkdwn(_clip(note.line, EXAMPLE_LIMIT))}" for note in pixel.payload[:PAYLOAD_SHOWN])
+        if len(pixel.payload) > PAYLOAD_SHOWN:
+            lines.append(f"• and {len(pixel.payload) - PAYLOAD_SHOWN} more: `/capi audit` lists every finding")
     return "\n".join(lines)
+
+
+def _packed(texts: list[str]) -> list[str]:
+    """Pixel texts joined into section texts: at most PIXELS_PER_SECTION each, and within Slack's
+    section limit when they fit (a pixel's payload findings make its text long)."""
+    out: list[str] = []
+    group: list[str] = []
+    for text in texts:
+        if group and (len(group) == PIXELS_PER_SECTION or len("\n\n".join([*group, text])) > SECTION_LIMIT):
+            out.append("\n\n".join(group))
+            group = []
+        group.append(text)
+    if group:
+        out.append("\n\n".join(group))
+    return out
 
 
 def summary_blocks(summary: Summary, *, links: Mapping[str, str] | None = None,
@@ -55,8 +88,7 @@ def summary_blocks(summary: Summary, *, links: Mapping[str, str] | None = None,
     if folded:
         ids = ", ".join(f"`{escape_mrkdwn(p.pixel_id)}`" for p in folded)
         texts.append(f"{MARK_EMOJI['healthy']} *{len(folded)} healthy pixels*: {ids}")
-    for start in range(0, len(texts), PIXELS_PER_SECTION):
-        blocks.append(_section("\n\n".join(texts[start:start + PIXELS_PER_SECTION])))
+    blocks.extend(_section(text) for text in _packed(texts))
     if not texts:
         blocks.append(_section("No pixels."))
     if late_sent_at is not None:

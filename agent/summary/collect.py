@@ -16,10 +16,19 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from agent.summary.levels import usual_level, window_total
-from agent.summary.model import Level, OpenIncident, PixelLine, Summary, WaitingFix, ordered, pixel_mark
+from agent.summary.model import (
+    Level,
+    OpenIncident,
+    PayloadNote,
+    PixelLine,
+    Summary,
+    WaitingFix,
+    ordered,
+    pixel_mark,
+)
 from tools.diagnosis.catalogue import cause_info
 from tools.fixes.planner import list_proposals
-from tools.ledger.models import Audit, IncidentRow
+from tools.ledger.models import Audit, FindingRow, IncidentRow
 from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import load_meta_counts, load_quality_history
 from tools.schedule.claims import AuditClaim
@@ -88,6 +97,39 @@ def mean_emq(session: Session, *, pixel_id: str, end: datetime) -> float | None:
     return round(sum(scores) / len(scores), 1) if scores else None
 
 
+PAYLOAD_PREFIX = "payload."
+# What a payload finding's ``events`` counts, from the words of its summary (tools.checks.payload_quality).
+_COUNTED = ("server events with an IP address", "Purchase events", "website events", "server events")
+
+
+def _counted(summary: str) -> str:
+    return next((words for words in _COUNTED if f" {words} " in summary), "events")
+
+
+def payload_notes(session: Session, audits: Sequence[Audit]) -> list[PayloadNote]:
+    """The window's ``payload.*`` findings, one per code as its latest audit had it, worst first."""
+    if not audits:
+        return []
+    rows = session.execute(select(FindingRow.audit_id, FindingRow.code, FindingRow.body).where(
+        FindingRow.audit_id.in_([a.id for a in audits]),  # type: ignore[union-attr]
+        FindingRow.code.startswith(PAYLOAD_PREFIX)).order_by(FindingRow.id))  # type: ignore[attr-defined]
+    order = {a.id: i for i, a in enumerate(audits)}
+    latest: dict[str, tuple[int, dict[str, Any]]] = {}
+    for audit_id, code, body in rows:
+        rank = order.get(audit_id, -1)
+        if code not in latest or rank >= latest[code][0]:
+            latest[code] = (rank, body)
+    notes = []
+    for code, (_, body) in latest.items():
+        metrics = body.get("metrics") or {}
+        example = next((line.removeprefix("example: ") for line in body.get("evidence") or []
+                        if line.startswith("example: ")), None)
+        notes.append(PayloadNote(code=code, severity=str(body.get("severity", "info")),
+                                 count=int(metrics.get("count") or 0), events=int(metrics.get("events") or 0),
+                                 what=_counted(str(body.get("summary", ""))), example=example))
+    return sorted(notes, key=lambda n: (n.severity != "critical", n.severity != "warning", n.code))
+
+
 def pixel_line(session: Session, *, pixel: PixelConfig, start: datetime, end: datetime) -> PixelLine:
     """The summary line of one pixel for the window [start, end)."""
     start, end = as_utc(start), as_utc(end)
@@ -134,7 +176,7 @@ def pixel_line(session: Session, *, pixel: PixelConfig, start: datetime, end: da
              if as_utc(p.created_at) <= end + HOUR]
     return PixelLine(pixel_id=pixel.id, name=pixel.name, mark=mark, server=levels["server"],
                      browser=levels["browser"], emq=mean_emq(session, pixel_id=pixel.id, end=end),
-                     incidents=incidents, fixes=fixes, note=note)
+                     incidents=incidents, fixes=fixes, note=note, payload=payload_notes(session, judged))
 
 
 def build_summary(session: Session, *, pixels: Sequence[PixelConfig], start: datetime, end: datetime,

@@ -1,7 +1,9 @@
 """A summary as data: one line per pixel, JSON-able (it is the outbox payload and the CLI's JSON).
 
-Only aggregates and the agent's own words go in: counts, scores, root causes, ids. Never event
-payloads, user data or tokens, so a summary cannot leak customer information wherever it is shown.
+Only aggregates and the agent's own words go in: counts, scores, root causes, ids, and the payload
+findings' masked examples (an event's name, masked event_id, time and the field at fault, never a
+customer's value; ``tools.ledger.payload``). Never event payloads, user data or tokens, so a summary
+cannot leak customer information wherever it is shown.
 """
 
 from __future__ import annotations
@@ -42,6 +44,26 @@ class WaitingFix:
 
 
 @dataclass(frozen=True)
+class PayloadNote:
+    """An accepted-but-useless payload finding of the window (``payload.*``): most have no incident,
+    so the summary is where the channel hears of them (info ones are standing, warnings are new)."""
+
+    code: str
+    severity: str
+    count: int
+    events: int
+    what: str  # "server events", "Purchase events", ...: what ``events`` counts
+    example: str | None = None  # masked (see the module docstring)
+
+    @property
+    def line(self) -> str:
+        """``payload.test_event_code (warning): 139 of 139 server events (100%); e.g. ...``."""
+        share = f" ({self.count / self.events:.0%})" if self.events else ""
+        example = f"; e.g. {self.example}" if self.example else ""
+        return f"{self.code} ({self.severity}): {self.count:,} of {self.events:,} {self.what}{share}{example}"
+
+
+@dataclass(frozen=True)
 class PixelLine:
     pixel_id: str
     name: str
@@ -52,6 +74,7 @@ class PixelLine:
     incidents: list[OpenIncident] = field(default_factory=list)
     fixes: list[WaitingFix] = field(default_factory=list)
     note: str | None = None  # why not judged / that the audit failed
+    payload: list[PayloadNote] = field(default_factory=list)
 
     @property
     def has_open(self) -> bool:
@@ -75,7 +98,8 @@ class Summary:
             pixel_id=p["pixel_id"], name=p.get("name", ""), mark=p["mark"], server=Level(**p["server"]),
             browser=Level(**p["browser"]), emq=p.get("emq"),
             incidents=[OpenIncident(**i) for i in p.get("incidents", [])],
-            fixes=[WaitingFix(**f) for f in p.get("fixes", [])], note=p.get("note")) for p in body["pixels"]]
+            fixes=[WaitingFix(**f) for f in p.get("fixes", [])], note=p.get("note"),
+            payload=[PayloadNote(**n) for n in p.get("payload", [])]) for p in body["pixels"]]
         return cls(kind=body["kind"], window_start=body["window_start"], window_end=body["window_end"],
                    timezone=body.get("timezone", "UTC"), pixels=pixels)
 

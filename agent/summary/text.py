@@ -45,7 +45,7 @@ def tally(summary: Summary) -> str:
 
 def split_folded(summary: Summary) -> tuple[list[PixelLine], list[PixelLine]]:
     """(pixels shown one by one, healthy pixels folded into one line)."""
-    quiet = [p for p in summary.pixels if p.mark == "healthy" and not p.has_open]
+    quiet = [p for p in summary.pixels if p.mark == "healthy" and not p.has_open and not p.payload]
     if len(quiet) <= FOLD_HEALTHY_AFTER:
         return list(summary.pixels), []
     return [p for p in summary.pixels if p not in quiet], quiet
@@ -67,6 +67,8 @@ def render_text(summary: Summary, *, links: Mapping[str, str] | None = None) -> 
             lines.append(f"  waiting for approval: {fix.kind} {fix.id} ({fix.total_events:,} events)")
         if pixel.note:
             lines.append(f"  {pixel.note}")
+        for note in pixel.payload:
+            lines.append(f"  accepted but useless: {note.line}")
     if folded:
         lines.append(f"[healthy] {len(folded)} pixels: " + ", ".join(p.pixel_id for p in folded))
     if not summary.pixels:

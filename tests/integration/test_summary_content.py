@@ -19,7 +19,7 @@ from agent.summary.levels import usual_level
 from agent.summary.model import Level, OpenIncident, PixelLine, Summary, WaitingFix, ordered, pixel_mark
 from agent.summary.queue import audiences, day_bounds, is_digest_hour, thread_day
 from agent.summary.text import render_text
-from tools.checks.types import MetaHourlyCount
+from tools.checks.types import Finding, MetaHourlyCount
 from tools.ledger.incidents import save_audit
 from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import save_meta_counts
@@ -229,3 +229,76 @@ def test_the_audit_keeps_its_not_judged_series_for_the_summary(template_world_se
     assert stored.result["not_judged"] == state["report"]["pixels"][0]["not_judged"]
     assert stored.result["not_judged"], "the small scenario has series too thin to judge"
     assert not_judged_of(stored.result, world.pixel.id) == stored.result["not_judged"]
+
+
+# --- accepted-but-useless payloads ------------------------------------------------------------------
+
+EXAMPLE = "AddToCart event_id ev-1***(19) at 2026-11-30T15:07Z: test_event_code TE***(8)"
+
+
+def _payload_finding(pixel_id: str, code: str, severity: str, summary: str, count: int, events: int,
+                     at: datetime, example: str | None = None) -> Finding:
+    return Finding(id=f"f-{pixel_id}-{code}-{at:%H}", pixel_id=pixel_id, check="payload", code=code,
+                   severity=severity, summary=summary, metrics={"count": count, "events": events},  # type: ignore[arg-type]
+                   evidence=["by event: ...", *([f"example: {example}"] if example else []), "repair: ..."],
+                   window_start=at, window_end=at + timedelta(hours=1), fingerprint=code)
+
+
+def test_payload_findings_reach_the_summary_with_counts_and_masked_examples(ledger_engine: Engine) -> None:
+    """Most payload findings open no incident, so the summary is where the channel hears of them: each
+    code once (as the window's latest audit had it), warnings first, a standing (info) one too, which
+    also keeps its pixel out of the folded healthy line."""
+    end = H + timedelta(hours=1)
+    test_code = "{} of {} server events in 2026-11-30T15:00:00Z (100%) carry a test_event_code: Meta files them ..."
+    currency = "4 of 40 Purchase events in 2026-11-30T15:00:00Z (10%) have no currency ..."
+    with Session(ledger_engine) as session:
+        for pixel_id in ("p-shop", "p-standing", *(f"p-quiet{n}" for n in range(4))):
+            _counts(session, pixel_id, [H - 2 * WEEK, H - WEEK, H], 3)
+        save_audit(session, pixel_id="p-shop", window_start=H - timedelta(hours=1), window_end=H, at=H, findings=[
+            _payload_finding("p-shop", "payload.test_event_code", "warning", test_code.format(10, 10), 10, 10,
+                             H - timedelta(hours=1))])
+        save_audit(session, pixel_id="p-shop", window_start=H, window_end=end, at=end, findings=[
+            _payload_finding("p-shop", "payload.purchase_no_currency", "info", currency, 4, 40, H),
+            _payload_finding("p-shop", "payload.test_event_code", "warning", test_code.format(139, 139), 139, 139, H,
+                             EXAMPLE),
+            Finding(id="f-parity", pixel_id="p-shop", check="parity", code="parity.server_below_browser",
+                    severity="warning", summary="...", window_start=H, window_end=end, fingerprint="x")])
+        save_audit(session, pixel_id="p-standing", window_start=H, window_end=end, at=end, findings=[
+            _payload_finding("p-standing", "payload.purchase_no_currency", "info", currency, 4, 40, H)])
+        for n in range(4):
+            save_audit(session, pixel_id=f"p-quiet{n}", window_start=H, window_end=end, at=end, findings=[])
+        session.commit()
+        pixels = [PixelConfig(id=p) for p in ("p-shop", "p-standing", *(f"p-quiet{n}" for n in range(4)))]
+        hourly = build_summary(session, pixels=pixels, start=H, end=end)
+        daily = build_summary(session, pixels=pixels[:1], start=H - timedelta(hours=23), end=end)
+    shop = next(p for p in hourly.pixels if p.pixel_id == "p-shop")
+    assert [(n.code, n.severity, n.count, n.events) for n in shop.payload] == [
+        ("payload.test_event_code", "warning", 139, 139), ("payload.purchase_no_currency", "info", 4, 40)]
+    assert shop.payload[0].line == f"payload.test_event_code (warning): 139 of 139 server events (100%); e.g. {EXAMPLE}"
+    # The day's digest takes each code from its latest audit.
+    assert [(n.code, n.count) for n in daily.pixels[0].payload] == [("payload.test_event_code", 139),
+                                                                     ("payload.purchase_no_currency", 4)]
+    text = render_text(hourly)
+    assert f"  accepted but useless: {shop.payload[0].line}" in text
+    assert "[healthy] p-standing" in text  # shown on its own, with its standing finding
+    assert "  accepted but useless: payload.purchase_no_currency (info): 4 of 40 Purchase events (10%)" in text
+    assert "[healthy] 4 pixels: p-quiet0, p-quiet1, p-quiet2, p-quiet3" in text
+    blocks = json.dumps(summary_blocks(hourly), ensure_ascii=False)
+    assert "Accepted but useless:" in blocks and "test_event_code TE***(8)" in blocks
+    assert "parity" not in blocks
+    assert Summary.from_json(json.loads(json.dumps(hourly.to_json()))) == hourly
+
+
+def test_many_payload_findings_stay_within_slacks_section_limit() -> None:
+    from agent.slack.blocks import SECTION_LIMIT
+    from agent.summary.model import PayloadNote
+
+    notes = [PayloadNote(code=f"payload.kind{k}", severity="warning", count=9, events=10, what="server events",
+                         example="x" * 300) for k in range(6)]
+    lines = [_line(f"p{n}", "warning", payload=notes) for n in range(8)]
+    summary = Summary(kind="hourly", window_start="2026-11-30T15:00:00Z", window_end="2026-11-30T16:00:00Z",
+                      timezone="UTC", pixels=lines)
+    sections = [b["text"]["text"] for b in summary_blocks(summary) if b["type"] == "section"]
+    assert all(len(text) <= SECTION_LIMIT and not text.endswith("…") for text in sections)
+    assert sum(text.count("*warning*") for text in sections) == 8  # every pixel, none clipped away
+    assert all(text.count("and 3 more: `/capi audit` lists every finding") >= 1 for text in sections)
