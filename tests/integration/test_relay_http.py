@@ -214,3 +214,43 @@ def test_test_event_code_on_relayed_production_traffic_is_a_payload_finding(
     assert (finding.metrics["count"], finding.metrics["events"]) == (24, 30)
     assert any("test_event_code TE***(9)" in line for line in finding.evidence)
     assert "TEST55501" not in json.dumps(finding.model_dump(mode="json"))
+
+
+@BOTH
+def test_repair_mode_repairs_event_time_in_ms_value_as_text_and_a_missing_currency(
+        relay: str, meta_sim: RunningSimulator, ledger_engine: Engine) -> None:
+    """What Meta accepts but cannot use, repaired where the intent is certain; the ledger keeps what Meta
+    got. user_data numbers become strings (zp is hashed from "94035"); a boolean, meaningless, is dropped."""
+    with Session(ledger_engine) as session:
+        sync_pixels(session, [PixelConfig(id=PIXEL, relay_mode="repair", default_currency="eur")])
+        session.commit()
+    event = make_event("r-ms", zp=94035, external_id=True)
+    seconds = event["event_time"]
+    event.update(event_time=seconds * 1000 + 250, custom_data={"value": "19.99", "order_id": "r-ms"})
+    comma = make_event("r-comma")
+    comma["custom_data"] = {"value": "19,99", "currency": "usd"}
+    response = post_json(relay, [event, comma])
+    assert response.status_code == 200, response.text
+    sent, sent_comma = (item["event"] for item in meta_sim.state.received(PIXEL))
+    assert sent["event_time"] == seconds
+    assert sent["custom_data"] == {"value": 19.99, "order_id": "r-ms", "currency": "EUR"}
+    assert sent["user_data"]["zp"] == [sha("94035")] or sent["user_data"]["zp"] == sha("94035")
+    assert "external_id" not in sent["user_data"]
+    # Not a plain decimal: which separator was meant is not guessed, and a sent currency is kept.
+    assert sent_comma["custom_data"] == {"value": "19,99", "currency": "usd"}
+    stored, stored_comma = ledger_events(ledger_engine)
+    assert stored.payload["event_time"] == seconds and stored.payload["custom_data"]["value"] == 19.99
+    assert "pq" not in stored.flags.get("payload", {})  # nothing left for the payload check to report
+    assert set(stored_comma.flags["payload"]["pq"]) == {"purchase_value_text"}
+
+
+def test_observe_mode_repairs_nothing(relay: str, meta_sim: RunningSimulator, ledger_engine: Engine) -> None:
+    with Session(ledger_engine) as session:
+        sync_pixels(session, [PixelConfig(id=PIXEL, default_currency="EUR")])
+        session.commit()
+    event = make_event("o-text")
+    event["custom_data"] = {"value": "19.99"}
+    assert post_json(relay, [event]).status_code == 200
+    assert meta_sim.state.received(PIXEL)[0]["event"]["custom_data"] == {"value": "19.99"}
+    assert set(ledger_events(ledger_engine)[0].flags["payload"]["pq"]) == {"purchase_value_text",
+                                                                          "purchase_no_currency"}

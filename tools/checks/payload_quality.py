@@ -17,8 +17,16 @@ them), so the check reads rollups only:
   the sender passes its own server's address, which spoils matching for everyone.
 
 event_time in local time shows as a constant whole-hour offset between event_time and arrival,
-which ``latency.clock_offset`` already reports; event_time in milliseconds is refused by the relay
-before it is recorded (``tools.meta.validate``), so neither is repeated here.
+which ``latency.clock_offset`` already reports; event_time in milliseconds is Meta's own validation
+error (``tools.meta.validate``: the batch is refused, a delivery finding), which the relay repairs to
+seconds in repair mode; neither is repeated here.
+
+The relay in ``repair`` mode (the ``rehash`` fix switches it on, after approval) repairs future events
+where the intent is certain (``tools.relay.payload_repair``): value as plain decimal text, user_data
+numbers, a Purchase's missing currency when the pixel has a ``default_currency``; events it repaired
+arrive clean and are not counted here. Events already accepted are not replayed: Meta counted them,
+and a copy with the same event_id and name within 48 hours is dropped by its deduplication, while
+one under a new id would be counted twice.
 
 Each share is judged against the pixel's previous 7 days (``stats.judge_share``): a problem that has
 been there all week is ``info`` (``metrics.standing``), a new one a ``warning``. None of these is a
@@ -65,12 +73,12 @@ ISSUES: dict[str, tuple[str, str, str]] = {
         "events Meta has filed as test events (nothing to replay)."),
     "purchase_no_currency": (
         "purchase", "have no currency, so Meta cannot use their value",
-        "Send custom_data.currency (ISO 4217, e.g. USD) with every Purchase; the relay does not know "
-        "the shop's currency, so it cannot add it."),
+        "Send custom_data.currency (ISO 4217, e.g. USD) with every Purchase; for a shop with one "
+        "currency, set the pixel's default_currency and the relay in repair mode adds it."),
     "purchase_value_text": (
         "purchase", "send custom_data.value as text instead of a number",
-        "Send custom_data.value as a number (19.99, not \"19.99\"); a relay repair could convert a "
-        "numeric text, but repair_and_replay does not do it yet."),
+        "Send custom_data.value as a number (19.99, not \"19.99\"); the relay in repair mode converts "
+        "a plain decimal text (not \"19,99\" or \"$20\") for events from then on."),
     "purchase_value_zero": (
         "purchase", "have a value of zero or none",
         "Send the order total in custom_data.value; only the shop knows it, so no repair applies."),
@@ -85,8 +93,8 @@ ISSUES: dict[str, tuple[str, str, str]] = {
         "Forward the customer's browser User-Agent as user_data.client_user_agent."),
     "user_data_not_string": (
         "all", "send user_data values as numbers or booleans instead of strings",
-        "Send every user_data value as a string; the relay in repair mode already sends them as "
-        "strings (and drops booleans)."),
+        "Send every user_data value as a string; the relay in repair mode sends numbers as strings "
+        "(and drops booleans) for events from then on."),
 }
 
 

@@ -43,6 +43,13 @@ def pixel_default_country(session: Session, pixel_id: str) -> str:
     return str(country or "US").upper()
 
 
+def pixel_default_currency(session: Session, pixel_id: str) -> str | None:
+    """The pixel's configured ``default_currency`` (ISO 4217), or None: nothing is guessed."""
+    row = session.get(Pixel, pixel_id)
+    currency = (row.settings or {}).get("default_currency") if row is not None else None
+    return str(currency).upper() if currency else None
+
+
 def relay_mode(session: Session, pixel_id: str) -> str:
     row = session.get(Pixel, pixel_id)
     return str((row.settings or {}).get("relay_mode", "observe")) if row is not None else "observe"

@@ -10,6 +10,7 @@ File format (``[[pixels]]`` tables; only ``id`` is required)::
     slack_channel = "#capi-alerts"
     relay_mode = "observe"                   # observe | repair (switching to repair is a fix)
     default_country = "FR"                   # for phone numbers without a country code
+    default_currency = "EUR"                 # repair mode: the currency of Purchases sent without one
     summaries = "hourly"                     # Slack summaries: hourly | daily | off
     email_to = ["ops@example.com"]           # incident alerts and summaries by email (CAPI_SMTP_URL)
     email_summaries = "daily"                # email summaries: hourly | daily | off
@@ -64,6 +65,9 @@ class PixelConfig(BaseModel):
     slack_channel: str | None = None
     relay_mode: Literal["observe", "repair"] = "observe"
     default_country: str = Field("US", min_length=2, max_length=2)
+    # The shop's one currency, for the relay's repair mode to give Purchases sent without currency
+    # (tools.relay.payload_repair); unset: nothing is guessed.
+    default_currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$")
     thresholds: Thresholds = Field(default_factory=Thresholds)
     # Set by the relay on a pixel it accepted only because the operator opted in to unconfigured
     # pixels (tools.relay.access): the operator's token is never used for it. Configuring it clears it.
@@ -105,6 +109,11 @@ class PixelConfig(BaseModel):
     @classmethod
     def _upper_country(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("default_currency")
+    @classmethod
+    def _upper_currency(cls, value: str | None) -> str | None:
+        return value.upper() if value else None
 
     def stored_settings(self) -> dict[str, object]:
         """What goes in ``pixels.settings``: everything but the token itself."""

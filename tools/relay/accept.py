@@ -3,7 +3,9 @@
 ``accept_batch`` promises, in order:
 1. More than 1000 events, or an empty ``data``: Meta's 400, nothing recorded.
 2. Validation by Meta's rules (``tools.meta.validate``) on what would be sent: in ``repair`` mode the
-   prepared events (raw PII normalized and hashed, placeholders and malformed fbc/fbp dropped), in
+   prepared events (payload repairs of ``tools.relay.payload_repair``, which are recorded too: event_time
+   in milliseconds, value as text, a Purchase's missing currency; raw PII normalized and hashed,
+   placeholders and malformed fbc/fbp dropped), in
    ``observe`` mode the events as received. Any error: Meta rejects the whole batch, so the relay does
    not forward it; it answers Meta's 400 body (code 100 + subcode) and records the events as a
    *failed* delivery with that code, so the hashing and delivery checks and the ``repair_and_replay``
@@ -42,7 +44,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from tools.fixes.rehash import pixel_default_country, relay_mode
+from tools.fixes.rehash import pixel_default_country, pixel_default_currency, relay_mode
 from tools.ledger.store import DeliveryOutcome
 from tools.meta.client import GraphClient
 from tools.meta.errors import MetaApiError, MetaUnreachableError
@@ -59,6 +61,7 @@ from tools.relay.answers import (
     unanswered,
 )
 from tools.relay.limits import MAX_EVENT_TIME
+from tools.relay.payload_repair import repair_payload
 from tools.relay.sending import send_batch
 from tools.relay.writer import AfterRecord, AnswerWrite, DirectWrites, RecordWrite, Writes
 from tools.senders.track import record_request_sender
@@ -85,13 +88,23 @@ class RelayRequest:
 class PixelPolicy:
     mode: RelayMode = "observe"
     default_country: str = "US"
+    default_currency: str | None = None  # for Purchases sent without currency, in repair mode
 
 
 def pixel_policy(session: Session, pixel_id: str) -> PixelPolicy:
-    """The pixel's relay mode and default country (defaults for a pixel only seen in data)."""
+    """The pixel's relay mode, default country and currency (defaults for a pixel only seen in data)."""
     mode = relay_mode(session, pixel_id)
     return PixelPolicy(mode="repair" if mode == "repair" else "observe",
-                       default_country=pixel_default_country(session, pixel_id))
+                       default_country=pixel_default_country(session, pixel_id),
+                       default_currency=pixel_default_currency(session, pixel_id))
+
+
+def repaired_events(events: Sequence[Any], policy: PixelPolicy) -> list[Any]:
+    """In repair mode, the events with their payload repairs (``tools.relay.payload_repair``), which are
+    both recorded and sent: the ledger keeps what Meta got. Unchanged in observe mode."""
+    if policy.mode != "repair":
+        return list(events)
+    return [repair_payload(event, default_currency=policy.default_currency)[0] for event in events]
 
 
 class PolicyCache:
@@ -148,10 +161,10 @@ def recordable(event: Any) -> dict[str, Any] | None:
 
 
 def _record(writes: Writes, request: RelayRequest, policy: PixelPolicy, now: datetime,
-            after: AfterRecord) -> list[int]:
-    """Record the keepable events (committed on return); their new ledger row ids (repeats of stored
-    events leave none)."""
-    events = [kept for kept in (recordable(event) for event in request.events) if kept is not None]
+            after: AfterRecord, received: Sequence[Any]) -> list[int]:
+    """Record the keepable events of ``received`` (the request's, repaired in repair mode; committed on
+    return); their new ledger row ids (repeats of stored events leave none)."""
+    events = [kept for kept in (recordable(event) for event in received) if kept is not None]
     code = request.params.get("test_event_code")
     if code:
         # Meta takes the code once per request; the ledger keeps it on each event, as an ingest line
@@ -190,6 +203,7 @@ def accept_batch(session_factory: Callable[[], Session], request: RelayRequest, 
     else:
         with session_factory() as session:
             policy = pixel_policy(session, request.pixel_id)
+    events = repaired_events(events, policy)
     to_send = [prepare_for_sending(event, policy) for event in events]
     errors = [problem for problem in validate_batch(to_send, now=now) if problem.severity == "error"]
     if errors:
@@ -197,11 +211,11 @@ def accept_batch(session_factory: Callable[[], Session], request: RelayRequest, 
         _record(writes, request, policy, now, DeliveryOutcome(
             status="failed", attempted_at=now, http_status=answer.status, error_code=answer.error.get("code"),
             error_subcode=answer.error.get("error_subcode"), fbtrace_id=answer.error.get("fbtrace_id"),
-            events_received=0))
+            events_received=0), events)
         return answer
     if client is None:
         return no_token()
-    row_ids = _record(writes, request, policy, now, "sending")
+    row_ids = _record(writes, request, policy, now, "sending", events)
     # No session and no transaction is open from here until Meta answers.
     try:
         result = send_batch(client, request.pixel_id, to_send, request.params)

@@ -18,7 +18,10 @@ hurt the relay or the ledger:
   servers cap a whole request line at 8 KB, so no real URL or header value is longer.
 - ``MAX_EVENT_BYTES`` 64 KiB per event as JSON: a cart of 200 ``contents`` items is about 20 KB.
 - ``event_time`` must be an integer in [0, 2^32) unix seconds (up to the year 2106): the ledger stores
-  it as a timestamp, and a larger number is no real event (``10**30`` is not a date at all).
+  it as a timestamp, and a larger number is no real event (``10**30`` is not a date at all). The same
+  range in milliseconds (13 digits and up) passes here: it is Meta's own validation error
+  (``event_time_not_seconds``, a 400 with its subcode) in observe mode, and repaired to seconds in
+  repair mode (``tools.relay.payload_repair``).
 - Strings must be valid Unicode without NUL: a lone UTF-16 surrogate cannot be encoded as UTF-8 and
   Postgres refuses NUL in text; JSON numbers must be finite (NaN and Infinity are not JSON, and
   Postgres's jsonb refuses them).
@@ -42,6 +45,7 @@ MAX_ID_CHARS = 400
 MAX_STRING_CHARS = 8192
 MAX_EVENT_BYTES = 64 * 1024
 MAX_EVENT_TIME = 2**32
+MILLISECONDS_FROM = 10**12  # event_time from here is milliseconds (tools.meta.validate says the same)
 
 __all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "MAX_EVENTS_PER_REQUEST", "MAX_EVENT_BYTES", "MAX_EVENT_NAME_CHARS",
            "MAX_EVENT_TIME", "MAX_ID_CHARS", "MAX_STRING_CHARS", "BadRequest", "check_events", "decode_events",
@@ -201,7 +205,9 @@ def check_events(events: list[Any]) -> None:
         if order_id is not None and len(str(order_id)) > MAX_ID_CHARS:
             raise BadRequest(f"{where}: custom_data.order_id is longer than {MAX_ID_CHARS} characters")
         seconds = _event_time(event.get("event_time"))
-        if seconds is not None and not 0 <= seconds < MAX_EVENT_TIME:
+        in_seconds = seconds is not None and 0 <= seconds < MAX_EVENT_TIME
+        in_milliseconds = seconds is not None and MILLISECONDS_FROM <= seconds < MAX_EVENT_TIME * 1000
+        if seconds is not None and not (in_seconds or in_milliseconds):
             raise BadRequest(f"{where}: event_time must be unix seconds between 0 and {MAX_EVENT_TIME - 1}")
         if len(json.dumps(event, default=str)) > MAX_EVENT_BYTES:  # ASCII: one character, one byte
             raise BadRequest(f"{where} is larger than {MAX_EVENT_BYTES} bytes as JSON")

@@ -17,7 +17,8 @@ from tools.fixes.types import FixParams, ParameterChange
 
 class Rehash(LedgerEventKind):
     name = "rehash"
-    summary = "rehash (relay repair mode: normalize and hash customer data before sending)"
+    summary = ("rehash (relay repair mode: normalize and hash customer data, and repair event_time in "
+               "milliseconds, value as text and a missing currency, before sending)")
     changes_events = True
 
     def transform(self, params: FixParams, payload: Mapping[str, Any], *, country: str
