@@ -139,7 +139,8 @@ def test_server_copies_later_than_48_hours_are_a_dedup_reason_with_their_share_i
     assert "server copy arrived more than 48 hours after event_time" in message
     late = re.search(r"server copy arrived more than 48 hours after event_time: (\d+) of (\d+) \((\d+)%\)", message)
     assert late is not None and round(100 * int(late.group(1)) / int(late.group(2))) == int(late.group(3))
-    assert re.search(r"\d+ server Purchase copies arrived in the latest \d+ h more than 48 hours", message)
+    assert re.search(r"\d+ of \d+ server Purchase copies that arrived in the latest 48 h came more than 48 hours",
+                     message)
     assert "Send server events within minutes" in message
     assert_nothing_raw(fake, caplog.text)
 

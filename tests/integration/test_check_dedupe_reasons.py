@@ -165,6 +165,7 @@ def test_copies_later_than_48_hours_are_counted_in_the_hour_they_arrived(ledger_
     [finding] = check_dedupe_reasons(_inputs(meta_counts=_meta({"Purchase": 30}, {"Purchase": 20}),
                                              payload_hours=hours))
     assert finding.metrics["main_reason"] == "server_late" and finding.metrics["share_server_late"] == 0.4
-    assert any("8 server Purchase copies arrived in the latest" in line for line in finding.evidence)
+    assert any("8 of 20 server Purchase copies that arrived in the latest 48 h came more than 48 hours" in line
+               for line in finding.evidence)
     # Counted by arrival only: their event_time hour, 60 hours back, holds no late_in.
     assert all(row.counts.get("late_in", 0) == 0 for row in hours if row.hour != END - HOUR)

@@ -11,7 +11,7 @@ events carrying an event_id). So, per event name the browser sends:
   that differs only in case or punctuation (``purchase`` / ``Purchase``) or is a known alias does;
 - ``server_late`` (seen, ledger): server copies that reached us more than 48 hours after event_time,
   counted in the hour they arrived (``late_in``): such a copy's own event_time hour is always older than
-  the 48 hours read here, so its share is of the copies that arrived in those hours;
+  the 48 hours read here, so its share is of all the copies that arrived in those 48 hours;
 - ``server_no_event_id`` (seen, ledger): server copies without an event_id;
 - ``id_format`` (inferred): server event_ids carrying a channel word or zero padding (``srv_0123``)
   that a browser id most likely lacks. The browser's ids themselves are invisible to us, so this is
@@ -86,7 +86,7 @@ def _browser_counts(inputs: AuditInputs, since: datetime) -> tuple[dict[str, int
 
 def _server_rows(inputs: AuditInputs, name: str) -> list[PayloadHour]:
     """The name's server rows of the latest hours: back from the audited hour until they hold
-    SERVER_POOL events or late arrivals (at most PAIR_WINDOW), so a change is judged on what is sent now."""
+    SERVER_POOL events (at most PAIR_WINDOW), so a change is judged on what is sent now."""
     by_hour = {row.hour: row for row in inputs.payload_hours if row.event_name == name}
     rows: list[PayloadHour] = []
     hour, events = inputs.window_end - HOUR, 0
@@ -94,7 +94,7 @@ def _server_rows(inputs: AuditInputs, name: str) -> list[PayloadHour]:
         row = by_hour.get(hour)
         if row is not None:
             rows.append(row)
-            events += row.events + row.counts.get("late_in", 0)
+            events += row.events
         hour -= HOUR
     return rows
 
@@ -120,15 +120,20 @@ def _reasons(inputs: AuditInputs, name: str, browser_n: int, server_names: dict[
             evidence.append(f"Meta counts, last 48 h: browser sends {name} ({browser_n}), the server sends "
                             + ", ".join(f"{t} ({server_names[t]})" for t in twins) + f" and no {name}")
     rows = _server_rows(inputs, name)
-    events = sum(row.events for row in rows)
-    # Copies that arrived in these hours: the hours' own events (on time, or not yet 48 h old) plus the
-    # late copies of older events that arrived meanwhile.
-    late = sum(row.counts.get("late_in", 0) for row in rows)
-    if events + late >= MIN_SERVER_EVENTS:
-        reasons["server_late"] = (late, events + late)
+    # Late copies against every copy that arrived over whole days (PAIR_WINDOW): the hours' own events
+    # plus the late copies of older events that arrived meanwhile. Late copies arrive around the clock,
+    # unlike the day's own events, so a shorter night-time window would overstate their share.
+    recent = [row for row in inputs.payload_hours if row.event_name == name
+              and inputs.window_end - PAIR_WINDOW <= row.hour < inputs.window_end]
+    late = sum(row.counts.get("late_in", 0) for row in recent)
+    arrived = sum(row.events for row in recent) + late
+    if arrived >= MIN_SERVER_EVENTS:
+        reasons["server_late"] = (late, arrived)
     if late:
-        evidence.append(f"{late} server {name} copies arrived in the latest {len(rows)} h more than 48 hours "
-                        "after their event_time; Meta keeps them beside the browser's copy")
+        evidence.append(f"{late} of {arrived} server {name} copies that arrived in the latest "
+                        f"{PAIR_WINDOW // HOUR} h came more than 48 hours after their event_time; Meta keeps "
+                        "them beside the browser's copy")
+    events = sum(row.events for row in rows)
     if events >= MIN_SERVER_EVENTS:
         with_id = sum(row.counts.get("idf", 0) for row in rows)
         shapes: dict[str, int] = {}
