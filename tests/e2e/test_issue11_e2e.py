@@ -194,3 +194,31 @@ def test_useless_payloads_reach_slack_with_counts_and_masked_examples_only(
         count = findings[code]["metrics"]["count"]
         assert code in answer_text and f"{count} of " in answer_text, code
     assert_nothing_raw(fake, caplog.text, SERVER_IP, "TEST4821")
+
+
+@pytest.mark.slow
+def test_payload_findings_without_an_incident_reach_the_hourly_summary(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, fake: FakeSlackAPI,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The payload findings that open no incident (test_event_code, value as text) are in the channel's
+    hourly summary with their counts and masked examples: ingest -> audit (the scheduler's path) ->
+    summary in the outbox -> Slack."""
+    from sqlmodel import Session
+
+    from tools.ledger.pixels import sync_pixels
+
+    caplog.set_level(logging.DEBUG)
+    with served("payload_quality_01.v1", tmp_path_factory, tmp_path, fake) as serve:
+        with Session(serve.world.engine) as session:
+            sync_pixels(session, [serve.pixel.model_copy(update={"summaries": "hourly"})])
+            session.commit()
+        state = serve.audit()
+        findings = {f["code"]: f for f in state["report"]["findings"]}
+        assert serve.deliver().failed == 0
+    shown = "\n".join(posted(fake))
+    assert "capi-agent hourly summary" in shown and "Accepted but useless:" in shown
+    for code in ("payload.test_event_code", "payload.purchase_value_text"):
+        count, events = findings[code]["metrics"]["count"], findings[code]["metrics"]["events"]
+        assert f"{code} (warning): {count} of {events} " in shown, code
+    assert "test_event_code TE***(8)" in shown and "value sent as text (***(6))" in shown
+    assert_nothing_raw(fake, caplog.text, SERVER_IP, "TEST4821")
