@@ -298,3 +298,35 @@ def test_a_bad_signature_is_refused_with_401(app: App, fake: FakeSlackAPI, servi
     stale = app.dispatch(bolt_request(event_body(event), SECRET, timestamp=1_000_000_000))
     assert forged.status == 401 and stale.status == 401
     assert service.calls == [] and fake.calls_to("chat.postMessage") == []
+
+
+def _weekly_view() -> object:
+    from agent.slack.port import WeeklyView
+    from agent.summary.weekly import PixelWeek, WeeklyReport
+
+    pixel = PixelWeek(pixel_id="1100000005", name="Main shop", days=[], server=0, browser=0, ratio=None,
+                      coverage=None, previous_coverage=None, emq=None, hours_audited=0, hours_with_incidents=0,
+                      hours_failed=0)
+    report = WeeklyReport(week_start="2026-11-23T09:00:00Z", week_end="2026-11-30T09:00:00Z", timezone="UTC",
+                          pixels=[pixel])
+    return WeeklyView(report=report, links={})
+
+
+def test_capi_weekly_posts_the_report_and_says_so_when_the_picture_cannot_be_uploaded(
+        app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
+    service.weekly = _weekly_view()
+    fake.fail("files.getUploadURLExternal", "not_in_channel")
+    body = command_body(text="weekly", user="UASKER", channel=CHANNEL, response_url=fake.response_url())
+    assert app.dispatch(bolt_request(body, SECRET, form=True)).status == 200
+    assert service.calls_to("weekly_report") == [{"pixel_id": None, "channel": CHANNEL}]
+    report, note = fake.calls_to(RESPONSE_URL_METHOD)
+    assert report.args["response_type"] == "in_channel" and "`1100000005`" in json.dumps(report.args["blocks"])
+    assert note.args["response_type"] == "ephemeral" and "invite the bot" in note.args["text"]
+
+
+def test_capi_weekly_without_pixels_says_so(app: App, fake: FakeSlackAPI, service: FakeSlackAgent) -> None:
+    body = command_body(text="weekly 42", user="UASKER", channel=CHANNEL, response_url=fake.response_url())
+    assert app.dispatch(bolt_request(body, SECRET, form=True)).status == 200
+    assert service.calls_to("weekly_report") == [{"pixel_id": "42", "channel": CHANNEL}]
+    [reply] = fake.calls_to(RESPONSE_URL_METHOD)
+    assert reply.args["response_type"] == "ephemeral" and "No pixels configured" in reply.args["text"]
