@@ -110,9 +110,9 @@ def payload_notes(session: Session, audits: Sequence[Audit]) -> list[PayloadNote
     """The window's ``payload.*`` findings, one per code as its latest audit had it, worst first."""
     if not audits:
         return []
-    rows = session.execute(select(FindingRow.audit_id, FindingRow.code, FindingRow.body).where(
-        FindingRow.audit_id.in_([a.id for a in audits]),  # type: ignore[union-attr]
-        FindingRow.code.startswith(PAYLOAD_PREFIX)).order_by(FindingRow.id))  # type: ignore[attr-defined]
+    rows = session.execute(select(col(FindingRow.audit_id), col(FindingRow.code), col(FindingRow.body)).where(
+        col(FindingRow.audit_id).in_([a.id for a in audits]),
+        col(FindingRow.code).startswith(PAYLOAD_PREFIX)).order_by(col(FindingRow.id)))
     order = {a.id: i for i, a in enumerate(audits)}
     latest: dict[str, tuple[int, dict[str, Any]]] = {}
     for audit_id, code, body in rows:
