@@ -217,3 +217,22 @@ def test_late_delivery_explains_the_missing_server_counts_of_the_window() -> Non
     assert incident.root_cause == "late_delivery"
     assert [f.kind for f in incident.fixes] == ["manual", "replay"]
     assert incident.fixes[1].params["statuses"] == ["pending"]
+
+
+def test_orders_unmatched_because_purchases_arrive_days_late_are_not_a_lost_pipeline() -> None:
+    """40 % of server Purchases reach the ledger more than 48 h after checkout: their orders look
+    unmatched until they land. That gap is the lateness (dedup_broken), with no backfill from orders,
+    which would count those Purchases twice once they arrive."""
+    from tools.checks.types import make_finding
+
+    shop = ShopData()
+    inputs = shop.inputs()
+    late = make_finding(inputs, check="dedupe", code="dedupe.reasons", event_name="Purchase", severity="warning",
+                        summary="late", metrics={"main_reason": "server_late", "share_server_late": 0.4})
+    gap = make_finding(inputs, check="parity", code="parity.orders_unmatched", event_name="Purchase",
+                       severity="critical", summary="orders", metrics={"source": "server", "witness": "orders"})
+    incidents = diagnose([late, gap], inputs)
+    assert [i.root_cause for i in incidents] == ["dedup_broken"]
+    assert not any(fix.kind == "backfill_from_orders" for i in incidents for fix in i.fixes)
+    # Without the late copies, the same orders gap is a lost server pipeline.
+    assert [i.root_cause for i in diagnose([gap], inputs)] == ["server_events_down"]

@@ -202,6 +202,14 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
                     # Events still queued are missing from Meta's server counts of the window.
                     lambda f: f.code in ("latency.freshness_degraded", "delivery.transport_errors",
                                          "delivery.not_sent") or _server_side(f))
+    # Server copies that reach us days after their browser copies leave their orders unmatched until
+    # they arrive: that orders gap is the lateness, not a lost pipeline, and a backfill from orders
+    # would count those Purchases twice once they land.
+    late = pool.take(lambda f: f.code == "dedupe.reasons" and bool(f.metrics.get("share_server_late")))
+    if late:
+        names = _events(late)
+        drafts.append(Draft("dedup_broken", late + pool.take(
+            lambda f: f.code == "parity.orders_unmatched" and f.event_name in names)))
     drafts += _rule(pool, "dedup_broken",
                     lambda f: f.code == "parity.dedup_key_missing" and f.severity != "info",
                     lambda f: f.code == "dedupe.reasons")
