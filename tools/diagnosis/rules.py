@@ -205,10 +205,10 @@ def claim_by_rules(pool: Pool) -> list[Draft]:
     # Server copies that reach us days after their browser copies leave their orders unmatched until
     # they arrive: that orders gap is the lateness, not a lost pipeline, and a backfill from orders
     # would count those Purchases twice once they land.
-    late = pool.take(lambda f: f.code == "dedupe.reasons" and bool(f.metrics.get("share_server_late")))
-    if late:
-        names = _events(late)
-        drafts.append(Draft("dedup_broken", late + pool.take(
+    late_copies = pool.take(lambda f: f.code == "dedupe.reasons" and bool(f.metrics.get("share_server_late")))
+    if late_copies:
+        names = _events(late_copies)
+        drafts.append(Draft("dedup_broken", late_copies + pool.take(
             lambda f: f.code == "parity.orders_unmatched" and f.event_name in names)))
     drafts += _rule(pool, "dedup_broken",
                     lambda f: f.code == "parity.dedup_key_missing" and f.severity != "info",
