@@ -260,3 +260,32 @@ def test_the_scheduler_audits_a_pixel_while_others_are_still_being_read(sim: Run
     assert gate_opened and all(gate_opened)  # 901 was still being read when 900 was audited
     for side, calls in sides.values():
         assert calls == 0 and side.errors == () and side.counts
+
+
+def test_capi_agent_audit_of_several_pixels_reads_meta_beside_the_audits(sim: RunningSimulator,
+                                                                          engine: Engine) -> None:
+    """``AgentServices.audit_round`` (``capi-agent audit``) reads every pixel's Meta side in the
+    background: each audit takes its pixel's stored read and calls Meta no more."""
+    from agent.agent_services import AgentServices
+
+    pixels = [PixelConfig(id=f"95{n}") for n in range(3)]
+    for pixel in pixels:
+        seed(sim, pixel.id, hours=48)
+    sides: dict[str, Any] = {}
+
+    class Wiring:
+        session = staticmethod(session_factory(engine))
+
+    class Services:
+        wiring = Wiring()
+        client_for = staticmethod(clients(sim))
+
+        def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
+            no_meta = NoMeta()
+            sides[pixel.id] = (audit_read(engine, pixel.id, no_meta, at=at), no_meta.calls)
+            return {"report": {"pixels": [{"pixel_id": pixel.id}]}}
+
+    merged = AgentServices.audit_round(Services(), pixels, AT)  # type: ignore[arg-type]
+    assert [p["pixel_id"] for p in merged["pixels"]] == [p.id for p in pixels]
+    for side, calls in sides.values():
+        assert calls == 0 and side.errors == () and side.counts
