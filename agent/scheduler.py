@@ -2,9 +2,11 @@
 service was down, and sharing the work safely between replicas on one database.
 
 Each round: expire stale fix proposals, plan the due hours of every pixel (``tools.schedule.plan``),
-read Meta's side of every pixel's next hour at once (``tools.audit.meta_side.prefetch_meta_sides``:
-bounded concurrency, Meta's usage headers honoured, a slow or throttled pixel deferred), then audit
-them oldest first. An hour is audited only by the worker that wins its claim
+start reading Meta's side of every pixel's next hour at once in the background
+(``tools.audit.meta_side.start_prefetch``: bounded concurrency, Meta's usage headers honoured, a slow
+or throttled pixel deferred), and audit them oldest first meanwhile, each audit waiting only for its
+own pixel's read: the reads wait on Meta and the audits on the CPU, so they overlap.
+An hour is audited only by the worker that wins its claim
 (``tools.schedule.claims``), so replicas never audit the same pixel-hour twice. Within a pixel the
 hours go in order, because incident triage compares each hour with the incidents left open by the one
 before: when an hour fails, or another replica is busy with it, that pixel's later hours wait for a
@@ -28,7 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.orm import Session
 
-from tools.audit.meta_side import PREFETCH_READ_TIMEOUT, PREFETCH_WORKERS, MetaPrefetch, prefetch_meta_sides
+from tools.audit.meta_side import (
+    PREFETCH_READ_TIMEOUT,
+    PREFETCH_WORKERS,
+    MetaPrefetch,
+    PrefetchRun,
+    start_prefetch,
+)
 from tools.fixes.planner import expire_proposals
 from tools.ledger.pixels import PixelConfig
 from tools.schedule.claims import (
@@ -159,19 +167,21 @@ class Scheduler:
                         break
                     if pixel_id in waiting:
                         continue
+                    if prefetch is not None:
+                        prefetch.wait_for(pixel_id)  # its Meta read stored (or given up): audit it
                     record = self._audit_hour(services, by_id[pixel_id], window_end, now, waiting)
                     if record is not None:
                         records.append(record)
             finally:
                 if prefetch is not None:
-                    prefetch.discard()
+                    self._end_prefetch(prefetch)
         return records
 
     def _prefetch(self, services: AgentServices, by_id: dict[str, PixelConfig],
-                  queue: list[tuple[datetime, str]]) -> MetaPrefetch | None:
-        """Meta's side of each pixel's first due hour, read for all pixels at once before the audits
-        (which then take it from the snapshots). Needs ``services.client_for``; a failure here only
-        means the audits read Meta themselves."""
+                  queue: list[tuple[datetime, str]]) -> PrefetchRun | None:
+        """Start reading Meta's side of each pixel's first due hour, for all pixels at once, in the
+        background (the audits then take it from the snapshots). Needs ``services.client_for``; a
+        failure here only means the audits read Meta themselves."""
         client_for = getattr(services, "client_for", None)
         if self.prefetch_workers <= 0 or not callable(client_for) or not queue:
             return None
@@ -179,18 +189,26 @@ class Scheduler:
         for window_end, pixel_id in queue:
             first.setdefault(pixel_id, window_end)
         try:
-            prefetch = prefetch_meta_sides(services.wiring.session,
-                                           [(by_id[pid], end) for pid, end in first.items()],
-                                           client_for=client_for, workers=self.prefetch_workers,
-                                           read_timeout=self.read_timeout)
+            return start_prefetch(services.wiring.session, [(by_id[pid], end) for pid, end in first.items()],
+                                  client_for=client_for, workers=self.prefetch_workers,
+                                  read_timeout=self.read_timeout)
         except Exception as exc:
             logger.warning("reading Meta ahead of the round failed: %s", describe_error(exc))
             return None
+
+    def _end_prefetch(self, run: PrefetchRun) -> None:
+        """After the audits: wait for the reads still running (a stopped round), log what was
+        deferred, and forget reads no audit took (the next round reads again)."""
+        prefetch = run.join()
+        if run.error is not None:
+            logger.warning("reading Meta ahead of the round failed: %s", describe_error(run.error))
+        if prefetch is None:
+            return
         if prefetch.deferred:
             logger.warning("Meta reads of %d pixel(s) deferred to the next audit (throttled or slow): %s",
                            len(prefetch.deferred), ", ".join(prefetch.deferred[:10]))
         self.last_prefetch = prefetch
-        return prefetch
+        prefetch.discard()
 
     def _audit_hour(self, services: AgentServices, pixel: PixelConfig, window_end: datetime,
                     now: datetime, waiting: set[str]) -> RunRecord | None:

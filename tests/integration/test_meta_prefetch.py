@@ -195,3 +195,84 @@ def test_the_scheduler_reads_meta_for_the_round_before_its_audits(sim: RunningSi
     assert sched.last_prefetch is not None and set(sched.last_prefetch.reads) == {p.id for p in pixels}
     for side, calls in sides.values():
         assert calls == 0 and side.errors == () and side.counts
+
+
+def test_the_scheduler_audits_a_pixel_while_others_are_still_being_read(sim: RunningSimulator,
+                                                                       engine: Engine) -> None:
+    """Pipelined round: pixel 901's read is held until pixel 900 has been audited, so the round only
+    completes with 901's read intact if the audits run while the reads do (and each audit still
+    waits for its own pixel's read: 901's audit calls Meta no more)."""
+    import threading
+
+    from agent.scheduler import Scheduler
+
+    pixels = [PixelConfig(id="900"), PixelConfig(id="901")]
+    for pixel in pixels:
+        seed(sim, pixel.id, hours=48)
+    first_audited = threading.Event()
+    gate_opened: list[bool] = []
+
+    class HeldClient(GraphClient):
+        def pixel_stats(self, pixel_id: str, **kwargs: Any) -> Any:
+            if pixel_id == "901":
+                gate_opened.append(first_audited.wait(10))
+            return super().pixel_stats(pixel_id, **kwargs)
+
+    sides: dict[str, Any] = {}
+
+    class Wiring:
+        session = staticmethod(session_factory(engine))
+
+        def pixels(self, only: list[str] | None = None) -> list[PixelConfig]:
+            return pixels
+
+    class Services:
+        wiring = Wiring()
+
+        @staticmethod
+        def client_for(pixel: PixelConfig) -> GraphClient:
+            return HeldClient(base_url=sim.url, access_token="sim-token", max_retries=0)
+
+        def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
+            no_meta = NoMeta()
+            sides[pixel.id] = (audit_read(engine, pixel.id, no_meta, at=at), no_meta.calls)
+            first_audited.set()
+            return {}
+
+    now = AT + timedelta(minutes=10)
+    sched = Scheduler(services_factory=Services(), pixels=lambda: pixels, worker_id="w", clock=lambda: now,
+                      max_catch_up=1, read_timeout=30)
+    records = sched.run_once()
+    assert [(r.pixel_id, r.status) for r in records] == [("900", "done"), ("901", "done")]
+    assert gate_opened and all(gate_opened)  # 901 was still being read when 900 was audited
+    for side, calls in sides.values():
+        assert calls == 0 and side.errors == () and side.counts
+
+
+def test_capi_agent_audit_of_several_pixels_reads_meta_beside_the_audits(sim: RunningSimulator,
+                                                                          engine: Engine) -> None:
+    """``AgentServices.audit_round`` (``capi-agent audit``) reads every pixel's Meta side in the
+    background: each audit takes its pixel's stored read and calls Meta no more."""
+    from agent.agent_services import AgentServices
+
+    pixels = [PixelConfig(id=f"95{n}") for n in range(3)]
+    for pixel in pixels:
+        seed(sim, pixel.id, hours=48)
+    sides: dict[str, Any] = {}
+
+    class Wiring:
+        session = staticmethod(session_factory(engine))
+
+    class Services:
+        wiring = Wiring()
+        client_for = staticmethod(clients(sim))
+
+        def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
+            no_meta = NoMeta()
+            sides[pixel.id] = (audit_read(engine, pixel.id, no_meta, at=at), no_meta.calls)
+            return {"report": {"pixels": [{"pixel_id": pixel.id}]}}
+
+    merged = AgentServices.audit_round(Services(), pixels, AT)  # type: ignore[arg-type]
+    assert [p["pixel_id"] for p in merged["pixels"]] == [p.id for p in pixels]
+    for side, calls in sides.values():
+        assert calls == 0 and side.errors == () and side.counts

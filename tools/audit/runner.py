@@ -19,8 +19,7 @@ from tools.diagnosis.rules import PIXEL_WIDE, diagnose
 from tools.diagnosis.triage import triage
 from tools.diagnosis.types import Incident, TriagedIncident
 from tools.ledger.incidents import open_incidents, save_audit, upsert_incidents
-from tools.ledger.inputs import load_ledger_inputs, load_relay_refusals
-from tools.ledger.payload import load_payload_hours
+from tools.ledger.inputs import load_ledger_inputs, load_payload_inputs, load_relay_refusals
 from tools.ledger.pixels import PixelConfig
 from tools.ledger.snapshots import load_meta_counts, load_quality_history
 from tools.meta.client import GraphClient
@@ -81,7 +80,7 @@ def gather_inputs(session: Session, *, pixel: PixelConfig, at: datetime,
         incident_spans=incident_spans(open_incidents(session, pixel.id), window_start),
         sender_changes=recent_changes(session, pixel_id=pixel.id, until=window_end),
         arrival_hours=ledger.arrival_hours,
-        payload_hours=load_payload_hours(session, pixel_id=pixel.id, window_end=window_end),
+        payload_hours=load_payload_inputs(session, pixel_id=pixel.id, window_end=window_end),
         relay_refusals=load_relay_refusals(session, pixel_id=pixel.id, start=window_start, end=window_end),
     )
 
@@ -114,7 +113,7 @@ def cached_inputs(session: Session, *, pixel: PixelConfig, at: datetime) -> Audi
         incident_spans=incident_spans(open_incidents(session, pixel.id), window_start),
         sender_changes=recent_changes(session, pixel_id=pixel.id, until=at),
         arrival_hours=ledger.arrival_hours,
-        payload_hours=load_payload_hours(session, pixel_id=pixel.id, window_end=window_end))
+        payload_hours=load_payload_inputs(session, pixel_id=pixel.id, window_end=window_end))
 
 
 def not_judged(inputs: AuditInputs) -> list[NotJudged]:

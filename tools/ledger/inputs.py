@@ -31,6 +31,7 @@ from tools.ledger.snapshots import (
 from tools.timeutil import as_utc
 
 if TYPE_CHECKING:
+    from tools.checks.payload_quality import PayloadHour
     from tools.checks.relay_refusals import RelayRefusalCount
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "event_hour_from_row",
     "load_ledger_inputs",
     "load_meta_counts",
+    "load_payload_inputs",
     "load_quality_history",
     "open_incidents",
     "save_audit",
@@ -226,3 +228,43 @@ def load_relay_refusals(session: Session, *, pixel_id: str, start: datetime,
         .order_by(col(RelayRefusal.hour), col(RelayRefusal.source), col(RelayRefusal.reason)))
     return tuple(RelayRefusalCount(hour=as_utc(row.hour), source=row.source, reason=row.reason,
                                    requests=row.requests, events=row.events) for row in rows)
+
+
+def load_payload_inputs(session: Session, *, pixel_id: str, window_end: datetime) -> tuple[PayloadHour, ...]:
+    """``tools.ledger.payload.load_payload_hours`` for an audit: the same PayloadHours (8 days before
+    ``window_end``, by hour and name), read as plain tuples with the JSON detail decoded from text and
+    each PayloadHour built without the frozen dataclass's ``__init__`` (see ``_build``): a thousand rows
+    a pixel every hour, where the ORM's per-row JSON processing and ``__init__`` were most of the cost."""
+    from tools.checks.payload_quality import PayloadHour
+    from tools.ledger.models import PayloadHourRollup
+    from tools.ledger.payload import PAYLOAD_DAYS
+
+    end = as_utc(window_end)
+    table = table_of(PayloadHourRollup).c
+    rows = session.connection().execute(select(table.hour, table.event_name, table.events, cast(table.detail, Text))
+                                        .where(table.pixel_id == pixel_id, table.hour >= end - PAYLOAD_DAYS,
+                                               table.hour < end)
+                                        .order_by(table.hour, table.event_name)).all()
+    loads = _json_loader(session)
+    build = _build(PayloadHour, _PAYLOAD_HOUR_FIELDS)
+    utc: dict[Any, datetime] = {}
+    out = []
+    for hour, name, events, text in rows:
+        when = utc.get(hour)
+        if when is None:
+            when = utc[hour] = as_utc(hour)
+        detail = (loads(text) if text else None) or {}
+        # Field by field as ``payload_hour_from_row`` builds them (copies, so no two share a dict).
+        examples = detail.get("examples")
+        out.append(build({
+            "hour": when, "event_name": name, "events": events, "issues": dict(detail.get("issues") or {}),
+            "examples": {k: tuple(v) for k, v in examples.items()} if examples else {},
+            "counts": dict(detail.get("n") or {}), "ip_top": dict(detail.get("ip") or {}),
+            "id_shapes": dict(detail.get("id_shapes") or {}),
+            "user_bits": int(detail.get("user_bits") or "0", 16)}))
+    return tuple(out)
+
+
+_PAYLOAD_HOUR_FIELDS = ("hour", "event_name", "events", "issues", "examples", "counts", "ip_top", "id_shapes",
+                        "user_bits")
+
