@@ -23,6 +23,8 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 DEFAULT_DATABASE_URL = "sqlite:///capi-agent.db"
+# pg_advisory_xact_lock key held while migrating (any constant; "capimig" as ASCII).
+MIGRATION_LOCK_KEY = 0x636170696D6967
 
 
 def json_dumps(value: Any) -> str:
@@ -85,6 +87,9 @@ def migrate(engine_or_url: Engine | str, *, revision: str = "head") -> None:
     config = alembic_config()
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together: one upgrades, the others wait, then find nothing to do.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     finally:
