@@ -2,13 +2,14 @@
 
 ``serve`` audits on the wall clock: the pixel-hour it audits first is the newest due one
 (``tools.schedule.plan.latest_due_hour``) of the moment it starts. So the world is built around that
-hour: one scenario generated to end there and ingested, audited once an hour earlier (its first,
+hour: one scenario generated up to there and ingested, audited once an hour earlier (its first,
 "cold" audit, which stores four weeks of Meta stats as snapshots), and its rollups and snapshots
-copied under ``pixels - 1`` new ids. The scenario runs two hours past that hour, so that a clock that
-moved on to the next due hour while the world was built still finds the same kind of data; the round ``serve`` runs is then the hourly steady state of every
-pixel (Meta asked for the last day plus dataset quality), as in ``bench_audit_round``. Meta is the
-Graph API simulator in its own process, holding every answer back ``latency_ms``; the clones are
-aliases of the source pixel there. Used by ``bench_serve_memory`` and ``bench_replicas``.
+copied under ``pixels - 1`` new ids. The round ``serve`` runs is then the hourly steady state of
+every pixel (Meta asked for the last day plus dataset quality), as in ``bench_audit_round``. The
+scenario runs two hours past that hour, so that a clock that moved on to the next due hour while the
+world was built still finds the same kind of data. Meta is the Graph API simulator in its own
+process, holding every answer back ``latency_ms``; the clones are aliases of the source pixel there.
+Used by ``bench_serve_memory`` and ``bench_replicas``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from tools.ledger.models import (
     OrderHourRollup,
     PayloadHourRollup,
 )
-from tools.ledger.pixels import PixelConfig
 from tools.meta.client import GraphClient
 from tools.meta.simulator import run_simulator_in_thread
 from tools.meta.simulator.state import SimState
@@ -120,11 +120,11 @@ def build_world(*, pixels: int, database_url: str, folder: Path, hour: datetime,
     state_doc = json.loads(files.meta_state_path.read_text())
     cold_at = hour - timedelta(hours=1)
     state = SimState.from_dict({**state_doc, "now": to_iso(cold_at)})
-    with run_simulator_in_thread(state) as sim, GraphClient(base_url=sim.url, access_token=SIM_TOKEN,
-                                                            timeout=30) as client:
-        with Session(engine, expire_on_commit=False) as session:
-            audit_pixel(session, pixel=source, at=cold_at, client=client)
-            session.commit()
+    with (run_simulator_in_thread(state) as sim,
+          GraphClient(base_url=sim.url, access_token=SIM_TOKEN, timeout=30) as client,
+          Session(engine, expire_on_commit=False) as session):
+        audit_pixel(session, pixel=source, at=cold_at, client=client)
+        session.commit()
     ids = clone_pixels(engine, source.id, pixels)
     engine.dispose()
     state_doc["pixel_aliases"] = {pixel_id: source.id for pixel_id in ids[1:]}
@@ -169,10 +169,20 @@ def serve_env(world: ServeWorld, meta_url: str) -> dict[str, str]:
 
 def start_serve(world: ServeWorld, meta_url: str, *, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     """``capi-agent serve`` as its own process (cwd: the world's folder, so no stray .env is read)."""
-    log = log_path.open("wb")
-    return subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--port", str(port)],
-                            cwd=world.folder, env=serve_env(world, meta_url), stdout=log,
-                            stderr=subprocess.STDOUT)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--port", str(port)],
+                                   cwd=world.folder, env=serve_env(world, meta_url), stdout=log,
+                                   stderr=subprocess.STDOUT)
+    process.capi_log = log_path  # type: ignore[attr-defined]  # for log_tail
+    return process
+
+
+def log_tail(process: subprocess.Popen[bytes], lines: int = 30) -> str:
+    """The end of the log ``start_serve`` gave the process."""
+    path = getattr(process, "capi_log", None)
+    if path is None or not Path(path).exists():
+        return ""
+    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
 
 
 def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 300) -> float:
@@ -180,7 +190,7 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 3
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if process.poll() is not None:
-            raise RuntimeError(f"serve exited with {process.returncode}")
+            raise RuntimeError(f"serve exited with {process.returncode}:\n{log_tail(process)}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
                 return time.perf_counter() - started
