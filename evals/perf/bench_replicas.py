@@ -34,6 +34,7 @@ import httpx
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from evals.perf.serve_world import (
     ServeWorld,
@@ -102,7 +103,7 @@ def copy_of(server: str, template: str, name: str) -> Iterator[str]:
 
 def unsent(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Event).where(
-        Event.delivery_status.in_(UNSENT))) or 0)
+        col(Event.delivery_status).in_(UNSENT))) or 0)
 
 
 def run_replicas(world: ServeWorld, *, replicas: int, database_url: str, latency_ms: float,
@@ -120,11 +121,12 @@ def run_replicas(world: ServeWorld, *, replicas: int, database_url: str, latency
         try:
             ready = [wait_healthy(port, process) for port, process in zip(ports, processes, strict=True)]
             first_ready = launched + min(ready)
-            round_done = queue_done = None
+            round_done: float | None = None
+            queue_done: float | None = None
             while time.perf_counter() - launched < timeout:
                 with Session(engine) as session:
                     finished = session.scalar(select(func.count()).select_from(AuditClaim).where(
-                        AuditClaim.window_end == hour, AuditClaim.status != "running")) or 0
+                        col(AuditClaim.window_end) == hour, col(AuditClaim.status) != "running")) or 0
                     waiting = unsent(session)
                 now = time.perf_counter()
                 if round_done is None and finished >= pixels:
@@ -132,6 +134,7 @@ def run_replicas(world: ServeWorld, *, replicas: int, database_url: str, latency
                 if queue_done is None and waiting == 0:
                     queue_done = now
                 if round_done is not None and queue_done is not None:
+                    round_s, queue_s = round_done - first_ready, queue_done - first_ready
                     break
                 for process in processes:
                     if process.poll() is not None:
@@ -145,11 +148,13 @@ def run_replicas(world: ServeWorld, *, replicas: int, database_url: str, latency
             for process in processes:
                 stop(process)
     with Session(engine) as session:
-        claims = session.execute(select(AuditClaim.pixel_id, AuditClaim.claimed_by, AuditClaim.status).where(
-            AuditClaim.window_end == hour)).all()
-        audits = Counter(session.scalars(select(Audit.pixel_id).where(Audit.window_end == hour)))
-        delivered_by = Counter(dict(session.execute(select(Event.delivery_status, func.count()).where(
-            Event.event_id.like("q-%")).group_by(Event.delivery_status)).all()))
+        claims = session.execute(select(col(AuditClaim.pixel_id), col(AuditClaim.claimed_by),
+                                        col(AuditClaim.status)).where(
+            col(AuditClaim.window_end) == hour)).all()
+        audits = Counter(session.scalars(select(col(Audit.pixel_id)).where(col(Audit.window_end) == hour)))
+        status = col(Event.delivery_status)
+        delivered_by: Counter[str] = Counter(dict(session.execute(select(status, func.count()).where(
+            col(Event.event_id).like("q-%")).group_by(status)).all()))
     engine.dispose()
     copies = Counter(item["event"].get("event_id") for item in received
                      if str(item["event"].get("event_id", "")).startswith("q-"))
@@ -157,8 +162,8 @@ def run_replicas(world: ServeWorld, *, replicas: int, database_url: str, latency
     return {
         "replicas": replicas, "pixels": pixels, "hour": to_iso(hour), "latency_ms": latency_ms,
         "ready_s": [round(r, 1) for r in ready],
-        "round_s": round(round_done - first_ready, 1),
-        "queue_drained_s": round(queue_done - first_ready, 1),
+        "round_s": round(round_s, 1),
+        "queue_drained_s": round(queue_s, 1),
         "audits_by_replica": sorted(by_worker.values(), reverse=True),
         "claims_done": sum(1 for _, _, status in claims if status == "done"),
         "claims_failed": sum(1 for _, _, status in claims if status == "failed"),

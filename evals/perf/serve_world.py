@@ -30,6 +30,7 @@ import httpx
 from sqlalchemy import Engine, create_engine, func, insert, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from evals.perf.bench_meta_reads import simulator_process
 from tools.audit.runner import audit_pixel
@@ -76,7 +77,7 @@ def clone_pixels(engine: Engine, source: str, count: int) -> list[str]:
     ids = [source] + [f"9{n:09d}" for n in range(1, count)]
     with engine.begin() as connection:
         for model in CLONED:
-            table = model.__table__
+            table = model.__table__  # type: ignore[union-attr]  # every one of them is a table model
             others = [c for c in table.columns if c.name not in ("pixel_id", "id")]
             names = ["pixel_id", *(c.name for c in others)]
             for pixel_id in ids[1:]:
@@ -203,8 +204,9 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 3
 def claims_of(engine: Engine, hour: datetime) -> dict[str, int]:
     """Finished claims of the hour, by status ('done', 'failed'; running ones are not counted)."""
     with Session(engine) as session:
-        rows = session.execute(select(AuditClaim.status, func.count()).where(
-            AuditClaim.window_end == hour, AuditClaim.status != "running").group_by(AuditClaim.status)).all()
+        rows = session.execute(select(col(AuditClaim.status), func.count()).where(
+            col(AuditClaim.window_end) == hour, col(AuditClaim.status) != "running")
+            .group_by(col(AuditClaim.status))).all()
     return {status: count for status, count in rows}
 
 
