@@ -229,11 +229,16 @@ class RollupDeltas:
         """An already counted event got its first delivery attempt and/or got delivered."""
         delta = self.event_hour(row["pixel_id"], row["event_time"], row["event_name"])
         if row.get("first_attempt_at") is None:
-            lag = [0] * (len(LAG_BUCKET_EDGES) + 1)
-            lag[lag_bucket((as_utc(attempted_at) - as_utc(row["event_time"])).total_seconds())] = 1
-            delta.detail = merge_detail(delta.detail, {"lag": lag})
-            after = {**row, "first_attempt_at": attempted_at}
-            delta.counters["too_old"] += is_too_old(after) - is_too_old(row)
+            # In place (runs once per event of every delivery): the lag of this first attempt, and
+            # "too old" when the attempt, not the arrival, is what came later than Meta's 7 days.
+            event_time = _utc(row["event_time"])
+            waited = _utc(attempted_at) - event_time
+            lag = delta.detail.get("lag")
+            if lag is None:
+                lag = delta.detail["lag"] = [0] * (len(LAG_BUCKET_EDGES) + 1)
+            lag[lag_bucket(waited.total_seconds())] += 1
+            if waited > META_MAX_EVENT_AGE and not _utc(row["received_at"]) - event_time > META_MAX_EVENT_AGE:
+                delta.counters["too_old"] += 1
         if delivered_now:
             delta.counters["undelivered"] -= 1
 
@@ -285,36 +290,58 @@ def dialect_insert(session: Session, table: Any) -> Any:
     return (postgresql.insert(table) if name == "postgresql" else sqlite.insert(table))
 
 
+# The three statements of each rollup table's upsert, built on first use per dialect and table: building
+# them (``excluded``, the SET clause, the tuple IN) cost more than executing them on every batch.
+_UPSERT_STATEMENTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], str | None], tuple[Any, Any, Any]] = {}
+
+
+def _upsert_statements(session: Session, model: Any, keys: tuple[str, ...], counters: tuple[str, ...],
+                       json_column: str | None) -> tuple[Any, Any, Any]:
+    """(insert .. on conflict add the counters, select the JSON column of the keys given as the
+    expanding parameter ``keys`` for update, update the JSON column by key)."""
+    table = table_of(model)
+    cache_key = (session.get_bind().dialect.name, table.name, keys, counters, json_column)
+    statements = _UPSERT_STATEMENTS.get(cache_key)
+    if statements is None:
+        stmt = dialect_insert(session, table)
+        excluded = stmt.excluded
+        upsert = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: table.c[c] + excluded[c] for c in counters})
+        read = write = None
+        if json_column is not None:
+            key_cols = [table.c[k] for k in keys]
+            read = select(*key_cols, table.c[json_column]).where(
+                tuple_(*key_cols).in_(bindparam("keys", expanding=True))).with_for_update()
+            write = update(table).where(and_(*[table.c[k] == bindparam(f"k_{k}") for k in keys])).values(
+                {json_column: bindparam("new_json")})
+        statements = _UPSERT_STATEMENTS[cache_key] = (upsert, read, write)
+    return statements
+
+
 def _upsert(session: Session, model: Any, keys: tuple[str, ...], counters: tuple[str, ...],
             rows: list[dict[str, Any]], json_column: str | None,
             merge: Any = None) -> None:
     """Increment counters (atomic upsert, which also locks the rows), then merge the JSON column."""
     if not rows:
         return
-    table = table_of(model)
+    upsert, read, write = _upsert_statements(session, model, keys, counters, json_column)
     rows.sort(key=lambda r: tuple(r[k] for k in keys))  # one lock order for every writer
     values = [{**{k: r[k] for k in keys}, **{c: r[c] for c in counters},
                **({json_column: {}} if json_column else {})} for r in rows]
-    stmt = dialect_insert(session, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in counters})
-    session.execute(stmt, values)
+    session.execute(upsert, values)
     if json_column is None:
         return
-    key_cols = [table.c[k] for k in keys]
     current: dict[tuple[Any, ...], Any] = {}
     for chunk_start in range(0, len(rows), 500):
         chunk = [tuple(r[k] for k in keys) for r in rows[chunk_start:chunk_start + 500]]
-        query = select(*key_cols, table.c[json_column]).where(tuple_(*key_cols).in_(chunk))
-        for found in session.execute(query.with_for_update()):
+        for found in session.execute(read, {"keys": chunk}):
             current[tuple(_key_value(v) for v in found[:-1])] = found[-1] or {}
     params = []
     for r in rows:
         key = tuple(_key_value(r[k]) for k in keys)
         params.append({**{f"k_{k}": r[k] for k in keys},
                        "new_json": merge(current.get(key, {}), r[json_column])})
-    where = and_(*[table.c[k] == bindparam(f"k_{k}") for k in keys])
-    session.execute(update(table).where(where).values({json_column: bindparam("new_json")}), params)
+    session.execute(write, params)
 
 
 def _key_value(value: Any) -> Any:

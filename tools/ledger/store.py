@@ -205,12 +205,13 @@ def _match_orders(session: Session, pixel_id: str, refs: set[str], deltas: Rollu
 
 
 def store_events(session: Session, items: Sequence[IncomingEvent], *, default_country: str = "US",
-                 repair: bool = False) -> StoredBatch:
+                 repair: bool = False, deltas: RollupDeltas | None = None) -> StoredBatch:
     """Record events (and, for imports, the delivery outcome each line carries) with their rollups.
 
     Promises: an item whose (pixel, received_at, hashed event) is already stored adds nothing; an
     event id already present for the same pixel and event name counts as a duplicate event id.
-    Does not commit.
+    With ``deltas`` the rollup increments are added to it for the caller to apply (once for all the
+    writes of its transaction) instead of being written here. Does not commit.
     """
     result = StoredBatch(event_row_ids=[None] * len(items))
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -222,7 +223,8 @@ def store_events(session: Session, items: Sequence[IncomingEvent], *, default_co
     by_pixel: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for index, row in rows:
         by_pixel.setdefault(row["pixel_id"], []).append((index, row))
-    deltas = RollupDeltas()
+    own_deltas = deltas is None
+    deltas = RollupDeltas() if deltas is None else deltas
     new_rows: list[tuple[int, dict[str, Any]]] = []
     for pixel_id, pixel_rows in by_pixel.items():
         existing = known_content_hashes(session, pixel_id, [r["content_hash"] for _, r in pixel_rows])
@@ -255,7 +257,8 @@ def store_events(session: Session, items: Sequence[IncomingEvent], *, default_co
         result.loaded = len(new_rows)
         _store_import_deliveries(session, [(items[i], result.event_row_ids[i]) for i, _ in new_rows],
                                  deltas)
-    apply_deltas(session, deltas)
+    if own_deltas:
+        apply_deltas(session, deltas)
     return result
 
 

@@ -63,8 +63,8 @@ from tools.relay.answers import (
 from tools.relay.limits import MAX_EVENT_TIME
 from tools.relay.payload_repair import repair_payload
 from tools.relay.sending import send_batch
-from tools.relay.writer import AfterRecord, AnswerWrite, DirectWrites, RecordWrite, Writes
-from tools.senders.track import record_request_sender
+from tools.relay.writer import AfterRecord, AnswerWrite, DirectWrites, RecordWrite, SenderNote, Writes
+from tools.senders.fingerprint import event_shape, sender_from_request
 from tools.timeutil import as_utc
 
 RelayMode = Literal["observe", "repair"]
@@ -173,9 +173,17 @@ def _record(writes: Writes, request: RelayRequest, policy: PixelPolicy, now: dat
     return writes.record(RecordWrite(pixel_id=request.pixel_id, events=events, received_at=now,
                                      default_country=policy.default_country, repair=policy.mode == "repair",
                                      after=after, unconfigured=request.unconfigured,
-                                     also=lambda session, _row_ids: record_request_sender(
-                                         session, pixel_id=request.pixel_id, user_agent=request.user_agent,
-                                         params=request.params, events=events, at=now)))
+                                     sender=sender_note(request, events)))
+
+
+def sender_note(request: RelayRequest, events: Sequence[Mapping[str, Any]]) -> SenderNote | None:
+    """Who sent the request and the shape of its events, for ``tools.senders`` (as
+    ``record_request_sender`` reads them), worked out on the request's thread, not the writer's.
+    None when the request names no software at all: it is not fingerprinted."""
+    info = sender_from_request(request.user_agent, request.params)
+    if not info.as_json():
+        return None
+    return SenderNote(info, [shape for shape in (event_shape(event) for event in events) if shape is not None])
 
 
 def _outcome_for(exc: MetaApiError, status: Literal["failed", "pending"], at: datetime) -> DeliveryOutcome:

@@ -8,8 +8,13 @@ transaction (one ``store_events`` for all the requests' events, so each rollup r
 per group) and commits; only then does each caller get its result. So a sender hears back only
 after its rows are durable, and no transaction is open while anyone waits on Meta.
 
-Grouping has no timer: while one group commits, the next one gathers; a lone request is written at
-once. A write that fails (a bug, a constraint) must not take the others down: when a group fails,
+A group costs a fixed number of statements, whatever its size: the events of all its records in
+one ``store_events``, the senders of its requests in one ``observe`` per sender and hour, Meta's
+answers in one ``record_deliveries`` (a read, two inserts and an update for all of them), and the
+rollup increments of all of it in one ``apply_deltas`` at the end. Grouping has no timer: while one
+group commits, the next one gathers; a lone request is written at once.
+
+A write that fails (a bug, a constraint) must not take the others down: when a group fails,
 each of its writes is retried alone, and only the failing one gets the exception.
 
 ``DirectWrites`` does the same writes one by one on the caller's thread (scripts, tests, ``forward``).
@@ -31,12 +36,15 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from tools.ledger.deliveries import record_delivery
+from tools.ledger.deliveries import Attempt, record_deliveries
 from tools.ledger.models import Event
 from tools.ledger.pixels import ensure_pixels, mark_relay_unconfigured
 from tools.ledger.rollups import RollupDeltas, apply_deltas
 from tools.ledger.store import DeliveryOutcome, IncomingEvent, store_events
 from tools.relay.claims import set_uncertain
+from tools.senders.fingerprint import EventShape, SenderInfo
+from tools.senders.track import observe
+from tools.timeutil import floor_hour
 
 logger = logging.getLogger("capi_agent.relay")
 
@@ -58,9 +66,16 @@ class RecordWrite:
     repair: bool
     after: AfterRecord
     unconfigured: bool = False  # accepted through the opt-in for unconfigured pixels: mark the pixel
-    # More writes of the request for the same transaction, after its events (e.g. who sent it);
-    # called with the session and the new row ids. A failure fails this request only.
-    also: Callable[[Session, list[int]], object] | None = None  # what it returns is not used
+    # Who sent the request (tools.senders), recorded in the same transaction; None: it named no software.
+    sender: SenderNote | None = None
+
+
+@dataclass(frozen=True)
+class SenderNote:
+    """The sender of one request and the shape of its events, worked out before the writer sees them."""
+
+    info: SenderInfo
+    shapes: Sequence[EventShape]
 
 
 @dataclass(frozen=True)
@@ -89,8 +104,9 @@ class Writes(Protocol):
 def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
     """Apply writes in one transaction (no commit); per write, its row ids (records) or None (answers).
 
-    Records of the same country and mode share one ``store_events`` call, so rollups are counted once
-    for all of them."""
+    Records of the same country and mode share one ``store_events`` call, the requests of one sender
+    and hour one ``observe``, all answers one ``record_deliveries``; the rollups of everything are
+    written once, at the end."""
     results: list[Any] = [None] * len(writes)
     records = [(index, w) for index, w in enumerate(writes) if isinstance(w, RecordWrite)]
     for pixel_id, country in {(w.pixel_id, w.default_country) for _, w in records}:
@@ -98,13 +114,16 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
             w.received_at for _, w in records if w.pixel_id == pixel_id))
     for pixel_id in {w.pixel_id for _, w in records if w.unconfigured}:
         mark_relay_unconfigured(session, pixel_id)
+    # Every write of the group adds to one set of rollup increments, written once at the end.
+    deltas = RollupDeltas()
     groups: dict[tuple[str, bool], list[tuple[int, RecordWrite]]] = {}
     for index, w in records:
         groups.setdefault((w.default_country, w.repair), []).append((index, w))
     for (country, repair), members in groups.items():
         items = [IncomingEvent(pixel_id=w.pixel_id, received_at=w.received_at, event=event)
                  for _, w in members for event in w.events]
-        stored = store_events(session, items, default_country=country, repair=repair) if items else None
+        stored = store_events(session, items, default_country=country, repair=repair,
+                              deltas=deltas) if items else None
         offset = 0
         for index, w in members:
             ids = stored.event_row_ids[offset:offset + len(w.events)] if stored is not None else []
@@ -122,24 +141,39 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
     if pending:
         session.execute(update(Event).where(col(Event.id).in_(pending)).values(delivery_status="pending"),
                         execution_options={"synchronize_session": False})
-    # Every delivery of the group adds to one set of rollup increments, written once at the end.
-    deltas = RollupDeltas()
-    for index, w in records:
-        if w.also is not None:
-            w.also(session, results[index])
-        if isinstance(w.after, DeliveryOutcome) and results[index]:
-            record_delivery(session, pixel_id=w.pixel_id, event_row_ids=results[index], outcome=w.after,
-                            deltas=deltas)
-    for answer in writes:
-        if not isinstance(answer, AnswerWrite) or not answer.row_ids:
+    _observe_senders(session, [w for _, w in records])
+    attempts = [Attempt(w.pixel_id, results[index], w.after) for index, w in records
+                if isinstance(w.after, DeliveryOutcome) and results[index]]
+    uncertain: list[int] = []
+    for w in writes:
+        if not isinstance(w, AnswerWrite) or not w.row_ids:
             continue
-        if isinstance(answer.outcome, DeliveryOutcome):
-            record_delivery(session, pixel_id=answer.pixel_id, event_row_ids=answer.row_ids,
-                            outcome=answer.outcome, deltas=deltas)
+        if isinstance(w.outcome, DeliveryOutcome):
+            attempts.append(Attempt(w.pixel_id, w.row_ids, w.outcome))
         else:
-            set_uncertain(session, list(answer.row_ids))
+            uncertain.extend(w.row_ids)
+    record_deliveries(session, attempts, deltas=deltas)
+    if uncertain:
+        set_uncertain(session, uncertain)
     apply_deltas(session, deltas)
     return results
+
+
+def _observe_senders(session: Session, records: Sequence[RecordWrite]) -> None:
+    """One ``observe`` per pixel, sender and hour of arrival for the group's requests, oldest first:
+    the same counts and changes as one call per request (a change is dated by its first request)."""
+    runs: dict[tuple[str, str, datetime], list[RecordWrite]] = {}
+    for w in records:
+        if w.sender is not None:
+            runs.setdefault((w.pixel_id, w.sender.info.key(), floor_hour(w.received_at)), []).append(w)
+    for (pixel_id, _key, _hour), run in sorted(runs.items(), key=lambda kv: (
+            min(w.received_at for w in kv[1]), kv[0])):
+        run.sort(key=lambda w: w.received_at)
+        first = run[0].sender
+        assert first is not None
+        observe(session, pixel_id=pixel_id, info=first.info,
+                shapes=[shape for w in run if w.sender is not None for shape in w.sender.shapes],
+                at=run[0].received_at, last=run[-1].received_at, requests=len(run))
 
 
 @dataclass
