@@ -204,22 +204,40 @@ def _match_orders(session: Session, pixel_id: str, refs: set[str], deltas: Rollu
             deltas.add_order_match(pixel_id=pixel_id, created_at=row.created_at)
 
 
+# One incoming event made ready for the ledger: its ``events`` row (user_data hashed) and the fields
+# that arrived raw. Not changed by ``store_events``, so it may be prepared once and stored again.
+PreparedEvent = tuple[dict[str, Any], frozenset[str]]
+
+
+def prepare_events(items: Sequence[IncomingEvent], *, default_country: str = "US",
+                   repair: bool = False) -> list[PreparedEvent]:
+    """The rows ``store_events`` would write for these items (no database): raw PII is hashed here.
+    The relay calls it on the request's thread, so its one writer thread only writes."""
+    prepared: list[PreparedEvent] = []
+    for item in items:
+        row, user_data = _event_row(item, default_country=default_country, repair=repair)
+        prepared.append((row, user_data.raw))
+    return prepared
+
+
 def store_events(session: Session, items: Sequence[IncomingEvent], *, default_country: str = "US",
-                 repair: bool = False, deltas: RollupDeltas | None = None) -> StoredBatch:
+                 repair: bool = False, deltas: RollupDeltas | None = None,
+                 prepared: Sequence[PreparedEvent] | None = None) -> StoredBatch:
     """Record events (and, for imports, the delivery outcome each line carries) with their rollups.
 
     Promises: an item whose (pixel, received_at, hashed event) is already stored adds nothing; an
     event id already present for the same pixel and event name counts as a duplicate event id.
     With ``deltas`` the rollup increments are added to it for the caller to apply (once for all the
-    writes of its transaction) instead of being written here. Does not commit.
+    writes of its transaction) instead of being written here; ``prepared``: the items' rows from
+    ``prepare_events`` with the same country and mode, made earlier. Does not commit.
     """
     result = StoredBatch(event_row_ids=[None] * len(items))
-    rows: list[tuple[int, dict[str, Any]]] = []
-    raw_fields: list[frozenset[str]] = []
-    for index, item in enumerate(items):
-        row, prepared = _event_row(item, default_country=default_country, repair=repair)
-        rows.append((index, row))
-        raw_fields.append(prepared.raw)
+    if prepared is None:
+        prepared = prepare_events(items, default_country=default_country, repair=repair)
+    elif len(prepared) != len(items):
+        raise ValueError("prepared rows do not match the items")
+    rows: list[tuple[int, dict[str, Any]]] = [(index, row) for index, (row, _raw) in enumerate(prepared)]
+    raw_fields: list[frozenset[str]] = [raw for _row, raw in prepared]
     by_pixel: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for index, row in rows:
         by_pixel.setdefault(row["pixel_id"], []).append((index, row))

@@ -45,7 +45,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from tools.fixes.rehash import pixel_default_country, pixel_default_currency, relay_mode
-from tools.ledger.store import DeliveryOutcome
+from tools.ledger.store import DeliveryOutcome, IncomingEvent, prepare_events
 from tools.meta.client import GraphClient
 from tools.meta.errors import MetaApiError, MetaUnreachableError
 from tools.meta.userdata import prepare_user_data
@@ -170,10 +170,14 @@ def _record(writes: Writes, request: RelayRequest, policy: PixelPolicy, now: dat
         # Meta takes the code once per request; the ledger keeps it on each event, as an ingest line
         # carries it, so the payload check counts relay traffic sent to Test Events like imported traffic.
         events = [{**event, "test_event_code": code} for event in events]
+    repair = policy.mode == "repair"
+    # Hashed and made into rows here, on the request's thread: the one writer thread only writes.
+    prepared = prepare_events([IncomingEvent(pixel_id=request.pixel_id, received_at=now, event=event)
+                               for event in events], default_country=policy.default_country, repair=repair)
     return writes.record(RecordWrite(pixel_id=request.pixel_id, events=events, received_at=now,
-                                     default_country=policy.default_country, repair=policy.mode == "repair",
+                                     default_country=policy.default_country, repair=repair,
                                      after=after, unconfigured=request.unconfigured,
-                                     sender=sender_note(request, events)))
+                                     sender=sender_note(request, events), prepared=prepared))
 
 
 def sender_note(request: RelayRequest, events: Sequence[Mapping[str, Any]]) -> SenderNote | None:

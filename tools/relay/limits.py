@@ -88,26 +88,48 @@ def loads(text: str | bytes, what: str) -> Any:
 
 def check_value(value: Any, what: str, *, depth: int = 1, skip: frozenset[str] = frozenset()) -> None:
     """Depth, strings (length, Unicode, NUL) and numbers of a parsed value, without recursion.
-    ``depth`` is the level ``value`` sits at; keys in ``skip`` (at the top level) are not walked."""
+    ``depth`` is the level ``value`` sits at; keys in ``skip`` (at the top level) are not walked.
+
+    It runs over every value of every request: leaves (most of them strings and integers) are checked
+    where their container is read, by exact type, and only containers go on the stack."""
+    if depth > MAX_DEPTH:
+        raise BadRequest(f"{what} is nested more than {MAX_DEPTH} levels deep")
     stack: list[tuple[Any, int]] = [(value, depth)]
     while stack:
         item, level = stack.pop()
-        if level > MAX_DEPTH:
-            raise BadRequest(f"{what} is nested more than {MAX_DEPTH} levels deep")
         kind = type(item)
-        if kind is int or kind is bool or item is None:  # most values: skip the ABC checks below
-            continue
-        if isinstance(item, str):
-            _check_string(item, what)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise BadRequest(f"{what} holds a number that is not finite")
-        elif isinstance(item, Mapping):
+        children: Any
+        if kind is dict or (kind is not list and isinstance(item, Mapping)):
+            children = []
             for key, child in item.items():
-                _check_string(str(key), what)
+                text = key if type(key) is str else str(key)
+                if len(text) > MAX_STRING_CHARS or "\x00" in text or not text.isascii():
+                    _check_string(text, what)
                 if not (level == depth and key in skip):
-                    stack.append((child, level + 1))
-        elif isinstance(item, list | tuple):
-            stack.extend((child, level + 1) for child in item)
+                    children.append(child)
+        elif kind is list or isinstance(item, list | tuple):
+            children = item
+        else:
+            _check_leaf(item, what)
+            continue
+        if not children:
+            continue
+        if level >= MAX_DEPTH:  # its children sit deeper than allowed
+            raise BadRequest(f"{what} is nested more than {MAX_DEPTH} levels deep")
+        for child in children:
+            child_kind = type(child)
+            if child_kind is str:
+                if len(child) > MAX_STRING_CHARS or "\x00" in child or not child.isascii():
+                    _check_string(child, what)
+            elif not (child_kind is int or child_kind is bool or child is None):
+                stack.append((child, level + 1))
+
+
+def _check_leaf(item: Any, what: str) -> None:
+    if isinstance(item, str):
+        _check_string(item, what)
+    elif isinstance(item, float) and not math.isfinite(item):
+        raise BadRequest(f"{what} holds a number that is not finite")
 
 
 def _check_string(text: str, what: str) -> None:

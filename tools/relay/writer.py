@@ -40,7 +40,7 @@ from tools.ledger.deliveries import Attempt, record_deliveries
 from tools.ledger.models import Event
 from tools.ledger.pixels import ensure_pixels, mark_relay_unconfigured
 from tools.ledger.rollups import RollupDeltas, apply_deltas
-from tools.ledger.store import DeliveryOutcome, IncomingEvent, store_events
+from tools.ledger.store import DeliveryOutcome, IncomingEvent, PreparedEvent, store_events
 from tools.relay.claims import set_uncertain
 from tools.senders.fingerprint import EventShape, SenderInfo
 from tools.senders.track import observe
@@ -68,6 +68,8 @@ class RecordWrite:
     unconfigured: bool = False  # accepted through the opt-in for unconfigured pixels: mark the pixel
     # Who sent the request (tools.senders), recorded in the same transaction; None: it named no software.
     sender: SenderNote | None = None
+    # The events' rows, hashed by ``prepare_events`` on the request's thread (None: the writer does it).
+    prepared: Sequence[PreparedEvent] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,10 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
     for (country, repair), members in groups.items():
         items = [IncomingEvent(pixel_id=w.pixel_id, received_at=w.received_at, event=event)
                  for _, w in members for event in w.events]
+        prepared = ([row for _, w in members for row in w.prepared or ()]
+                    if all(w.prepared is not None for _, w in members) else None)
         stored = store_events(session, items, default_country=country, repair=repair,
-                              deltas=deltas) if items else None
+                              deltas=deltas, prepared=prepared) if items else None
         offset = 0
         for index, w in members:
             ids = stored.event_row_ids[offset:offset + len(w.events)] if stored is not None else []
