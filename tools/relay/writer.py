@@ -32,15 +32,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
 from tools.ledger.deliveries import Attempt, record_deliveries
-from tools.ledger.models import Event
 from tools.ledger.pixels import ensure_pixels, mark_relay_unconfigured
 from tools.ledger.rollups import RollupDeltas, apply_deltas
-from tools.ledger.store import DeliveryOutcome, IncomingEvent, PreparedEvent, store_events
+from tools.ledger.store import DeliveryOutcome, IncomingEvent, PreparedEvent, prepare_events, store_events
 from tools.relay.claims import set_uncertain
 from tools.senders.fingerprint import EventShape, SenderInfo
 from tools.senders.track import observe
@@ -122,10 +119,15 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
     for index, w in records:
         groups.setdefault((w.default_country, w.repair), []).append((index, w))
     for (country, repair), members in groups.items():
-        items = [IncomingEvent(pixel_id=w.pixel_id, received_at=w.received_at, event=event)
-                 for _, w in members for event in w.events]
-        prepared = ([row for _, w in members for row in w.prepared or ()]
-                    if all(w.prepared is not None for _, w in members) else None)
+        items: list[IncomingEvent] = []
+        prepared: list[PreparedEvent] = []
+        for _, w in members:
+            mine = [IncomingEvent(pixel_id=w.pixel_id, received_at=w.received_at, event=event)
+                    for event in w.events]
+            items.extend(mine)
+            rows = w.prepared if w.prepared is not None else prepare_events(
+                mine, default_country=country, repair=repair)
+            prepared.extend(_as_recorded(rows, w))
         stored = store_events(session, items, default_country=country, repair=repair,
                               deltas=deltas, prepared=prepared) if items else None
         offset = 0
@@ -133,18 +135,6 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
             ids = stored.event_row_ids[offset:offset + len(w.events)] if stored is not None else []
             offset += len(w.events)
             results[index] = [row_id for row_id in ids if row_id is not None]
-    in_flight: dict[datetime, list[int]] = {}
-    for index, w in records:
-        if w.after == "sending" and results[index]:
-            in_flight.setdefault(w.received_at, []).extend(results[index])
-    for at, row_ids in in_flight.items():
-        # Journal before the request: rows left "sending" by a crash become "uncertain", never resent.
-        session.execute(update(Event).where(col(Event.id).in_(row_ids)).values(
-            delivery_status="sending", last_attempt_at=at), execution_options={"synchronize_session": False})
-    pending = [row_id for index, w in records if w.after == "pending" for row_id in results[index]]
-    if pending:
-        session.execute(update(Event).where(col(Event.id).in_(pending)).values(delivery_status="pending"),
-                        execution_options={"synchronize_session": False})
     _observe_senders(session, [w for _, w in records])
     attempts = [Attempt(w.pixel_id, results[index], w.after) for index, w in records
                 if isinstance(w.after, DeliveryOutcome) and results[index]]
@@ -161,6 +151,19 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
         set_uncertain(session, uncertain)
     apply_deltas(session, deltas)
     return results
+
+
+def _as_recorded(prepared: Sequence[PreparedEvent], write: RecordWrite) -> list[PreparedEvent]:
+    """The rows as they are inserted: in flight (``sending``, the journal entry made before the request
+    leaves: rows a crash leaves so become ``uncertain``, never re-sent) or ``pending``; those of a
+    batch refused at once stay unsent until their delivery is recorded. Copies: a group that fails is
+    written again one by one from the same prepared rows."""
+    if write.after == "sending":
+        return [({**row, "delivery_status": "sending", "last_attempt_at": write.received_at}, raw)
+                for row, raw in prepared]
+    if write.after == "pending":
+        return [({**row, "delivery_status": "pending"}, raw) for row, raw in prepared]
+    return list(prepared)
 
 
 def _observe_senders(session: Session, records: Sequence[RecordWrite]) -> None:
