@@ -10,9 +10,9 @@ process). For each backend (a fresh SQLite file, or a fresh database on the Post
 ``--postgres-url``):
 
 1. **Ledger write vs plain SQL**, sequential: the relay's two writes for ``--requests`` batches
-   (record the events as in flight, then Meta's answer: ``tools.relay.writer.apply_writes``, one
-   transaction each) against plain ``INSERT``s of equivalent rows into ``events`` (one executemany
-   per batch). The issue's target for the ratio is >= 0.5.
+   (record the events as in flight, hashing them into rows included, then Meta's answer:
+   ``tools.relay.writer.apply_writes``, one transaction each) against plain ``INSERT``s of
+   equivalent rows into ``events`` (one executemany per batch). The issue's target for the ratio is >= 0.5.
 2. **Sequential over HTTP**: one sender, Meta answering at once: events/s through the whole relay.
 3. **Concurrent**: ``--senders`` threads each post ``--rounds`` batches of ``--events`` events;
    Meta answers after ``--latency-ms``. Events/s, and the latency the relay adds: the senders' p50
