@@ -69,8 +69,8 @@ def record_deliveries(session: Session, attempts: Sequence[Attempt], *,
         return [record_deliveries(session, [attempt], deltas=deltas)[0] for attempt in attempts]
     found: dict[int, Mapping[str, Any]] = {}
     for chunk in chunked(sorted(set(all_ids))):
-        for row in session.execute(select(*_COLUMNS).where(col(Event.id).in_(chunk)).with_for_update()):
-            found[row.id] = by_name(row)
+        for selected in session.execute(select(*_COLUMNS).where(col(Event.id).in_(chunk)).with_for_update()):
+            found[selected.id] = by_name(selected)
     for attempt in attempts:
         if any(found.get(row_id) is None or found[row_id]["pixel_id"] != attempt.pixel_id
                for row_id in attempt.event_row_ids):

@@ -139,13 +139,13 @@ def apply_writes(session: Session, writes: Sequence[Write]) -> list[Any]:
     attempts = [Attempt(w.pixel_id, results[index], w.after) for index, w in records
                 if isinstance(w.after, DeliveryOutcome) and results[index]]
     uncertain: list[int] = []
-    for w in writes:
-        if not isinstance(w, AnswerWrite) or not w.row_ids:
+    for answer in writes:
+        if not isinstance(answer, AnswerWrite) or not answer.row_ids:
             continue
-        if isinstance(w.outcome, DeliveryOutcome):
-            attempts.append(Attempt(w.pixel_id, w.row_ids, w.outcome))
+        if isinstance(answer.outcome, DeliveryOutcome):
+            attempts.append(Attempt(answer.pixel_id, answer.row_ids, answer.outcome))
         else:
-            uncertain.extend(w.row_ids)
+            uncertain.extend(answer.row_ids)
     record_deliveries(session, attempts, deltas=deltas)
     if uncertain:
         set_uncertain(session, uncertain)
