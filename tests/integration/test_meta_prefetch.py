@@ -198,7 +198,7 @@ def test_the_scheduler_reads_meta_for_the_round_before_its_audits(sim: RunningSi
 
 
 def test_the_scheduler_audits_a_pixel_while_others_are_still_being_read(sim: RunningSimulator,
-                                                                       engine: Engine) -> None:
+                                                                       sqlite_engine: Engine) -> None:
     """Pipelined round: pixel 901's read is held until pixel 900 has been audited, so the round only
     completes with 901's read intact if the audits run while the reads do (and each audit still
     waits for its own pixel's read: 901's audit calls Meta no more)."""
@@ -221,7 +221,7 @@ def test_the_scheduler_audits_a_pixel_while_others_are_still_being_read(sim: Run
     sides: dict[str, Any] = {}
 
     class Wiring:
-        session = staticmethod(session_factory(engine))
+        session = staticmethod(session_factory(sqlite_engine))
 
         def pixels(self, only: list[str] | None = None) -> list[PixelConfig]:
             return pixels
@@ -235,7 +235,7 @@ def test_the_scheduler_audits_a_pixel_while_others_are_still_being_read(sim: Run
 
         def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
             no_meta = NoMeta()
-            sides[pixel.id] = (audit_read(engine, pixel.id, no_meta, at=at), no_meta.calls)
+            sides[pixel.id] = (audit_read(sqlite_engine, pixel.id, no_meta, at=at), no_meta.calls)
             first_audited.set()
             return {}
 
@@ -250,7 +250,7 @@ def test_the_scheduler_audits_a_pixel_while_others_are_still_being_read(sim: Run
 
 
 def test_capi_agent_audit_of_several_pixels_reads_meta_beside_the_audits(sim: RunningSimulator,
-                                                                          engine: Engine) -> None:
+                                                                          sqlite_engine: Engine) -> None:
     """``AgentServices.audit_round`` (``capi-agent audit``) reads every pixel's Meta side in the
     background: each audit takes its pixel's stored read and calls Meta no more."""
     from agent.agent_services import AgentServices
@@ -261,7 +261,7 @@ def test_capi_agent_audit_of_several_pixels_reads_meta_beside_the_audits(sim: Ru
     sides: dict[str, Any] = {}
 
     class Wiring:
-        session = staticmethod(session_factory(engine))
+        session = staticmethod(session_factory(sqlite_engine))
 
     class Services:
         wiring = Wiring()
@@ -269,7 +269,7 @@ def test_capi_agent_audit_of_several_pixels_reads_meta_beside_the_audits(sim: Ru
 
         def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
             no_meta = NoMeta()
-            sides[pixel.id] = (audit_read(engine, pixel.id, no_meta, at=at), no_meta.calls)
+            sides[pixel.id] = (audit_read(sqlite_engine, pixel.id, no_meta, at=at), no_meta.calls)
             return {"report": {"pixels": [{"pixel_id": pixel.id}]}}
 
     merged = AgentServices.audit_round(Services(), pixels, AT)  # type: ignore[arg-type]
