@@ -111,3 +111,33 @@ def test_meta_unreachable_falls_back_to_ledger_counts() -> None:
     down.inject_meta_unreachable()
     finding = _one(check_volume(down.inputs()), "volume.zero", "ViewContent")
     assert finding.metrics["origin"] == "ledger" and finding.metrics["source"] == "server"
+
+
+def _event_falls_on_both_channels(shop: ShopData, name: str, keep: float) -> None:
+    """``name`` keeps ``keep`` of its events on the browser and the server alike for four hours."""
+    for hour in shop.hours[-4:]:
+        shop.browser[(hour, name)] = round(shop.browser[(hour, name)] * keep)
+        shop._set_server(hour, name, round(shop.ledger[(hour, name)]["events"] * keep))
+
+
+def test_an_event_that_falls_on_both_channels_is_its_demand_not_a_tracking_incident() -> None:
+    """InitiateCheckout at a fifth on the browser and the server alike (conversions collapsing on a
+    news spike): against its pool it fell, against the other channel it did not. Info, no incident."""
+    from tools.checks.registry import run_checks
+    from tools.diagnosis.rules import diagnose
+
+    shop = ShopData()
+    _event_falls_on_both_channels(shop, "InitiateCheckout", 0.2)
+    inputs = shop.inputs()
+    findings = run_checks(inputs)
+    drops = [f for f in findings if f.code == "volume.drop" and f.event_name == "InitiateCheckout"]
+    assert drops and all(f.severity == "info" and f.metrics["both_channels"] == 1 for f in drops)
+    assert diagnose(findings, inputs) == []
+
+
+def test_an_event_gone_from_both_channels_is_still_a_drop() -> None:
+    """Gone from both (a tag removed from the page) while the rest carries on is not demand."""
+    shop = ShopData()
+    _event_falls_on_both_channels(shop, "InitiateCheckout", 0.0)
+    zeros = [f for f in check_volume(shop.inputs()) if f.code == "volume.zero" and f.event_name == "InitiateCheckout"]
+    assert zeros and all(f.severity != "info" for f in zeros)

@@ -262,20 +262,31 @@ def _witnessed_drops(inputs: AuditInputs, report: WitnessReport) -> list[Finding
     channel and the same event on the other channel carry on) while the same-event cross-channel test
     did not fire (then parity reports it)."""
     crossed = {(v.event_name, v.source) for v in report.verdicts if v.witness == "cross" and v.alarm}
+    pools = {(v.event_name, v.source): v for v in report.verdicts if v.witness == "pool"}
     out: list[Finding] = []
     for v in report.verdicts:
         if v.witness != "pool" or not v.alarm or (v.event_name, v.source) in crossed:
             continue
         zero = v.shift.target_after == 0
+        # The same event fell against its pool on the other channel too, and neither is gone: the event
+        # itself fell (its conversion rate on a news spike), not one channel's tracking, which would
+        # move the ratio between the channels (parity). Info; a rename still pairs with it
+        # (tools.diagnosis.rules). An event gone from both channels while the rest carries on is a
+        # tag removed, not demand: that stays a drop.
+        other = pools.get((v.event_name, "browser" if v.source == "server" else "server"))
+        both = (other is not None and other.ratio < POOL_MARGIN and other.shift.llr >= RENAME_CORROBORATION_LLR
+                and not zero and other.shift.target_after > 0)
         out.append(make_finding(
             inputs, check="volume", code="volume.zero" if zero else "volume.drop", event_name=v.event_name,
-            severity=drop_severity(v),
+            severity="info" if both else drop_severity(v),
             summary=(f"No {v.event_name} events from the {v.source} side since {v.onset:%a %H:00} UTC"
                      if zero else
                      f"{v.event_name} {v.source} events fell to {v.ratio:.0%} of their "
                      f"usual share since {v.onset:%a %H:00} UTC")
-                    + f" while the rest of the traffic carried on (about {v.expected:.0f} expected).",
-            metrics=witness_metrics(v, POOL_MARGIN),
+                    + (f"; the {v.event_name} events of the other channel fell with them (the event's own "
+                       "demand, not one channel's tracking)." if both else
+                       f" while the rest of the traffic carried on (about {v.expected:.0f} expected)."),
+            metrics={**witness_metrics(v, POOL_MARGIN), "both_channels": int(both)},
             evidence=[f"{v.event_name} {v.source} vs the pixel's other events and the other channel "
                       + describe(v)],
         ))
