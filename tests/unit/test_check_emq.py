@@ -58,11 +58,12 @@ def test_no_quality_snapshot_is_fine() -> None:
 
 def test_a_key_lost_on_a_thin_event_shows_within_hours() -> None:
     """fbc on a third of Purchases at a few an hour (fewer at night): no single hour can show its
-    loss, sixteen hours of evidence together do."""
+    loss, eighteen hours of evidence together do (sixteen before the margin moved from the key's odds to
+    its share, which keeps thin high-coverage keys from alarming on four events)."""
     from tests.checkdata import PROFILES, EventProfile
 
     shop = ShopData(profiles={**PROFILES, "Purchase": EventProfile(4.0, 0.8, 1.0, 8.8)})
-    shop.inject_keys_lost(key="fbc", onset=shop.window_end - 16 * HOUR, events=["Purchase"], emq_fall=0.0)
+    shop.inject_keys_lost(key="fbc", onset=shop.window_end - 18 * HOUR, events=["Purchase"], emq_fall=0.0)
     finding = next(f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop")
     assert finding.event_name == "Purchase" and finding.metrics["key"] == "fbc"
 
@@ -119,3 +120,25 @@ def test_a_key_lost_on_every_event_of_a_small_shop_adds_up_across_events() -> No
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_a_small_healthy_shop_loses_no_key_across_events(seed: int) -> None:
     assert not [f for f in check_emq(_small_shop(seed).inputs()) if f.code == "emq.key_coverage_drop"]
+
+
+def test_four_thin_events_without_a_key_on_ninety_percent_are_not_yet_a_loss() -> None:
+    """fbp on 90 % of Purchases, the last four Purchases without it: a chance of 1e-4 that the many keys
+    and events tested meet every few days. The margin on the share (80 % of 90 %) wants about seven."""
+    from tests.checkdata import PROFILES, EventProfile
+
+    shop = ShopData(profiles={**PROFILES, "Purchase": EventProfile(1.0, 0.8, 1.0, 8.8)})
+    for hour in shop.hours[-30:]:
+        row = shop.ledger[(hour, "Purchase")]
+        row["key_counts"]["fbp"] = round(row["events"] * 0.9)
+    recent = [h for h in shop.hours[-6:] if shop.ledger[(h, "Purchase")]["events"]]
+    missing = 0
+    for hour in reversed(recent):
+        row = shop.ledger[(hour, "Purchase")]
+        take = min(row["events"], 4 - missing)
+        row["key_counts"]["fbp"] = row["events"] - take
+        missing += take
+        if missing == 4:
+            break
+    assert missing == 4
+    assert not [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop" and f.metrics["key"] == "fbp"]

@@ -63,9 +63,11 @@ def check_scores(inputs: AuditInputs) -> list[Finding]:
     return out
 
 
-# A key's coverage must fall below this share of its usual level (relative) and by at least
-# KEY_MIN_FALL (absolute) before it is news: 90 % -> 60 % of emails is, 4 % -> 3 % of fbc is not.
-KEY_MARGIN = 0.75
+# A key's coverage must fall below this share of its usual level (relative, on the share itself: a
+# margin on the odds would leave a key on 90 % of events at 87 %, where four thin events without it
+# already alarm, a chance of 1e-4 that the many keys and events tested meet every few days) and by at
+# least KEY_MIN_FALL (absolute) before it is news: 90 % -> 60 % of emails is, 4 % -> 3 % of fbc is not.
+KEY_MARGIN = 0.8
 KEY_MIN_FALL = 0.10
 # A key on at least KEY_GONE_FROM of the events (fbc: the click id, on the share that came from an ad)
 # that falls to KEY_GONE_SHARE of its level is gone, however few points that is.
@@ -117,8 +119,10 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
     return [*out, *combined]
 
 
-# Events that must share a key's change point before their evidence is added up.
+# Events that must share a key's change point before their evidence is added up, each with at least
+# JOINT_EVENT_LLR of its own there (an event whose share merely wobbled adds nothing and is not named).
 MIN_JOINT_EVENTS = 2
+JOINT_EVENT_LLR = 0.5
 
 
 def _key_drop_across_events(inputs: AuditInputs, hours: list[datetime],
@@ -143,16 +147,17 @@ def _key_drop_across_events(inputs: AuditInputs, hours: list[datetime],
         summed: dict[int, float] = {}
         for carried, missing, start in per_event.values():
             for onset, llr in drop_profile(carried, missing, lookback=LOOKBACK_HOURS, margin=KEY_MARGIN,
-                                           known_from=start).items():
-                summed[onset] = summed.get(onset, 0.0) + llr
+                                           known_from=start, on_share=True).items():
+                if llr >= JOINT_EVENT_LLR:
+                    summed[onset] = summed.get(onset, 0.0) + llr
         if not summed:
             continue
         onset = max(summed, key=lambda i: (summed[i], i))
         if summed[onset] < ALARM_LLR:
             continue
-        shifts = {name: shift_at(c, m, onset, margin=KEY_MARGIN, known_from=start)
+        shifts = {name: shift_at(c, m, onset, margin=KEY_MARGIN, known_from=start, on_share=True)
                   for name, (c, m, start) in per_event.items()}
-        fell = {name: sh for name, sh in shifts.items() if sh is not None and sh.llr > 0}
+        fell = {name: sh for name, sh in shifts.items() if sh is not None and sh.llr >= JOINT_EVENT_LLR}
         if len(fell) < MIN_JOINT_EVENTS or any(sh.recovered_from is not None for sh in fell.values()):
             continue
         n = sum(sh.target_after + sh.partner_after for sh in fell.values())
@@ -197,7 +202,7 @@ def _key_drop(inputs: AuditInputs, hours: list[datetime], name: str, events: lis
         carried = [min(c, e) for c, e in zip(series, events, strict=True)]
         missing = [max(0.0, e - c) for e, c in zip(events, carried, strict=True)]
         shift = share_shift(carried, missing, [True] * len(hours), lookback=LOOKBACK_HOURS,
-                            margin=KEY_MARGIN, known_from=start)
+                            margin=KEY_MARGIN, known_from=start, on_share=True)
         if shift is None or not shift.alarm:
             continue
         usual = shift.reference_ratio / (1 + shift.reference_ratio)

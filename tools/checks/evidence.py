@@ -99,13 +99,16 @@ class ShareShift:
 
 
 def share_shift(target: Sequence[float], partner: Sequence[float], usable: Sequence[bool], *,
-                lookback: int, margin: float, known_from: int = 0) -> ShareShift | None:
+                lookback: int, margin: float, known_from: int = 0, on_share: bool = False) -> ShareShift | None:
     """The drop of ``target``'s share of ``target + partner`` with the most evidence.
 
     Arrays are hourly, oldest first; the last element is the newest settled hour. ``usable[i]`` says
     whether hour i may serve as reference (hours of open incidents may not). Hours before
     ``known_from`` are unknown (before the data started). None when no onset in the look-back has a
-    trustworthy reference.
+    trustworthy reference. ``margin`` scales the target's odds against its partner (channels, pools),
+    or with ``on_share`` the share itself (a key's coverage: on 90 % of events, a margin of 0.75 on the
+    odds leaves the null at 87 %, where four events without the key are already 8 nats; on the share
+    the null is 67 %, and it takes seven).
     """
     n_hours = len(target)
     t_all, p_all = _prefix(target), _prefix(partner)
@@ -120,11 +123,13 @@ def share_shift(target: Sequence[float], partner: Sequence[float], usable: Seque
     candidates = range(n_hours - 1, first_onset - 1, -1)  # newest first: on a tie the latest onset wins
     onsets: Sequence[int] = candidates
     if len(candidates) >= _SCREEN_FROM:
-        onsets = _screened_onsets(t_all, p_all, t_ref, p_ref, candidates, margin=margin, known_from=known_from)
+        onsets = _screened_onsets(t_all, p_all, t_ref, p_ref, candidates, margin=margin, known_from=known_from,
+                                  on_share=on_share)
     best: tuple[float, int, float] | None = None  # (llr, onset, reference ratio)
     power = 0.0
     for onset in onsets:
-        figures = _onset_figures(t_all, p_all, t_ref, p_ref, onset, margin=margin, known_from=known_from)
+        figures = _onset_figures(t_all, p_all, t_ref, p_ref, onset, margin=margin, known_from=known_from,
+                                 on_share=on_share)
         if figures is None:
             continue
         llr, ratio, onset_power = figures
@@ -136,14 +141,14 @@ def share_shift(target: Sequence[float], partner: Sequence[float], usable: Seque
     llr, onset, ratio = best
     after_t = t_all[n_hours] - t_all[onset]
     after_p = p_all[n_hours] - p_all[onset]
-    recovered = (_recovered_from(t_all, p_all, onset, n_hours, ratio, margin)
+    recovered = (_recovered_from(t_all, p_all, onset, n_hours, ratio, margin, on_share=on_share)
                  if llr >= ALARM_LLR else None)
     return ShareShift(llr=llr, onset=onset, reference_ratio=ratio, target_after=after_t,
                       partner_after=after_p, recovered_from=recovered, power=power)
 
 
 def _onset_figures(t_all: list[float], p_all: list[float], t_ref: list[float], p_ref: list[float], onset: int,
-                   *, margin: float, known_from: int) -> tuple[float, float, float] | None:
+                   *, margin: float, known_from: int, on_share: bool = False) -> tuple[float, float, float] | None:
     """(llr, reference ratio, power) of a drop starting at ``onset``; None without a trustworthy reference."""
     n_hours = len(t_all) - 1
     start = max(known_from, onset - REFERENCE_HOURS)
@@ -156,7 +161,7 @@ def _onset_figures(t_all: list[float], p_all: list[float], t_ref: list[float], p
     # start) can be high by chance. Its lower 95 % bound is what a drop must fall below.
     low = wilson_lower(ref_t, ref_t + ref_p)
     low_ratio = low / (1 - low) if low < 1 else ratio
-    p_null = margin * low_ratio / (1 + margin * low_ratio)
+    p_null = margin * low if on_share else margin * low_ratio / (1 + margin * low_ratio)
     after_t = t_all[n_hours] - t_all[onset]
     after_p = p_all[n_hours] - p_all[onset]
     power = -after_p * math.log1p(-p_null)
@@ -172,7 +177,7 @@ _SCREEN_TOLERANCE = 1e-10
 
 
 def drop_profile(target: Sequence[float], partner: Sequence[float], *, lookback: int, margin: float,
-                 known_from: int = 0) -> dict[int, float]:
+                 known_from: int = 0, on_share: bool = False) -> dict[int, float]:
     """Onset index -> evidence (llr, nats) of a drop of ``target``'s share starting there, for every
     onset of the look-back with a trustworthy reference (no hours kept out: for shares that incidents
     do not move). Evidence of independent series at the same onset adds up: the sum over events is the
@@ -183,26 +188,28 @@ def drop_profile(target: Sequence[float], partner: Sequence[float], *, lookback:
     if first_onset > n_hours - 1:
         return {}
     at, llr, *_ = _onset_arrays(t_all, p_all, t_all, p_all, range(n_hours - 1, first_onset - 1, -1),
-                                margin=margin, known_from=known_from)
+                                margin=margin, known_from=known_from, on_share=on_share)
     return {int(onset): float(value) for onset, value in zip(at, llr, strict=True)}
 
 
 def shift_at(target: Sequence[float], partner: Sequence[float], onset: int, *, margin: float,
-             known_from: int = 0) -> ShareShift | None:
+             known_from: int = 0, on_share: bool = False) -> ShareShift | None:
     """The drop of ``target``'s share from a given onset (None without a trustworthy reference)."""
     t_all, p_all = _prefix(target), _prefix(partner)
-    figures = _onset_figures(t_all, p_all, t_all, p_all, onset, margin=margin, known_from=known_from)
+    figures = _onset_figures(t_all, p_all, t_all, p_all, onset, margin=margin, known_from=known_from,
+                             on_share=on_share)
     if figures is None:
         return None
     llr, ratio, power = figures
     n_hours = len(target)
-    recovered = _recovered_from(t_all, p_all, onset, n_hours, ratio, margin) if llr > 0 else None
+    recovered = _recovered_from(t_all, p_all, onset, n_hours, ratio, margin, on_share=on_share) if llr > 0 else None
     return ShareShift(llr=llr, onset=onset, reference_ratio=ratio, target_after=t_all[n_hours] - t_all[onset],
                       partner_after=p_all[n_hours] - p_all[onset], recovered_from=recovered, power=power)
 
 
 def _onset_arrays(t_all: list[float], p_all: list[float], t_ref: list[float], p_ref: list[float],
-                  onsets: range, *, margin: float, known_from: int) -> tuple[Any, Any, Any, Any, Any]:
+                  onsets: range, *, margin: float, known_from: int,
+                  on_share: bool = False) -> tuple[Any, Any, Any, Any, Any]:
     """(onsets, llr, power, dropped, total) as numpy arrays over the onsets with a trustworthy
     reference: the figures of ``_onset_figures``, up to the last bits of the logarithms."""
     import numpy as np
@@ -226,7 +233,7 @@ def _onset_arrays(t_all: list[float], p_all: list[float], t_ref: list[float], p_
         spread = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
         low = np.maximum(0.0, (centre - spread) / (1 + z * z / n))
         low_ratio = np.where(low < 1, low / (1 - low), ref_t / ref_p)
-        p_null = margin * low_ratio / (1 + margin * low_ratio)
+        p_null = margin * low if on_share else margin * low_ratio / (1 + margin * low_ratio)
         power = -after_p * np.log1p(-p_null)
         total = after_t + after_p
         dropped = (total > 0) & (after_t / total < p_null)
@@ -243,7 +250,7 @@ def _onset_arrays(t_all: list[float], p_all: list[float], t_ref: list[float], p_
 
 
 def _screened_onsets(t_all: list[float], p_all: list[float], t_ref: list[float], p_ref: list[float],
-                     onsets: range, *, margin: float, known_from: int) -> list[int]:
+                     onsets: range, *, margin: float, known_from: int, on_share: bool = False) -> list[int]:
     """The few onsets (newest first) that can hold the best evidence or the highest power.
 
     ``share_shift`` looks at every onset of the look-back for every series, witness and match key of
@@ -254,7 +261,7 @@ def _screened_onsets(t_all: list[float], p_all: list[float], t_ref: list[float],
     import numpy as np
 
     at, llr, power, dropped, total = _onset_arrays(t_all, p_all, t_ref, p_ref, onsets, margin=margin,
-                                                   known_from=known_from)
+                                                   known_from=known_from, on_share=on_share)
     if not len(at):
         return []
     keep = np.zeros(len(at), dtype=bool)
@@ -271,14 +278,14 @@ def _screened_onsets(t_all: list[float], p_all: list[float], t_ref: list[float],
 
 
 def _recovered_from(t_all: list[float], p_all: list[float], onset: int, end: int,
-                    ratio: float, margin: float) -> int | None:
+                    ratio: float, margin: float, *, on_share: bool = False) -> int | None:
     """Start of the most recent hours that are shown to be back at the reference share, if any.
 
     Back means: the recent hours are far likelier at the reference share than at the failed share,
     and likelier at the reference than at the margin (a partial recovery to half the usual level is
     not a recovery)."""
     p_ref = ratio / (1 + ratio)
-    p_null = margin * ratio / (1 + margin * ratio)
+    p_null = margin * p_ref if on_share else margin * ratio / (1 + margin * ratio)
     for split in range(end - 1, onset, -1):
         recent_t, recent_p = t_all[end] - t_all[split], p_all[end] - p_all[split]
         bad_t, bad_p = t_all[split] - t_all[onset], p_all[split] - p_all[onset]
