@@ -35,7 +35,7 @@ from tools.checks.series import (
     window_hours,
 )
 from tools.checks.stats import ShareVerdict, judge_share, open_since, usual_counts
-from tools.checks.types import AuditInputs, EventHour, Finding, make_finding
+from tools.checks.types import AuditInputs, EventHour, Finding, Source, make_finding
 from tools.timeutil import DAY, HOUR
 
 PURCHASE = "Purchase"
@@ -94,6 +94,7 @@ def check_repeated_event_ids(inputs: AuditInputs) -> list[Finding]:
     """duplicates.repeated_event_ids per event name."""
     window = window_hours(inputs)
     recent = window[0] - RECENT_HOURS * HOUR
+    meta = meta_counts(inputs) if inputs.meta_counts is not None else None  # read once, not per name
     out: list[Finding] = []
     for name, rows in sorted(ledger_by_event(inputs).items()):
         if not any(recent <= h < inputs.window_end and r.events for h, r in rows.items()):
@@ -104,7 +105,7 @@ def check_repeated_event_ids(inputs: AuditInputs) -> list[Finding]:
         verdict, k, n = _judge(now, _history_days(inputs, name, rows, hours[0]), _repeats, REPEAT_FLOOR)
         if not verdict.above_floor:
             continue
-        counted = _meta_counted(inputs, name, hours, n, k)
+        counted = _meta_counted(meta, name, hours, n, k)
         if counted:
             summary = (f"{verdict.share:.0%} of server {name} events ({k} of {n}) repeat an event_id already "
                        "sent, and Meta counted the copies: its server count of those hours matches the events "
@@ -132,14 +133,15 @@ def check_repeated_event_ids(inputs: AuditInputs) -> list[Finding]:
     return out
 
 
-def _meta_counted(inputs: AuditInputs, name: str, hours: list[datetime], events: int, repeats: int) -> bool | None:
+def _meta_counted(meta: dict[tuple[str, Source], dict[datetime, float]] | None, name: str, hours: list[datetime],
+                  events: int, repeats: int) -> bool | None:
     """Did Meta count the repeated copies? Its server count of ``hours`` is nearer the ledger's events
     with the repeats (True) or without them (False); None without Meta's stats or with too few repeats."""
-    if inputs.meta_counts is None or repeats < MIN_COUNTED_REPEATS:
+    if meta is None or repeats < MIN_COUNTED_REPEATS:
         return None
-    counts = meta_counts(inputs).get((name, "server"), {})
-    meta = sum(counts.get(h, 0) for h in hours)
-    return meta >= events - repeats / 2
+    counts = meta.get((name, "server"), {})
+    counted = sum(counts.get(h, 0) for h in hours)
+    return counted >= events - repeats / 2
 
 
 def _orders_excess(inputs: AuditInputs, rows: dict[datetime, EventHour]) -> dict[str, float] | None:

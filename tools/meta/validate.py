@@ -69,7 +69,7 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _event_time_seconds(value: Any) -> int | None:
+def event_time_seconds(value: Any) -> int | None:
     """Unix seconds from an int (or an integral float / digit string, as form encodings produce)."""
     if isinstance(value, bool):
         return None
@@ -86,7 +86,7 @@ def _check_event_time(event: Mapping[str, Any], now: datetime, index: int | None
     if "event_time" not in event or event["event_time"] is None:
         return [_problem("missing_event_time", "event_time is required (unix seconds, UTC)", index,
                          field="event_time")]
-    seconds = _event_time_seconds(event["event_time"])
+    seconds = event_time_seconds(event["event_time"])
     if seconds is None:
         return [_problem("event_time_invalid", "event_time must be an integer unix timestamp in seconds",
                          index, field="event_time")]

@@ -26,24 +26,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from tools.meta.normalize import HASHED_FIELDS, MUST_NOT_HASH
+from tools.meta.validate import event_time_seconds
 from tools.relay.limits import MAX_EVENT_TIME, MILLISECONDS_FROM
 
 # Below this a divided value would be before 2001: not a millisecond timestamp of a real event.
 SECONDS_FROM = 10**9
 _DECIMAL = re.compile(r"^\s*-?\d{1,15}(\.\d{1,6})?\s*$")
 PURCHASE = "Purchase"
-
-
-def _event_time(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 def _as_text(value: Any) -> Any:
@@ -91,7 +80,7 @@ def repair_payload(event: Any, *, default_currency: str | None = None) -> tuple[
         if strings is not None:
             out["user_data"] = strings
             repairs.append("user_data_strings")
-    seconds = _event_time(event.get("event_time"))
+    seconds = event_time_seconds(event.get("event_time"))
     if seconds is not None and seconds >= MILLISECONDS_FROM and SECONDS_FROM <= seconds // 1000 < MAX_EVENT_TIME:
         out["event_time"] = seconds // 1000
         repairs.append("event_time_ms")
