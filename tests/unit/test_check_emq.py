@@ -58,12 +58,12 @@ def test_no_quality_snapshot_is_fine() -> None:
 
 def test_a_key_lost_on_a_thin_event_shows_within_hours() -> None:
     """fbc on a third of Purchases at a few an hour (fewer at night): no single hour can show its
-    loss, eighteen hours of evidence together do (sixteen before the margin moved from the key's odds to
-    its share, which keeps thin high-coverage keys from alarming on four events)."""
+    loss, twenty hours of evidence together do: eighteen meet the margin test, two more the chance
+    test (``chance_alarm``: luck ruled out across every key series and every audit of a week)."""
     from tests.checkdata import PROFILES, EventProfile
 
     shop = ShopData(profiles={**PROFILES, "Purchase": EventProfile(4.0, 0.8, 1.0, 8.8)})
-    shop.inject_keys_lost(key="fbc", onset=shop.window_end - 18 * HOUR, events=["Purchase"], emq_fall=0.0)
+    shop.inject_keys_lost(key="fbc", onset=shop.window_end - 20 * HOUR, events=["Purchase"], emq_fall=0.0)
     finding = next(f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop")
     assert finding.event_name == "Purchase" and finding.metrics["key"] == "fbc"
 
@@ -107,9 +107,10 @@ def _small_shop(seed: int = 7) -> ShopData:
 
 def test_a_key_lost_on_every_event_of_a_small_shop_adds_up_across_events() -> None:
     """fbc (35 %) gone from every event of a shop sending a few events an hour: the same change point
-    in four events adds up to what no single event shows yet."""
+    in four events adds up to what no single event shows yet (in 15 hours: 10 meet the margin test,
+    the chance test across the shop's keys and a week of audits wants five more)."""
     shop = _small_shop()
-    shop.inject_keys_lost(key="fbc", onset=shop.window_end - 10 * HOUR, events=None, emq_fall=0.0)
+    shop.inject_keys_lost(key="fbc", onset=shop.window_end - 15 * HOUR, events=None, emq_fall=0.0)
     findings = [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop"]
     joint = [f for f in findings if f.event_name is None]
     assert len(joint) == 1 and joint[0].metrics["key"] == "fbc" and joint[0].metrics["observed"] == 0.0
@@ -142,3 +143,33 @@ def test_four_thin_events_without_a_key_on_ninety_percent_are_not_yet_a_loss() -
             break
     assert missing == 4
     assert not [f for f in check_emq(shop.inputs()) if f.code == "emq.key_coverage_drop" and f.metrics["key"] == "fbp"]
+
+
+def test_a_chance_streak_on_a_thin_key_is_not_a_loss() -> None:
+    """em on 15 % of a small shop's ViewContents, none on the last 72: a 6e-6 chance for one series,
+    and it passes the margin test (9 nats); but among the shop's key series, each audited every hour
+    of a week, such a streak comes every few months, so it is no loss (the chance test wants ~13 nats).
+    The same streak twice as long is one."""
+    import random
+
+    from tests.checkdata import PROFILES, EventProfile
+
+    def shop_with_bare_tail(bare_events: int) -> ShopData:
+        shop = ShopData(profiles={**PROFILES, "ViewContent": EventProfile(30.0, 0.85, 1.0, 8.3)})
+        rng = random.Random(3)
+        bare = 0
+        for hour in reversed(shop.hours):
+            row = shop.ledger[(hour, "ViewContent")]
+            if bare < bare_events:
+                row["key_counts"]["em"] = 0
+                bare += row["events"]
+            else:
+                row["key_counts"]["em"] = sum(rng.random() < 0.15 for _ in range(row["events"]))
+        return shop
+
+    def em_drops(shop: ShopData) -> list[object]:
+        return [f for f in check_emq(shop.inputs())
+                if f.code == "emq.key_coverage_drop" and f.metrics["key"] == "em"]
+
+    assert em_drops(shop_with_bare_tail(72)) == []
+    assert [f.event_name for f in em_drops(shop_with_bare_tail(144))] == ["ViewContent"]  # type: ignore[attr-defined]

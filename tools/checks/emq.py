@@ -11,9 +11,10 @@ says *which* key it was.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
-from tools.checks.evidence import ALARM_LLR, ShareShift, drop_profile, share_shift, shift_at
+from tools.checks.evidence import ALARM_LLR, ShareShift, drop_profile, share_drop_llr, share_shift, shift_at
 from tools.checks.series import ledger_by_event, span_label, week_earlier
 from tools.checks.types import AuditInputs, Finding, Severity, make_finding
 from tools.checks.witness import LOOKBACK_HOURS, settled_until
@@ -75,6 +76,32 @@ KEY_GONE_FROM = 0.03
 KEY_GONE_SHARE = 0.1
 
 
+# Chance alarms of the key test a pixel may raise in a week, all its series together.
+KEY_CHANCE_ALARMS_PER_WEEK = 0.01
+AUDITS_PER_WEEK = 7 * 24
+
+
+def chance_alarm(tested: int) -> float:
+    """The evidence against "nothing changed" a drop among ``tested`` key series needs (nats).
+
+    The margin test (ALARM_LLR against a share at KEY_MARGIN of the usual) says the drop is large
+    enough to matter; this one says it is not luck. Every hourly audit asks every key of every event
+    whether its latest stretch is unusually bare: a shop sending ten keys on six events asks sixty
+    series, 168 times a week, and a key on 15 % of PageViews absent from 72 in a row (12 nats against
+    its usual share, a 6e-6 chance) turned up in long windows of healthy traffic. The likelihood ratio
+    against the usual share bounds the stretch's probability by e^-llr (Chernoff), so asking
+    ln(series x audits a week / KEY_CHANCE_ALARMS_PER_WEEK) keeps chance alarms of the whole pixel
+    below that rate (Bonferroni over the series and the week's audits).
+    """
+    return math.log(max(1, tested) * AUDITS_PER_WEEK / KEY_CHANCE_ALARMS_PER_WEEK)
+
+
+def chance_llr(shift: ShareShift) -> float:
+    """Evidence of ``shift``'s stretch against the usual share itself (not the margin below it)."""
+    return share_drop_llr(shift.target_after, shift.target_after + shift.partner_after,
+                          shift.reference_ratio / (1 + shift.reference_ratio))
+
+
 def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
     """emq.key_coverage_drop: a match key's share of server events fell.
 
@@ -89,7 +116,6 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
     if not hours:
         return []
     position = {h: i for i, h in enumerate(hours)}
-    out: list[Finding] = []
     by_event: dict[str, tuple[list[float], dict[str, list[float]]]] = {}
     for name, rows in sorted(ledger_by_event(inputs).items()):
         events = [0.0] * len(hours)
@@ -106,10 +132,13 @@ def check_key_coverage(inputs: AuditInputs) -> list[Finding]:
                 if series is None:
                     series = keys[key] = [0.0] * len(hours)
                 series[i] += count
-        finding = _key_drop(inputs, hours, name, events, keys)
+        by_event[name] = (events, keys)
+    chance = chance_alarm(sum(len(keys) for events, keys in by_event.values() if any(events)))
+    out: list[Finding] = []
+    for name, (events, keys) in by_event.items():
+        finding = _key_drop(inputs, hours, name, events, keys, chance=chance)
         if finding is not None:
             out.append(finding)
-        by_event[name] = (events, keys)
     # A key lost on every event of a small shop: no one event may show it for a day, but the same
     # change point in several events does. Not pooled into one share (the mix of events moves with the
     # hour and the day, PageView carrying fewer keys than Purchase, so a pooled share shifts with no key
@@ -140,10 +169,10 @@ def _key_drop_across_events(inputs: AuditInputs, hours: list[datetime],
             carried = [min(c, e) for c, e in zip(series, events, strict=True)]
             missing = [max(0.0, e - c) for e, c in zip(events, carried, strict=True)]
             halves.setdefault(key, {})[name] = (carried, missing, start)
+    joint = {key: per_event for key, per_event in halves.items() if len(per_event) >= MIN_JOINT_EVENTS}
+    chance = chance_alarm(len(joint))  # one series a key here: the events' evidence is added up
     out: list[Finding] = []
-    for key, per_event in sorted(halves.items()):
-        if len(per_event) < MIN_JOINT_EVENTS:
-            continue
+    for key, per_event in sorted(joint.items()):
         summed: dict[int, float] = {}
         for carried, missing, start in per_event.values():
             for onset, llr in drop_profile(carried, missing, lookback=LOOKBACK_HOURS, margin=KEY_MARGIN,
@@ -159,6 +188,8 @@ def _key_drop_across_events(inputs: AuditInputs, hours: list[datetime],
                   for name, (c, m, start) in per_event.items()}
         fell = {name: sh for name, sh in shifts.items() if sh is not None and sh.llr >= JOINT_EVENT_LLR}
         if len(fell) < MIN_JOINT_EVENTS or any(sh.recovered_from is not None for sh in fell.values()):
+            continue
+        if sum(chance_llr(sh) for sh in fell.values()) < chance:
             continue
         n = sum(sh.target_after + sh.partner_after for sh in fell.values())
         carried_n = sum(sh.target_after for sh in fell.values())
@@ -192,7 +223,7 @@ def _is_news(usual: float, share: float) -> bool:
 
 
 def _key_drop(inputs: AuditInputs, hours: list[datetime], name: str, events: list[float],
-              keys: dict[str, list[float]]) -> Finding | None:
+              keys: dict[str, list[float]], *, chance: float) -> Finding | None:
     """emq.key_coverage_drop for one event, or None."""
     start = next((i for i, v in enumerate(events) if v > 0), None)
     if start is None:
@@ -203,7 +234,7 @@ def _key_drop(inputs: AuditInputs, hours: list[datetime], name: str, events: lis
         missing = [max(0.0, e - c) for e, c in zip(events, carried, strict=True)]
         shift = share_shift(carried, missing, [True] * len(hours), lookback=LOOKBACK_HOURS,
                             margin=KEY_MARGIN, known_from=start, on_share=True)
-        if shift is None or not shift.alarm:
+        if shift is None or not shift.alarm or chance_llr(shift) < chance:
             continue
         usual = shift.reference_ratio / (1 + shift.reference_ratio)
         n = shift.target_after + shift.partner_after
