@@ -76,6 +76,11 @@ def draw_shop(rng: random.Random, *, scale: float | None = None, batch: bool | N
         "full_user_data": True,
         "country": rng.choice(("us", "fr", "gb", "de", "jp", "au")),
     }
+    # The blocked share's daily cycle and hour-to-hour spread come from a stream of their own, seeded
+    # by what was drawn above, so adding them left every scenario's other draws (onsets, shops) as they were.
+    mix = random.Random(f"capi-eval-mix:{shop['ad_blocker_share']}:{shop['fbc_share']}:{shop['dispersion_k']}")
+    shop["ad_blocker_daily"] = round(mix.uniform(0.0, 0.08), 3)
+    shop["ad_blocker_concentration"] = round(math.exp(mix.uniform(math.log(150), math.log(3000))), 1)
     if batch if batch is not None else rng.random() < 0.5:
         interval = rng.choice((5, 10, 15, 30, 60))
         shop.update(batch_interval_minutes=interval, batch_offset_minutes=rng.randrange(interval),
@@ -636,6 +641,9 @@ def healthy_records(pixel_base: int) -> list[dict[str, Any]]:
         ("holiday", "A gift holiday: demand up 60% all day", 1.6, (24, 24)),
         ("sale", "A flash sale: demand doubles for the afternoon", 2.0, (4, 6)),
         ("sale", "The first hours after a two-day sale ended", 2.2, (48, 48)),
+        # Not demand: a crawler makes the server-side integration send page views nobody's browser saw.
+        ("bots", "A crawler walks the shop: server page views double, nothing else moves", 1.0, (2, 6)),
+        ("bots", "An aggressive crawler: five times the usual server page views for hours", 5.0, (3, 10)),
     )
     for index, (kind, text, factor, (low, high)) in enumerate(events, start=1):
         shop = draw_shop(rng)

@@ -253,6 +253,9 @@ CI_SKIPPED_FAMILIES = ("lead_low_volume_lost", "gradual_server_loss", "gradual_p
                        "payload_quality", "orders_backfill")
 CI_HEALTHY = {"healthy_real_demand": 3, "healthy_demand_events": 2, "healthy_classic": 1}
 _CI_TOO_BIG = ("healthy_real_size_20000.v1", "healthy_real_size_50000.v1")
+# Crawler bursts came after the floors were set (and are not handled yet: see the README's eval
+# section): in the full eval only, so the CI draw stays the one the floors were measured on.
+_CI_LATER = ("healthy_event_bots_11.v1", "healthy_event_bots_12.v1")
 
 
 def ci_subset(scenarios: list[Scenario]) -> list[Scenario]:
@@ -265,7 +268,8 @@ def ci_subset(scenarios: list[Scenario]) -> list[Scenario]:
     wanted = {f.name: 1 for f in FAMILIES if f.name not in CI_SKIPPED_FAMILIES} | CI_HEALTHY
     chosen: set[str] = set()
     for family, count in wanted.items():
-        members = sorted(s.id for s in scenarios if s.family_name == family and s.id not in _CI_TOO_BIG)
+        members = sorted(s.id for s in scenarios
+                         if s.family_name == family and s.id not in _CI_TOO_BIG and s.id not in _CI_LATER)
         chosen.update(rng.sample(members, min(count, len(members))))
     return [s for s in scenarios if s.id in chosen]
 

@@ -129,4 +129,4 @@ def test_healthy_world_runs_on_real_demand_inside_nab_windows_and_through_demand
     scales = sorted(float(s.shop["scale"]) for s in real)
     assert scales[0] <= scale_for_events_per_day(SIZES_PER_DAY[0]) and scales[-1] >= scale_for_events_per_day(50000)
     kinds = {e["kind"] for s in healthy for e in s.shop.get("demand_events", [])}
-    assert kinds == {"storm", "outage", "viral", "holiday", "sale"}
+    assert kinds == {"storm", "outage", "viral", "holiday", "sale", "bots"}

@@ -77,3 +77,35 @@ def test_ad_block_share_drifts_slowly() -> None:
     shares = [ad_blocker_share(config, START + timedelta(hours=h)) for h in range(0, 20 * 24, 6)]
     assert 0.14 < min(shares) < 0.17 and 0.23 < max(shares) < 0.26
     assert max(abs(a - b) for a, b in pairwise(shares)) < 0.01
+
+
+def test_blocked_share_cycles_through_the_day_in_local_time() -> None:
+    """Desktops (and their blockers) in office hours, phones at night: highest at 14:00 local."""
+    config = ShopConfig(ad_blocker_share=0.2, ad_blocker_daily=0.06, timezone="Asia/Tokyo")
+    by_local_hour = {(START + timedelta(hours=h)).astimezone(config.tz()).hour:
+                     ad_blocker_share(config, START + timedelta(hours=h)) for h in range(24)}
+    assert max(by_local_hour, key=lambda h: by_local_hour[h]) in (13, 14)
+    assert min(by_local_hour, key=lambda h: by_local_hour[h]) in (1, 2)
+    assert 0.255 < by_local_hour[14] < 0.261 and 0.139 < by_local_hour[2] < 0.145
+
+
+def test_the_blocked_share_of_each_hour_spreads_the_browser_share() -> None:
+    """Hour to hour, who visits moves the share the browser sees: its ViewContents against the server's
+    vary more (Pearson's statistic over hours) with a concentration than without. Both channels count
+    the same visitors, so even the steady shop stays below binomial noise on the pair (the checks'
+    binomial model is the conservative side)."""
+    def dispersion(concentration: float | None) -> float:
+        config = ShopConfig(ad_blocker_share=0.25, scale=8, ad_blocker_concentration=concentration)
+        traffic = simulate_traffic(config, start=START, end=START + timedelta(hours=24), seed=5)
+        browser = Counter(hit.time.replace(minute=0, second=0) for hit in traffic.browser
+                          if hit.event_name == "ViewContent")
+        server = Counter(r.true_time.replace(minute=0, second=0) for r in traffic.server
+                         if r.event["event_name"] == "ViewContent")
+        share = sum(browser.values()) / (sum(browser.values()) + sum(server.values()))
+        stat = [(browser[h] - share * (browser[h] + server[h])) ** 2 / ((browser[h] + server[h]) * share * (1 - share))
+                for h in server]
+        return sum(stat) / (len(stat) - 1)
+
+    steady = dispersion(None)
+    assert steady < 0.3
+    assert dispersion(50) > 3 * steady

@@ -65,11 +65,17 @@ class SalesSpike(BaseModel):
         return parse_iso(value) if isinstance(value, str) else value
 
 
-DemandKind = Literal["sale", "holiday", "storm", "viral", "outage"]
+DemandKind = Literal["sale", "holiday", "storm", "viral", "outage", "bots"]
 
 
 class DemandEvent(BaseModel):
-    """A real-world demand event: browser, server and orders move together (an outage stops all)."""
+    """A real-world demand event: browser, server and orders move together (an outage stops all).
+
+    ``bots`` is the exception that is not demand: a crawler walks the shop, and a server-side
+    integration that sends a PageView or ViewContent for every page served sends them for the crawler
+    too (no browser runs its Pixel, nobody buys, no cookie or customer key). ``multiplier`` is then
+    the crawler's pages an hour as a multiple of the shop's usual PageViews at that hour.
+    """
 
     kind: DemandKind
     start: datetime
@@ -82,6 +88,9 @@ class DemandEvent(BaseModel):
         return parse_iso(value) if isinstance(value, str) else value
 
     def factor(self) -> float:
+        """What the event does to demand (a crawler does nothing to it)."""
+        if self.kind == "bots":
+            return 1.0
         return 0.0 if self.kind == "outage" else self.multiplier
 
 
@@ -115,6 +124,13 @@ class ShopConfig(BaseModel):
     demand_events: list[DemandEvent] = Field(default_factory=list)
     ad_blocker_drift: float = Field(0.0, ge=0, le=0.5, description="Amplitude of a slow ad-block drift")
     ad_blocker_drift_days: float = Field(23.0, gt=0, description="Period of that drift")
+    # The device mix moves through the day (desktops, where blockers live, in office hours; phones at
+    # night), so the blocked share has a daily cycle of this amplitude, highest at 14:00 local time.
+    ad_blocker_daily: float = Field(0.0, ge=0, le=0.3, description="Amplitude of the blocked share's daily cycle")
+    # Each hour's blocked share is Beta-distributed around its level with this concentration (None: no
+    # extra noise): who visits in a given hour (a newsletter's readers, a forum's link) shifts it more
+    # than coin flips would, so the browser/server ratio is over-dispersed as in real shops.
+    ad_blocker_concentration: float | None = Field(None, gt=0, description="Hour-to-hour spread of the blocked share")
     batch_offset_minutes: int = Field(0, ge=0, lt=24 * 60, description="Flushes run at this minute offset")
     batch_jitter_seconds: int = Field(0, ge=0, le=1800, description="A flush starts up to this much late")
     full_user_data: bool = Field(False, description="Known customers also carry fn ln ge db ct st zp country")
@@ -147,12 +163,27 @@ def traffic_factor(config: ShopConfig, hour: datetime) -> float:
 
 
 def ad_blocker_share(config: ShopConfig, hour: datetime) -> float:
-    """Share of browser events hidden by blockers in an hour (drifting slowly when configured)."""
-    if not config.ad_blocker_drift:
-        return config.ad_blocker_share
-    phase = to_unix_hours(hour) / (config.ad_blocker_drift_days * 24)
-    share = config.ad_blocker_share + config.ad_blocker_drift * math.sin(2 * math.pi * phase)
+    """Expected share of browser events hidden by blockers in an hour (drifting slowly and cycling
+    through the day when configured)."""
+    share = config.ad_blocker_share
+    if config.ad_blocker_drift:
+        phase = to_unix_hours(hour) / (config.ad_blocker_drift_days * 24)
+        share += config.ad_blocker_drift * math.sin(2 * math.pi * phase)
+    if config.ad_blocker_daily:
+        local = as_utc(hour).astimezone(config.tz())
+        share += config.ad_blocker_daily * math.cos(2 * math.pi * (local.hour + 0.5 - 14) / 24)
     return min(0.95, max(0.0, share))
+
+
+def hourly_blocked_share(config: ShopConfig, hour: datetime, seed: int) -> float:
+    """The blocked share of one hour: ``ad_blocker_share`` with the hour's own spread when configured
+    (its own random stream, so the hour's events keep theirs)."""
+    share = ad_blocker_share(config, hour)
+    concentration = config.ad_blocker_concentration
+    if concentration is None or not 0 < share < 1:
+        return share
+    rng = random.Random(f"capi-synth:{seed}:blocked:{to_unix_hours(hour):.0f}")
+    return rng.betavariate(share * concentration, (1 - share) * concentration)
 
 
 def to_unix_hours(when: datetime) -> float:

@@ -18,8 +18,8 @@ from tools.synth.shop import (
     EVENT_PROFILES,
     EventProfile,
     ShopConfig,
-    ad_blocker_share,
     draw_int,
+    hourly_blocked_share,
     hourly_noise,
     poisson,
     traffic_factor,
@@ -91,6 +91,34 @@ def _server_event(
     return ServerEvent(true_time=when, event=event, received_at=received, request_id="", customer=customer)
 
 
+_CRAWLER_AGENT = "Mozilla/5.0 (compatible; ExampleBot/2.1; +https://bot.example/)"
+_CRAWLED = ("PageView", "ViewContent")
+
+
+def _add_crawler(traffic: ShopTraffic, config: ShopConfig, hour: datetime, factor: float, *,
+                 start: datetime, end: datetime, seed: int) -> None:
+    """Server events a crawler causes in ``hour`` (``DemandEvent`` kind ``bots``): page views the
+    server-side integration sends for it, with only an IP and the crawler's user agent."""
+    bots = [e for e in config.demand_events if e.kind == "bots" and e.start <= hour < e.end]
+    if not bots:
+        return
+    rng = random.Random(f"capi-synth:{seed}:crawler:{to_unix(hour)}")
+    pages = EVENT_PROFILES[0].peak_per_hour * factor * sum(e.multiplier for e in bots)
+    for _ in range(poisson(rng, pages)):
+        when = hour + timedelta(seconds=draw_int(rng, 0, 3600))
+        if not start <= when < end:
+            continue
+        name = _CRAWLED[draw_int(rng, 0, len(_CRAWLED))]
+        profile = next(p for p in EVENT_PROFILES if p.name == name)
+        record = _server_event(rng, config, profile, when, None)
+        record.event["user_data"] = {"client_ip_address": f"203.0.113.{draw_int(rng, 1, 20)}",
+                                     "client_user_agent": _CRAWLER_AGENT}
+        record.customer = None
+        record.request_id = new_request_id(rng)
+        record.attempts = [Attempt(record.received_at + timedelta(seconds=1), fbtrace_id=new_fbtrace_id(rng))]
+        traffic.server.append(record)
+
+
 def simulate_traffic(config: ShopConfig, *, start: datetime, end: datetime, seed: int) -> ShopTraffic:
     """Healthy traffic for [start, end): seeded, so the same inputs give the same events.
 
@@ -102,7 +130,7 @@ def simulate_traffic(config: ShopConfig, *, start: datetime, end: datetime, seed
         hour_unix = to_unix(hour)
         rng = random.Random(f"capi-synth:{seed}:traffic:{hour_unix}")
         factor = traffic_factor(config, hour) * hourly_noise(config, rng)
-        blocked = ad_blocker_share(config, hour)
+        blocked = hourly_blocked_share(config, hour, seed)
         order_seq = 0
         for profile in EVENT_PROFILES:
             for _ in range(poisson(rng, profile.peak_per_hour * factor)):
@@ -132,6 +160,7 @@ def simulate_traffic(config: ShopConfig, *, start: datetime, end: datetime, seed
                     value = purchase["custom_data"]["value"] if purchase else round(rng.uniform(10, 300), 2)
                     customer = order_customer(purchase) if purchase else None
                     traffic.orders.append(Order(order_id, when, value, config.currency, customer))
+        _add_crawler(traffic, config, hour, factor, start=start, end=end, seed=seed)
     if config.batch_interval_minutes is not None:
         _send_in_batches(traffic.server, config.batch_interval_minutes, seed,
                          offset_minutes=config.batch_offset_minutes, jitter_seconds=config.batch_jitter_seconds)
