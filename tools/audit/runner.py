@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from tools.audit.meta_side import MetaSide, quality_history_start, read_meta_side
+from tools.checks.crawler import set_apart_crawler
 from tools.checks.registry import run_checks
 from tools.checks.types import SEVERITY_RANK, AuditInputs, Finding, IncidentSpan, NotJudged
 from tools.checks.witness import witness_report
@@ -71,7 +72,7 @@ def gather_inputs(session: Session, *, pixel: PixelConfig, at: datetime,
     if meta.quality is not None:
         # The snapshot just read is the current one, not part of the history it is compared with.
         history = tuple(s for s in history if s.fetched_at != meta.quality.fetched_at)
-    return AuditInputs(
+    return set_apart_crawler(AuditInputs(
         pixel_id=pixel.id, window_start=window_start, window_end=window_end, history_start=history_start,
         event_hours=ledger.event_hours, delivery_hours=ledger.delivery_hours, order_hours=ledger.order_hours,
         meta_counts=meta.counts, quality=meta.quality, quality_history=history,
@@ -82,7 +83,7 @@ def gather_inputs(session: Session, *, pixel: PixelConfig, at: datetime,
         arrival_hours=ledger.arrival_hours,
         payload_hours=load_payload_inputs(session, pixel_id=pixel.id, window_end=window_end),
         relay_refusals=load_relay_refusals(session, pixel_id=pixel.id, start=window_start, end=window_end),
-    )
+    ))
 
 
 def incident_spans(incidents: Sequence[Incident], window_start: datetime) -> tuple[IncidentSpan, ...]:
@@ -105,7 +106,7 @@ def cached_inputs(session: Session, *, pixel: PixelConfig, at: datetime) -> Audi
     counts = load_meta_counts(session, pixel_id=pixel.id, start=history_start, end=window_end)
     history = load_quality_history(session, pixel_id=pixel.id, since=quality_history_start(window_end),
                                    until=window_end + HOUR)
-    return AuditInputs(
+    return set_apart_crawler(AuditInputs(
         pixel_id=pixel.id, window_start=window_start, window_end=window_end, history_start=history_start,
         event_hours=ledger.event_hours, delivery_hours=ledger.delivery_hours, order_hours=ledger.order_hours,
         meta_counts=counts or None, quality=history[-1] if history else None, quality_history=history[:-1],
@@ -113,7 +114,7 @@ def cached_inputs(session: Session, *, pixel: PixelConfig, at: datetime) -> Audi
         incident_spans=incident_spans(open_incidents(session, pixel.id), window_start),
         sender_changes=recent_changes(session, pixel_id=pixel.id, until=at),
         arrival_hours=ledger.arrival_hours,
-        payload_hours=load_payload_inputs(session, pixel_id=pixel.id, window_end=window_end))
+        payload_hours=load_payload_inputs(session, pixel_id=pixel.id, window_end=window_end)))
 
 
 def not_judged(inputs: AuditInputs) -> list[NotJudged]:

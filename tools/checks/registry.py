@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeGuard
 
+from tools.checks.crawler import check_crawler
 from tools.checks.dedupe_reasons import check_dedupe_reasons
 from tools.checks.delivery import check_delivery
 from tools.checks.duplicates import check_duplicates
@@ -19,11 +20,16 @@ from tools.checks.volume import check_volume
 
 CheckFn = Callable[[AuditInputs], list[Finding]]
 
+def check_volume_and_crawler(inputs: AuditInputs) -> list[Finding]:
+    """Volume, and what a crawler added to it (set apart before every check: ``tools.checks.crawler``)."""
+    return [*check_volume(inputs), *check_crawler(inputs)]
+
+
 CHECKS: dict[CheckName, CheckFn] = {
     "parity": check_parity,
     "emq": check_emq,
     "latency": check_latency,
-    "volume": check_volume,
+    "volume": check_volume_and_crawler,
     "hashing": check_hashing,
     "delivery": check_delivery,
     "duplicates": check_duplicates,

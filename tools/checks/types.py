@@ -157,6 +157,21 @@ class QualitySnapshot:
 
 
 @dataclass(frozen=True)
+class CrawlerSurplus:
+    """Server events of one name that no browser's visitor caused (``tools.checks.crawler``), taken
+    out of the counts the checks see."""
+
+    event_name: str
+    start: datetime
+    end: datetime  # the last hour of the surplus
+    removed: int
+    server_events: int  # server events of those hours, surplus included
+    usual_cookie_share: float
+    cookie_share: float
+    evidence_llr: float
+
+
+@dataclass(frozen=True)
 class IncidentSpan:
     """An open incident as the checks see it: which series it touches and since when."""
 
@@ -240,6 +255,8 @@ class AuditInputs:
     arrival_hours: tuple[ArrivalHour, ...] = ()
     # Requests the relay refused for this pixel (tools.checks.relay_refusals), by hour of arrival.
     relay_refusals: tuple[RelayRefusalCount, ...] = ()
+    # Crawler surplus already taken out of ``event_hours`` and ``meta_counts`` (``tools.checks.crawler``).
+    crawler_surplus: tuple[CrawlerSurplus, ...] = ()
     # Changes of the pixel's sender (tools.senders) over the last days, oldest first: the diagnosis
     # names those shortly before an incident's onset.
     sender_changes: tuple[SenderChange, ...] = ()
