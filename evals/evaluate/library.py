@@ -253,8 +253,8 @@ CI_SKIPPED_FAMILIES = ("lead_low_volume_lost", "gradual_server_loss", "gradual_p
                        "payload_quality", "orders_backfill")
 CI_HEALTHY = {"healthy_real_demand": 3, "healthy_demand_events": 2, "healthy_classic": 1}
 _CI_TOO_BIG = ("healthy_real_size_20000.v1", "healthy_real_size_50000.v1")
-# Crawler bursts came after the floors were set (and are not handled yet: see the README's eval
-# section): in the full eval only, so the CI draw stays the one the floors were measured on.
+# Crawler bursts came after the floors were set: in the full eval only, so the CI draw stays the one
+# the floors were measured on.
 _CI_LATER = ("healthy_event_bots_11.v1", "healthy_event_bots_12.v1")
 
 
