@@ -23,7 +23,9 @@ directory first (about 700 bytes an event: 7 GB for 10^7) and is not part of the
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -44,10 +46,9 @@ from sqlmodel import Session
 
 from tools.audit.runner import check_and_diagnose, gather_inputs
 from tools.ledger.db import make_engine, migrate, normalize_database_url
-from tools.ledger.ingest import ingest_events_jsonl
+from tools.ledger.ingest import IngestProgress, ingest_events_jsonl
 from tools.ledger.inputs import load_ledger_inputs
 from tools.ledger.pixels import PixelConfig
-from tools.timeutil import to_iso
 
 PIXEL = "1234567890"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -72,49 +73,69 @@ def full_audit_step(session: Session, pixel_id: str, window_end: datetime) -> ob
 
 
 def synthetic_lines(count: int, *, seed: int = 7) -> Iterator[str]:
-    """``count`` ingest lines spread over the 4 weeks before WINDOW_END, in time order."""
+    """``count`` ingest lines spread over the 4 weeks before WINDOW_END, in time order.
+
+    Each line is filled into a fixed template (the JSON a sender writes, keys in one order), not
+    built as a dict and serialized: 10^7 lines are 7 GB, and ``json.dumps`` of a nested dict per line
+    made writing them take longer than importing them. The data are those of a dict-built line.
+    """
     rng = random.Random(seed)
+    rand, bits = rng.random, rng.getrandbits
     emails = [hashlib.sha256(f"shopper{i}@example.com".encode()).hexdigest() for i in range(5000)]
     phones = [hashlib.sha256(f"1650555{i:04d}".encode()).hexdigest() for i in range(3000)]
     names, weights = zip(*EVENT_MIX, strict=True)
-    start = WINDOW_END - HISTORY
-    step = HISTORY.total_seconds() / count
-    batch_trace, batch_at = "", start
+    cumulative = list(itertools.accumulate(weights))
+    total = cumulative[-1]
+    # Times in whole microseconds from `start`, as timedelta arithmetic would give them.
+    start_us = int((WINDOW_END - HISTORY).timestamp()) * 1_000_000
+    step_us = HISTORY / timedelta(microseconds=1) / count
+    stamps: dict[int, str] = {}  # whole second -> its ISO text (many lines share one at 10^7)
+
+    def iso(micros: int) -> str:
+        second, fraction = divmod(micros, 1_000_000)
+        text = stamps.get(second)
+        if text is None:
+            if len(stamps) > 4096:
+                stamps.clear()
+            text = stamps[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{text}.{fraction:06d}Z" if fraction else f"{text}Z"
+
+    delivery = ""
     for index in range(count):
-        event_time = start + timedelta(seconds=index * step)
+        event_us = start_us + round(index * step_us)
         if index % 50 == 0:  # a sender flushing batches of 50 a little after the events
-            batch_trace = f"T{index}"
-            batch_at = event_time + timedelta(seconds=rng.randint(2, 90))
-        user: dict[str, object] = {"client_ip_address": f"203.0.113.{rng.randint(1, 254)}",
-                                   "client_user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
-                                   "fbp": f"fb.1.1763600000000.{rng.randint(10**8, 10**9)}"}
-        if rng.random() < 0.7:
-            user["em"] = [rng.choice(emails)]
-        if rng.random() < 0.35:
-            user["ph"] = [rng.choice(phones)]
-        if rng.random() < 0.3:
-            user["fbc"] = f"fb.1.1763632000000.IwAR{rng.getrandbits(40):x}"
-        name = rng.choices(names, weights)[0]
-        event = {"event_name": name, "event_time": int(event_time.timestamp()),
-                 "event_id": f"e{index}", "action_source": "website",
-                 "event_source_url": "https://shop.example/p", "user_data": user,
-                 "custom_data": {"currency": "USD", "value": round(rng.uniform(5, 200), 2)}}
-        failed = index // 50 % 97 == 3
-        delivery = {"status": "failed" if failed else "delivered", "attempted_at": to_iso(batch_at),
-                    "http_status": 400 if failed else 200, "error_code": 190 if failed else None,
-                    "error_subcode": 463 if failed else None, "fbtrace_id": batch_trace}
-        yield json.dumps({"pixel_id": PIXEL, "received_at": to_iso(event_time + timedelta(seconds=1)),
-                          "event": event, "delivery": delivery})
+            failed = index // 50 % 97 == 3
+            batch_at = iso(event_us + (2 + int(rand() * 89)) * 1_000_000)
+            delivery = (f'"delivery": {{"status": "failed", "attempted_at": "{batch_at}", "http_status": 400, '
+                        f'"error_code": 190, "error_subcode": 463, "fbtrace_id": "T{index}"}}' if failed else
+                        f'"delivery": {{"status": "delivered", "attempted_at": "{batch_at}", "http_status": 200, '
+                        f'"error_code": null, "error_subcode": null, "fbtrace_id": "T{index}"}}')
+        user = (f'"client_ip_address": "203.0.113.{1 + int(rand() * 254)}", '
+                f'"client_user_agent": "Mozilla/5.0 (X11; Linux x86_64)", '
+                f'"fbp": "fb.1.1763600000000.{10**8 + int(rand() * 9 * 10**8)}"')
+        if rand() < 0.7:
+            user += f', "em": ["{emails[int(rand() * 5000)]}"]'
+        if rand() < 0.35:
+            user += f', "ph": ["{phones[int(rand() * 3000)]}"]'
+        if rand() < 0.3:
+            user += f', "fbc": "fb.1.1763632000000.IwAR{bits(40):x}"'
+        name = names[bisect.bisect_right(cumulative, rand() * total)]
+        value = round(5 + rand() * 195, 2)
+        yield (f'{{"pixel_id": "{PIXEL}", "received_at": "{iso(event_us + 1_000_000)}", '
+               f'"event": {{"event_name": "{name}", "event_time": {event_us // 1_000_000}, "event_id": "e{index}", '
+               f'"action_source": "website", "event_source_url": "https://shop.example/p", "user_data": {{{user}}}, '
+               f'"custom_data": {{"currency": "USD", "value": {value!r}}}}}, {delivery}}}')
 
 
 @contextmanager
-def fresh_ledger(database_url: str | None, workdir: Path) -> Iterator[str]:
-    """A new, empty database: a SQLite file, or a throw-away database on a Postgres server."""
+def fresh_ledger(database_url: str | None, workdir: Path, prefix: str = "capi_bench") -> Iterator[str]:
+    """A new, empty database: a SQLite file, or a throw-away database (named ``prefix``_...) on a
+    Postgres server."""
     if database_url is None or database_url.startswith("sqlite"):
         yield f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
         return
     server = normalize_database_url(database_url)
-    name = f"capi_bench_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -164,20 +185,78 @@ def _process_cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_size(size: int, *, database_url: str | None, workdir: Path,
-               audit_step: AuditStep = full_audit_step, repeats: int = 5, bulk: bool = True) -> BenchRow:
-    lines_path = workdir / f"events-{size}.jsonl"
-    with lines_path.open("w") as handle:
+# Bumped whenever synthetic_lines changes what it writes, so a kept file of an older form is not reused.
+LINES_VERSION = 2
+
+
+def write_lines(path: Path, size: int) -> None:
+    """The JSONL file of ``size`` synthetic events at ``path``, complete or not at all (written
+    beside it, then renamed: an interrupted write leaves no file that looks finished)."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w") as handle:
+        chunk: list[str] = []
         for line in synthetic_lines(size):
-            handle.write(line + "\n")
-    with fresh_ledger(database_url, workdir) as url:
-        engine = make_engine(url)
+            chunk.append(line)
+            if len(chunk) >= 10_000:  # one write call per 7 MB, not per line
+                handle.write("\n".join(chunk) + "\n")
+                chunk = []
+        if chunk:
+            handle.write("\n".join(chunk) + "\n")
+    partial.replace(path)
+
+
+def lines_file(size: int, directory: Path) -> tuple[Path, float]:
+    """The events file of ``size`` in ``directory``: reused when already there, else written.
+    Also the seconds spent writing it (0 when reused)."""
+    path = directory / f"events-{size}-v{LINES_VERSION}.jsonl"
+    if path.exists():
+        return path, 0.0
+    started = time.perf_counter()
+    write_lines(path, size)
+    return path, time.perf_counter() - started
+
+
+def _progress_printer(backend: int | None, every: float = 60.0) -> Callable[[IngestProgress], None]:
+    """Prints, at most every ``every`` seconds, how far the import is: a long run (10^7) can be
+    followed, and judged if it has to be stopped. CPU of this process and of the server's."""
+    last = [time.perf_counter()]
+    cpu_started, server_started = time.process_time(), _process_cpu_seconds(backend)
+
+    def show(progress: IngestProgress) -> None:
+        now = time.perf_counter()
+        if now - last[0] < every and progress.fraction < 1.0:
+            return
+        last[0] = now
+        server_now = _process_cpu_seconds(backend)
+        server = (server_now - server_started) if server_now is not None and server_started is not None else 0.0
+        cpu = time.process_time() - cpu_started
+        print(f"  {time.strftime('%H:%M:%S')} {progress.lines:>11,} lines ({progress.fraction:.1%}) in "
+              f"{progress.elapsed:.0f} s: {progress.lines_per_second:,.0f}/s, cpu {cpu:.0f} s"
+              f" + server {server:.0f} s, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def bench_size(size: int, *, database_url: str | None, workdir: Path,
+               audit_step: AuditStep = full_audit_step, repeats: int = 5, bulk: bool = True,
+               jsonl_dir: Path | None = None, pg_options: str | None = None,
+               db_prefix: str = "capi_bench") -> BenchRow:
+    """One size: fill a fresh ledger, time its import and the audit. With ``jsonl_dir`` the events
+    file is kept there (and reused by the next run of the same size), else written to ``workdir``
+    and deleted afterwards. ``pg_options``: libpq ``options`` of the import's connections (e.g.
+    ``-c synchronous_commit=off``), to try server settings for the import session alone."""
+    lines_path, write_seconds = lines_file(size, jsonl_dir or workdir)
+    if write_seconds:
+        print(f"  wrote {lines_path} in {write_seconds:.0f} s", file=sys.stderr, flush=True)
+    with fresh_ledger(database_url, workdir, db_prefix) as url:
+        engine = make_engine(url, **({"connect_args": {"options": pg_options}} if pg_options else {}))
         migrate(engine)
         # The pool hands the import the connection just returned (checked again afterwards).
         backend = _backend_pid(engine)
         server_cpu_started = _process_cpu_seconds(backend)
         started, cpu_started = time.perf_counter(), time.process_time()
-        report = ingest_events_jsonl(session_or_engine=engine, path=lines_path, now=WINDOW_END, bulk=bulk)
+        report = ingest_events_jsonl(session_or_engine=engine, path=lines_path, now=WINDOW_END, bulk=bulk,
+                                     progress=_progress_printer(backend))
         ingest_seconds = time.perf_counter() - started
         ingest_cpu_seconds = time.process_time() - cpu_started
         server_cpu_ended = _process_cpu_seconds(backend)
@@ -194,7 +273,8 @@ def bench_size(size: int, *, database_url: str | None, workdir: Path,
                 result = audit_step(session, PIXEL, WINDOW_END)
                 timings.append(time.perf_counter() - started)
         engine.dispose()
-    lines_path.unlink()
+    if jsonl_dir is None:
+        lines_path.unlink()
     hours = len(getattr(result, "event_hours", ()))
     db = "sqlite" if database_url is None or database_url.startswith("sqlite") else "postgres"
     return BenchRow(db, bulk, size, ingest_seconds, size / ingest_seconds, ingest_cpu_seconds,
@@ -202,12 +282,14 @@ def bench_size(size: int, *, database_url: str | None, workdir: Path,
 
 
 def run_benchmark(sizes: list[int], *, database_url: str | None = None,
-                  audit_step: AuditStep = full_audit_step, bulk: bool = True) -> list[BenchRow]:
+                  audit_step: AuditStep = full_audit_step, bulk: bool = True,
+                  jsonl_dir: Path | None = None, workdir: Path | None = None,
+                  pg_options: str | None = None, db_prefix: str = "capi_bench") -> list[BenchRow]:
     rows = []
-    with tempfile.TemporaryDirectory(prefix="capi-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="capi-bench-", dir=workdir) as tmp:
         for size in sizes:
             row = bench_size(size, database_url=database_url, workdir=Path(tmp), audit_step=audit_step,
-                             bulk=bulk)
+                             bulk=bulk, jsonl_dir=jsonl_dir, pg_options=pg_options, db_prefix=db_prefix)
             # Each size as it finishes: a long run (10^7) is readable before the end.
             print(f"  done {size:>9,} events: {row.events_per_second:,.0f} events/s, cpu {row.ingest_cpu_seconds:.1f} s"
                   f" (+ server {row.server_cpu_seconds or 0:.1f} s), audit {row.audit_ms_median:.0f} ms",
@@ -240,7 +322,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="ingest with the per-batch path (ordinary inserts, a commit per batch)")
     parser.add_argument("--step", choices=("audit", "inputs"), default="audit",
                         help="time the whole audit (default) or only the ledger read")
+    parser.add_argument("--jsonl-dir", type=Path, default=None,
+                        help="keep the events files here and reuse them (10^7 is 7 GB; writing it takes "
+                             "minutes): the same file then serves both databases")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the SQLite ledgers (and unkept events files) go (default: the "
+                             "system's temporary directory)")
+    parser.add_argument("--pg-options", default=None,
+                        help="libpq options for the import's connections, e.g. '-c synchronous_commit=off'")
+    parser.add_argument("--db-prefix", default="capi_bench",
+                        help="name prefix of the throw-away Postgres databases")
     args = parser.parse_args(argv)
+    if args.jsonl_dir is not None:
+        args.jsonl_dir.mkdir(parents=True, exist_ok=True)
     try:
         sizes = [int(part) for part in args.sizes.split(",") if part.strip()]
     except ValueError:
@@ -253,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.database_url:
         parser.error("--database-url is for --db postgres (SQLite uses a temporary file)")
     step = full_audit_step if args.step == "audit" else load_inputs_step
-    rows = run_benchmark(sizes, database_url=url, audit_step=step, bulk=not args.no_bulk)
+    rows = run_benchmark(sizes, database_url=url, audit_step=step, bulk=not args.no_bulk,
+                         jsonl_dir=args.jsonl_dir, workdir=args.workdir, pg_options=args.pg_options,
+                         db_prefix=args.db_prefix)
     print(json.dumps({"benchmark": "ledger", "step": args.step, "rows": [
         {**asdict(row), "events_per_cpu_second": row.events_per_cpu_second} for row in rows]}, indent=2))
     print(format_table(rows))
