@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -335,7 +335,7 @@ def _read_batches(path: Path | str, parse: Callable[[str], IncomingEvent],
 _DONE = object()
 
 
-def _read_ahead(batches: Iterator[_ReadBatch], depth: int | None = None) -> Iterator[_ReadBatch]:
+def _read_ahead(batches: Iterator[_ReadBatch], depth: int | None = None) -> Generator[_ReadBatch, None, None]:
     """``batches``, produced by a thread up to ``depth`` batches ahead of the consumer.
 
     Parsing and preparing a batch is pure Python; storing it mostly waits for the database (the
