@@ -11,10 +11,13 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import openai
+if TYPE_CHECKING:
+    # The openai package (~500 modules, some 12 MB resident) is imported when a client is built or
+    # a call fails, not with the graphs: ``serve`` with the offline reasoner never needs it.
+    import httpx
+    import openai
 
 from agent.llm.budget import TokenBudget
 from agent.llm.config import LLMConfig
@@ -38,6 +41,8 @@ ExecuteTool = Callable[[str, dict[str, Any]], str]
 
 def build_openai_client(config: LLMConfig, *, http_client: httpx.Client | None = None) -> openai.OpenAI:
     """Builds the ``openai.OpenAI`` client for ``config`` (timeouts and retries are the client's)."""
+    import openai
+
     extra: dict[str, Any] = {"http_client": http_client} if http_client is not None else {}
     return openai.OpenAI(
         api_key=config.api_key.get_secret_value(),
@@ -151,6 +156,8 @@ class _Run:
             params["tools"] = [spec.to_openai() for spec in tools]
         if self.response_format_json:
             params["response_format"] = {"type": "json_object"}
+        import openai
+
         try:
             response = self.adapter._client.chat.completions.create(**params)
         except openai.OpenAIError as exc:

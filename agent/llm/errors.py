@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import openai
+if TYPE_CHECKING:  # imported where an error is mapped: see agent.llm.adapter
+    import openai
 
 UnavailableReason = Literal[
     "timeout", "connection", "auth", "rate_limited", "server_error", "bad_request", "not_found",
@@ -26,6 +27,8 @@ class LLMUnavailable(RuntimeError):
 
 def unavailable_from(exc: openai.OpenAIError) -> LLMUnavailable:
     """Maps an ``openai`` exception to :class:`LLMUnavailable`."""
+    import openai
+
     # Order matters: APITimeoutError is an APIConnectionError, and the status errors share a base.
     if isinstance(exc, openai.APITimeoutError):
         return LLMUnavailable("timeout")

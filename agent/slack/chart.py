@@ -11,10 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import DateFormatter
-from matplotlib.figure import Figure
-
 SeriesSource = Literal["browser", "server", "baseline"]
 
 # Colour says the source; the marker tells events apart when several are drawn.
@@ -38,6 +34,12 @@ class ChartSeries:
 def render_parity_chart(series: list[ChartSeries], title: str,
                         mark: tuple[datetime, datetime] | None = None) -> bytes:
     """Returns PNG bytes: one line per (event, source), the incident window ``mark`` shaded."""
+    # matplotlib is imported here, not with the module: it costs ``serve`` some 30 MB resident, and
+    # only an incident's message draws a chart (a healthy fleet never does).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import DateFormatter
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(8, 4), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
