@@ -31,9 +31,10 @@ from agent.agent_services import AgentServices
 from agent.announce import after_round, enqueue_summaries
 from agent.email.deliver import EMAIL_KINDS, deliver_email_outbox
 from agent.email.smtp import Mailer
+from agent.memory import log_top_allocations, release_free_memory
 from agent.relay.app import forward_pending_with_wiring, relay_deps, relay_routes
 from agent.retention import PURGE_INTERVAL_SECONDS, PurgeStatus, purge_round
-from agent.scheduler import Scheduler
+from agent.scheduler import RunRecord, Scheduler
 from agent.slack.agent import SlackAgent
 from agent.slack.notifier import SlackNotifier
 from agent.slack.outbox import SLACK_KINDS, deliver_outbox
@@ -96,12 +97,20 @@ def on_audit(parts: ServerParts) -> Callable[[PixelConfig, dict], None]:
 
 
 def scheduled_round(parts: ServerParts, scheduler: Scheduler) -> None:
-    """One scheduler round, then the summaries of the hours it audited (those a failed audit settled)."""
-    records = scheduler.run_once()
-    with parts.wiring.session() as session:
-        after_round(session, pixels=parts.wiring.pixels(), audited=[r.window_end for r in records],
-                    now=parts.clock())
-        session.commit()
+    """One scheduler round, then the summaries of the hours it audited (those a failed audit settled);
+    then, when it audited anything, the round's freed memory goes back to the system (``agent.memory``;
+    not every minute for nothing: a full collection costs a fraction of a second)."""
+    records: list[RunRecord] = []
+    try:
+        records = scheduler.run_once()
+        with parts.wiring.session() as session:
+            after_round(session, pixels=parts.wiring.pixels(), audited=[r.window_end for r in records],
+                        now=parts.clock())
+            session.commit()
+    finally:
+        if records:
+            release_free_memory()
+            log_top_allocations(parts.wiring.settings.tracemalloc_top, f"a round of {len(records)} audits")
 
 
 def build_loops(parts: ServerParts) -> list[Loop]:

@@ -17,9 +17,14 @@ def serve(
     no_scheduler: bool = typer.Option(False, "--no-scheduler", help="serve requests only (no background loops)"),
 ) -> None:
     """Serve until interrupted: relay at /{version}/{pixel}/events, Slack at /slack/events, /healthz."""
+    from agent.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread allocates: see agent.memory
+
     import uvicorn
 
     from agent.email.smtp import mailer_from_settings
+    from agent.memory import start_tracing
     from agent.server import ServerParts, build_server_app, slack_parts
     from agent.wiring import open_agent, open_wiring
     from tools.meta.redact import install_log_redaction
@@ -29,6 +34,7 @@ def serve(
     with open_wiring(database_url=database_url, config_file=config) as wiring, open_agent(wiring) as services:
         slack_app, notifier, socket_handler = slack_parts(wiring, services)
         settings = wiring.settings
+        start_tracing(settings.tracemalloc_top)
         parts = ServerParts(wiring=wiring, services=services, slack_app=slack_app, notifier=notifier,
                             mailer=mailer_from_settings(settings.smtp_url, settings.email_from))
         app = build_server_app(parts, run_loops=not no_scheduler)
