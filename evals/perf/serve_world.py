@@ -168,11 +168,13 @@ def serve_env(world: ServeWorld, meta_url: str) -> dict[str, str]:
             "META_GRAPH_URL": meta_url, "META_ACCESS_TOKEN": SIM_TOKEN, "PYTHONUNBUFFERED": "1"}
 
 
-def start_serve(world: ServeWorld, meta_url: str, *, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_serve(world: ServeWorld, meta_url: str, *, port: int, log_path: Path,
+                extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """``capi-agent serve`` as its own process (cwd: the world's folder, so no stray .env is read)."""
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--port", str(port)],
-                                   cwd=world.folder, env=serve_env(world, meta_url), stdout=log,
+                                   cwd=world.folder, env={**serve_env(world, meta_url), **(extra_env or {})},
+                                   stdout=log,
                                    stderr=subprocess.STDOUT)
     process.capi_log = log_path  # type: ignore[attr-defined]  # for log_tail
     return process
