@@ -8,6 +8,10 @@ them (as ``MALLOC_ARENA_MAX`` would, but set by the process itself, so an operat
 and ``release_free_memory`` hands the free pages back to the kernel after each scheduler round.
 Both are no-ops where the C library is not glibc (musl, macOS, Windows): nothing there to tune.
 
+On a SQLite ledger, ``limit_sqlite_heap`` bounds the page caches of all the process's connections
+together (``CAPI_SQLITE_HEAP_MIB``). After each round that audited something, ``log_resident`` logs
+the resident memory and SQLite's heap (now and at their peaks).
+
 ``CAPI_TRACEMALLOC=N`` makes ``serve`` trace Python's allocations from the start and log the N
 biggest allocation sites after every round (slow: for finding what holds memory, not production).
 """
@@ -22,6 +26,10 @@ import platform
 import sys
 import tracemalloc
 from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,65 @@ def release_free_memory() -> bool:
     if libc is None:
         return False
     return bool(libc.malloc_trim(0))
+
+
+def limit_sqlite_heap(engine: Engine, mib: int) -> bool:
+    """Set SQLite's process-wide soft heap limit to ``mib`` MiB on a SQLite ledger (True when set;
+    0 leaves it unlimited). The page caches of all connections then share it: near the limit a
+    connection reuses its own least recently used pages instead of growing. Without it each pooled
+    connection may grow its cache to the 64 MiB that ingest wants (``tools.ledger.db``), and a
+    round's reads across the whole ledger fill several."""
+    if engine.dialect.name != "sqlite" or mib <= 0:
+        return False
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"PRAGMA soft_heap_limit={int(mib) << 20}")
+    return True
+
+
+@cache
+def sqlite_library() -> ctypes.CDLL | None:
+    """The shared SQLite library Python's ``sqlite3`` uses, when it is one (for its heap figures)."""
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    if not hasattr(lib, "sqlite3_memory_used"):
+        return None
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+    lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
+    return lib
+
+
+def resident() -> dict[str, int]:
+    """This process's resident memory now and at its peak (VmRSS, VmHWM), and SQLite's heap now and
+    at its peak, in bytes; whatever this platform does not tell is left out."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    lib = sqlite_library()
+    if lib is not None:
+        out["sqlite"] = int(lib.sqlite3_memory_used())
+        out["sqlite_peak"] = int(lib.sqlite3_memory_highwater(0))
+    return out
+
+
+def log_resident(label: str) -> dict[str, int]:
+    """One INFO line with ``resident()`` in MiB (after a round: what it left behind)."""
+    figures = resident()
+    if figures:
+        log.info("memory after %s: %s", label, ", ".join(f"{key} {value / 2**20:.1f} MiB"
+                                                           for key, value in figures.items()))
+    return figures
 
 
 def start_tracing(top: int) -> None:

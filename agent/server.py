@@ -31,7 +31,7 @@ from agent.agent_services import AgentServices
 from agent.announce import after_round, enqueue_summaries
 from agent.email.deliver import EMAIL_KINDS, deliver_email_outbox
 from agent.email.smtp import Mailer
-from agent.memory import log_top_allocations, release_free_memory
+from agent.memory import log_resident, log_top_allocations, release_free_memory
 from agent.relay.app import forward_pending_with_wiring, relay_deps, relay_routes
 from agent.retention import PURGE_INTERVAL_SECONDS, PurgeStatus, purge_round
 from agent.scheduler import RunRecord, Scheduler
@@ -110,6 +110,7 @@ def scheduled_round(parts: ServerParts, scheduler: Scheduler) -> None:
     finally:
         if records:
             release_free_memory()
+            log_resident(f"a round of {len(records)} audits")
             log_top_allocations(parts.wiring.settings.tracemalloc_top, f"a round of {len(records)} audits")
 
 

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         description="smtp://user:pass@host:port, smtps://... or smtp+starttls://... (holds a password)")
     email_from: str | None = Field(default=None, validation_alias="CAPI_EMAIL_FROM",
                                    description="From address of incident and summary emails")
+    sqlite_heap_mib: int = Field(
+        default=16, ge=0, validation_alias="CAPI_SQLITE_HEAP_MIB",
+        description="serve on a SQLite ledger: MiB of page cache all its connections share (0: no limit)")
     tracemalloc_top: int = Field(
         default=0, ge=0, validation_alias="CAPI_TRACEMALLOC",
         description="serve: trace Python allocations and log this many biggest sites after each round (slow)")

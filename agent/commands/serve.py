@@ -24,7 +24,7 @@ def serve(
     import uvicorn
 
     from agent.email.smtp import mailer_from_settings
-    from agent.memory import start_tracing
+    from agent.memory import limit_sqlite_heap, start_tracing
     from agent.server import ServerParts, build_server_app, slack_parts
     from agent.wiring import open_agent, open_wiring
     from tools.meta.redact import install_log_redaction
@@ -35,6 +35,7 @@ def serve(
         slack_app, notifier, socket_handler = slack_parts(wiring, services)
         settings = wiring.settings
         start_tracing(settings.tracemalloc_top)
+        limit_sqlite_heap(wiring.engine, settings.sqlite_heap_mib)
         parts = ServerParts(wiring=wiring, services=services, slack_app=slack_app, notifier=notifier,
                             mailer=mailer_from_settings(settings.smtp_url, settings.email_from))
         app = build_server_app(parts, run_loops=not no_scheduler)

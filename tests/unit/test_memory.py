@@ -8,10 +8,12 @@ import platform
 import sys
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from agent import memory
+from tools.ledger.db import make_engine
 
 
 @pytest.fixture(autouse=True)
@@ -84,3 +86,25 @@ def test_allocation_report_lists_the_biggest_sites(caplog: pytest.LogCaptureFixt
     finally:
         if not was_tracing:
             tracemalloc.stop()
+
+
+def test_sqlite_heap_limit_applies_to_a_sqlite_ledger_only(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        assert memory.limit_sqlite_heap(engine, 0) is False  # 0: no limit
+        assert memory.limit_sqlite_heap(engine, 16) is True
+        with engine.connect() as connection:  # process-wide: any connection sees it
+            assert connection.exec_driver_sql("PRAGMA soft_heap_limit").scalar() == 16 << 20
+    finally:
+        with engine.connect() as connection:  # the limit is the whole process's: lift it again
+            connection.exec_driver_sql("PRAGMA soft_heap_limit=0")
+        engine.dispose()
+    postgres = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # never connected to
+    assert memory.limit_sqlite_heap(postgres, 16) is False
+
+
+def test_resident_figures_are_bytes() -> None:
+    figures = memory.resident()
+    if sys.platform.startswith("linux"):
+        assert figures["VmRSS"] > 1 << 20 and figures["VmHWM"] >= figures["VmRSS"]
+    assert all(isinstance(value, int) and value >= 0 for value in figures.values())
