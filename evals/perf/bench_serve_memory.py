@@ -1,7 +1,8 @@
 """Resident memory of the real ``capi-agent serve`` process while it audits 1000 pixels.
 
     python -m evals.perf.bench_serve_memory [--pixels 1000] [--db sqlite|postgres] [--database-url URL]
-        [--latency-ms 150] [--timeout 3600] [--json FILE] [--log FILE] [--tracemalloc N]
+        [--database-name capi_bench_serve_memory] [--latency-ms 150] [--timeout 3600] [--json FILE]
+        [--log FILE] [--tracemalloc N]
 
 Builds a ledger of ``--pixels`` configured pixels and a Graph API simulator process around the present
 hour (``evals.perf.serve_world``), starts ``capi-agent serve`` on it as its own process (relay, health
@@ -124,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--database-url", default=None,
                         help="the Postgres server (default: CAPI_TEST_POSTGRES_URL or the local one); "
-                             "a database capi_bench_serve_memory is created on it and dropped after")
+                             "a database --database-name is created on it and dropped after")
     parser.add_argument("--latency-ms", type=float, default=150.0)
+    parser.add_argument("--database-name", default="capi_bench_serve_memory",
+                        help="the Postgres database created (and dropped) for the run")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds the round may take")
     parser.add_argument("--json", default=None, help="also write the result to this file")
     parser.add_argument("--log", default=None, help="copy serve's log here")
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(lambda: shutil.copyfile(folder / "serve.log", args.log))
         if args.db == "postgres":
             server = args.database_url or os.environ.get("CAPI_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-            url = stack.enter_context(postgres_database(server, "capi_bench_serve_memory"))
+            url = stack.enter_context(postgres_database(server, args.database_name))
         else:
             url = f"sqlite:///{folder / 'ledger.db'}"
         result = run(pixels=args.pixels, database_url=url, folder=folder, latency_ms=args.latency_ms,
