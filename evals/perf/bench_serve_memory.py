@@ -2,7 +2,7 @@
 
     python -m evals.perf.bench_serve_memory [--pixels 1000] [--db sqlite|postgres] [--database-url URL]
         [--database-name capi_bench_serve_memory] [--latency-ms 150] [--timeout 3600] [--json FILE]
-        [--log FILE] [--tracemalloc N]
+        [--log FILE] [--tracemalloc N] [--serve-env KEY=VALUE ...]
 
 Builds a ledger of ``--pixels`` configured pixels and a Graph API simulator process around the present
 hour (``evals.perf.serve_world``), starts ``capi-agent serve`` on it as its own process (relay, health
@@ -74,7 +74,7 @@ def settle(pid: int, log: Path, *, traced: bool, seconds: float = 10.0) -> int:
 
 
 def run(*, pixels: int, database_url: str, folder: Path, latency_ms: float, timeout: float,
-        tracemalloc_top: int = 0) -> dict[str, Any]:
+        tracemalloc_top: int = 0, serve_env: dict[str, str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     world = build_world(pixels=pixels, database_url=database_url, folder=folder,
                         hour=latest_due_hour(utcnow()))
@@ -83,8 +83,8 @@ def run(*, pixels: int, database_url: str, folder: Path, latency_ms: float, time
     hour = due_hour_for_serve(world)
     port = free_port()
     with meta_stand_in(world, latency_ms=latency_ms) as meta_url:
-        process = start_serve(world, meta_url, port=port, log_path=folder / "serve.log",
-                              extra_env={"CAPI_TRACEMALLOC": str(tracemalloc_top)} if tracemalloc_top else None)
+        extra = {**(serve_env or {}), **({"CAPI_TRACEMALLOC": str(tracemalloc_top)} if tracemalloc_top else {})}
+        process = start_serve(world, meta_url, port=port, log_path=folder / "serve.log", extra_env=extra)
         try:
             ready_s = wait_healthy(port, process)
             began = time.perf_counter()
@@ -110,6 +110,7 @@ def run(*, pixels: int, database_url: str, folder: Path, latency_ms: float, time
             stop(process)
     engine.dispose()
     return {"pixels": pixels, "db": "postgres" if database_url.startswith("postgresql") else "sqlite",
+            "serve_env": serve_env or {},
             "latency_ms": latency_ms, "hour": to_iso(hour), "build_s": round(build_s, 1),
             "serve_ready_s": round(ready_s, 1), "round_s": round(round_s, 1),
             "serve_cpu_s": round(cpu, 1), "audits": finished,
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", default=None, help="copy serve's log here")
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="N",
                         help="serve logs its N biggest allocation sites after the round (see --log)")
+    parser.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for serve (e.g. CAPI_SQLITE_HEAP_MIB=0); repeatable")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="capi-serve-mem-") as tmp, ExitStack() as stack:
         folder = Path(tmp)
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             url = f"sqlite:///{folder / 'ledger.db'}"
         result = run(pixels=args.pixels, database_url=url, folder=folder, latency_ms=args.latency_ms,
-                     timeout=args.timeout, tracemalloc_top=args.tracemalloc)
+                     timeout=args.timeout, tracemalloc_top=args.tracemalloc,
+                     serve_env=dict(item.split("=", 1) for item in args.serve_env))
     print(json.dumps(result, indent=2))
     print(f"serve with {result['pixels']} pixels ({result['db']}, Meta at {result['latency_ms']:.0f} ms): "
           f"round {result['round_s']:.0f} s, RSS {result['rss_ready_mb']:.0f} MiB serving, "
