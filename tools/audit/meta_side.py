@@ -94,7 +94,7 @@ def read_meta_side(session: Session, client: GraphClient | None, *, pixel_id: st
         fresh = [*client.pixel_stats(pixel_id, start=fetch_start, end=window_end, source="browser"),
                  *client.pixel_stats(pixel_id, start=fetch_start, end=window_end, source="server")]
         save_meta_counts(session, pixel_id=pixel_id, counts=fresh, fetched_at=at,
-                         window_start=fetch_start, window_end=window_end)
+                         window_start=fetch_start, window_end=window_end, history_start=history_start)
         counts = load_meta_counts(session, pixel_id=pixel_id, start=history_start, end=window_end)
     except Exception as exc:
         errors.append(read_error("stats", exc))
@@ -388,7 +388,8 @@ def _store(session: Session, read: _PixelRead, prefetch: MetaPrefetch, db: str) 
         if stats_ok:
             save_meta_counts(session, pixel_id=read.pixel.id, counts=sorted(
                 read.counts, key=lambda c: (c.hour, c.event_name, c.source)), fetched_at=read.at,
-                window_start=read.fetch_start, window_end=read.window_end)
+                window_start=read.fetch_start, window_end=read.window_end,
+                history_start=read.window_end - timedelta(weeks=read.pixel.thresholds.baseline_weeks))
         if read.quality is not None:
             save_quality_snapshot(session, pixel_id=read.pixel.id, snapshot=read.quality)
         session.commit()
