@@ -42,8 +42,9 @@ def _counts(rng: random.Random, start: datetime, end: datetime, fetched: datetim
                 if rng.random() < 0.1:
                     continue
                 settled = (fetched - hour) > timedelta(days=1)
+                usual = (int(hour.timestamp()) // 3600 * 7 + len(name) * 3 + len(source)) % 50
                 out.append(MetaHourlyCount(hour, name, source,  # type: ignore[arg-type]
-                                           (int(hour.timestamp()) // 3600 * 7 + len(name) * 3 + len(source)) % 50 + (0 if settled else rng.randrange(9))))
+                                           usual + (0 if settled else rng.randrange(9))))
         hour += HOUR
     return out
 
@@ -51,7 +52,9 @@ def _counts(rng: random.Random, start: datetime, end: datetime, fetched: datetim
 def _audits(seed: int, days: int) -> Iterator[tuple[datetime, datetime, datetime, datetime]]:
     """(fetched_at, window_start, window_end, history_start) of hourly audits over ``days``: the first reads
     4 weeks, the others the last day; one in ~8 stored late with an earlier fetch time (a replica's
-    round that finished after the next one), one in ~15 with the same fetch time as the one before."""
+    round that finished after the next one), one in ~15 with the same fetch time as the one before,
+    one in ~25 an audit of an hour up to a day and a half back stored only now (its fetch falls among
+    those already folded)."""
     rng = random.Random(seed)
     previous = T0
     for n in range(days * 24):
@@ -62,6 +65,9 @@ def _audits(seed: int, days: int) -> Iterator[tuple[datetime, datetime, datetime
             fetched = end - timedelta(minutes=rng.randrange(1, 150))  # earlier than the rows before it
         elif roll < 0.19 and n > 0:
             fetched = previous  # a tie: the id decides
+        elif roll < 0.23 and n > 40:
+            end -= HOUR * rng.randrange(3, 36)
+            fetched = end + timedelta(minutes=rng.randrange(1, 50))
         previous = fetched
         history_start = end - timedelta(weeks=4)
         start = history_start if n == 0 else end - timedelta(days=1) - HOUR * rng.randrange(0, 3)
@@ -99,12 +105,13 @@ def _assert_same(session: Session, windows: list[tuple[datetime, datetime]]) -> 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_month_of_hourly_saves_reads_the_same_with_few_rows(ledger_engine: Engine, seed: int) -> None:
     rng = random.Random(seed * 7919)
-    days = 31 if seed == 1 else 46  # the second goes past the 6 weeks a fold keeps
+    days = 31 if seed == 1 else 17  # both go past the 6 weeks a fold keeps (the first read is 4 weeks)
     with Session(ledger_engine) as session:
         latest_end = T0
         for n, (fetched, start, end, history_start) in enumerate(_audits(seed, days)):
             _save_both(session, rng, fetched, start, end, history_start)
-            session.commit()
+            if n % 3 == 0:
+                session.commit()
             latest_end = max(latest_end, end)
             rows = count_stats_snapshots(session, pixel_id=FOLDED)
             # Out-of-order saves rank after nothing newer, so every save leaves at most the fold and
@@ -226,3 +233,30 @@ def test_two_writers_of_one_pixel_fold_one_after_the_other(postgres_url: str) ->
             assert count_stats_snapshots(session, pixel_id=FOLDED) <= FOLD_LOOSE_MAX + 1
     finally:
         engine.dispose()
+
+
+def test_a_late_save_among_folded_fetches_reads_the_same(ledger_engine: Engine) -> None:
+    """A snapshot fetched before some of those already folded (an audit stored late) wins only over
+    the fetches older than it, before and after it is folded in turn."""
+    rng = random.Random(13)
+    with Session(ledger_engine) as session:
+        for n in range(FOLD_LOOSE_MAX * 2):
+            end = T0 + n * HOUR
+            start = end - timedelta(days=2) if n == 0 else end - timedelta(days=1)
+            _save_both(session, rng, end + timedelta(minutes=10), start, end, end - timedelta(weeks=4))
+        session.commit()
+        assert count_stats_snapshots(session, pixel_id=FOLDED) < FOLD_LOOSE_MAX * 2
+        late_end = T0 + 4 * HOUR
+        _save_both(session, rng, late_end + timedelta(minutes=20), late_end - timedelta(days=1), late_end,
+                   late_end - timedelta(weeks=4))
+        session.commit()
+        last = T0 + FOLD_LOOSE_MAX * 2 * HOUR
+        windows = [(last - timedelta(days=3), last), (T0 - timedelta(hours=5), T0 + 5 * HOUR),
+                   (T0 + 3 * HOUR, T0 + 4 * HOUR)]
+        _assert_same(session, windows)
+        for n in range(FOLD_LOOSE_MAX * 2, FOLD_LOOSE_MAX * 4):
+            end = T0 + n * HOUR
+            _save_both(session, rng, end + timedelta(minutes=10), end - timedelta(days=1), end,
+                       end - timedelta(weeks=4))
+        session.commit()
+        _assert_same(session, windows)
