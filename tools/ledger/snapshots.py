@@ -231,9 +231,9 @@ def load_meta_counts(session: Session, *, pixel_id: str, start: datetime,
     for row in session.execute(query):
         rank = (as_utc(row.fetched_at), row.id)
         if "folded" in row.body:
-            origins = _origins(row.body)
-            if origins:
-                spans.append((min(origins), max(origins), row.body, rank, origins))
+            kept = _origins(row.body)
+            if kept:
+                spans.append((min(kept), max(kept), row.body, rank, kept))
         else:
             spans.append((rank, rank, row.body, rank, None))
     spans.sort(key=lambda span: (span[0], span[1]))
