@@ -2,7 +2,8 @@
 
 Pixel stats are stored as snapshots on every read. An audit only asks Meta for the hours it has not
 seen yet plus the last day (Meta keeps revising recent buckets), and takes older hours from the
-snapshots, so the number of Graph API calls per audit stays constant. When a read fails, the
+snapshots, so the number of Graph API calls per audit stays constant (and the snapshots are folded as
+they are stored, so reading them back stays flat too: tools/ledger/snapshots.py). When a read fails, the
 failure is reported and that side is left out (None) rather than replaced with stale or empty data,
 which would look like an outage to the checks.
 
@@ -90,20 +91,34 @@ def read_meta_side(session: Session, client: GraphClient | None, *, pixel_id: st
     errors: list[MetaReadError] = []
     counts: tuple[MetaHourlyCount, ...] | None = None
     fetch_start = _fetch_start(session, pixel_id=pixel_id, history_start=history_start, window_end=window_end)
+    fresh: list[MetaHourlyCount] | None = None
+    stats_error: MetaReadError | None = None
     try:
         fresh = [*client.pixel_stats(pixel_id, start=fetch_start, end=window_end, source="browser"),
                  *client.pixel_stats(pixel_id, start=fetch_start, end=window_end, source="server")]
-        save_meta_counts(session, pixel_id=pixel_id, counts=fresh, fetched_at=at,
-                         window_start=fetch_start, window_end=window_end)
-        counts = load_meta_counts(session, pixel_id=pixel_id, start=history_start, end=window_end)
     except Exception as exc:
-        errors.append(read_error("stats", exc))
+        stats_error = read_error("stats", exc)
     quality: QualitySnapshot | None = None
+    quality_error: MetaReadError | None = None
     try:
         quality = client.dataset_quality(pixel_id, fetched_at=at)
-        save_quality_snapshot(session, pixel_id=pixel_id, snapshot=quality)
     except Exception as exc:
-        errors.append(read_error("dataset_quality", exc))
+        quality_error = read_error("dataset_quality", exc)
+    # Stored once both calls are back: storing the stats folds the pixel's snapshots under a lock
+    # (tools/ledger/snapshots.py) held until this transaction ends, not across a call to Meta.
+    if fresh is not None:
+        try:
+            save_meta_counts(session, pixel_id=pixel_id, counts=fresh, fetched_at=at,
+                             window_start=fetch_start, window_end=window_end, history_start=history_start)
+            counts = load_meta_counts(session, pixel_id=pixel_id, start=history_start, end=window_end)
+        except Exception as exc:
+            stats_error = read_error("stats", exc)
+    if quality is not None:
+        try:
+            save_quality_snapshot(session, pixel_id=pixel_id, snapshot=quality)
+        except Exception as exc:
+            quality_error = read_error("dataset_quality", exc)
+    errors += [e for e in (stats_error, quality_error) if e is not None]
     return MetaSide(counts=counts, quality=quality, errors=tuple(errors))
 
 
@@ -388,7 +403,8 @@ def _store(session: Session, read: _PixelRead, prefetch: MetaPrefetch, db: str) 
         if stats_ok:
             save_meta_counts(session, pixel_id=read.pixel.id, counts=sorted(
                 read.counts, key=lambda c: (c.hour, c.event_name, c.source)), fetched_at=read.at,
-                window_start=read.fetch_start, window_end=read.window_end)
+                window_start=read.fetch_start, window_end=read.window_end,
+                history_start=read.window_end - timedelta(weeks=read.pixel.thresholds.baseline_weeks))
         if read.quality is not None:
             save_quality_snapshot(session, pixel_id=read.pixel.id, snapshot=read.quality)
         session.commit()
