@@ -36,10 +36,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evals.perf.pgdb import DEFAULT_POSTGRES_URL
+
 if TYPE_CHECKING:
     from tools.checks.types import Source
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 # The audit runs a little after the hour it audits, as the scheduler's does.
 AUDIT_DELAY = timedelta(minutes=10)
 # Browser events per server event in the stand-in Meta stats (the pixel sees a little more).

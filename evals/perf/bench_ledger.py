@@ -43,18 +43,17 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlmodel import Session
 
+from evals.perf.pgdb import postgres_database, postgres_server
 from tools.audit.runner import check_and_diagnose, gather_inputs
-from tools.ledger.db import make_engine, migrate, normalize_database_url
+from tools.ledger.db import make_engine, migrate
 from tools.ledger.ingest import IngestProgress, ingest_events_jsonl
 from tools.ledger.inputs import load_ledger_inputs
 from tools.ledger.pixels import PixelConfig
 
 PIXEL = "1234567890"
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 WINDOW_END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 HISTORY = timedelta(weeks=4)
 EVENT_MIX = (("PageView", 50), ("ViewContent", 25), ("AddToCart", 12), ("InitiateCheckout", 7),
@@ -137,17 +136,8 @@ def fresh_ledger(database_url: str | None, workdir: Path, prefix: str = "capi_be
     if database_url is None or database_url.startswith("sqlite"):
         yield f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
         return
-    server = normalize_database_url(database_url)
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database(database_url, f"{prefix}_{uuid.uuid4().hex[:10]}") as url:
+        yield url
 
 
 @dataclass(frozen=True)
@@ -346,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sizes needs at least one positive size")
     url = None
     if args.db == "postgres":
-        url = args.database_url or os.environ.get("CAPI_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+        url = args.database_url or postgres_server()
     elif args.database_url:
         parser.error("--database-url is for --db postgres (SQLite uses a temporary file)")
     step = full_audit_step if args.step == "audit" else load_inputs_step

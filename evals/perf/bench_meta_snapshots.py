@@ -28,16 +28,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from evals.perf.pgdb import DEFAULT_POSTGRES_URL, postgres_database
 from tools.checks.types import MetaHourlyCount
 from tools.ledger.db import make_engine, migrate
 from tools.ledger.snapshots import count_stats_snapshots, load_meta_counts, save_meta_counts
 from tools.timeutil import HOUR
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 START = datetime(2026, 9, 1, tzinfo=UTC)
 REFRESH_HOURS = 25  # an hourly audit reads the last day again plus the new hour
 HISTORY = timedelta(weeks=4)
@@ -101,21 +100,13 @@ def _engine(db: str, postgres_url: str) -> Iterator[Engine]:
             finally:
                 engine.dispose()
         return
-    name = f"snapfold_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        engine = make_engine(make_url(postgres_url).set(database=name).render_as_string(hide_password=False))
+    with postgres_database(postgres_url, f"snapfold_bench_{uuid.uuid4().hex[:10]}") as url:
+        engine = make_engine(url)
         migrate(engine)
         try:
             yield engine
         finally:
             engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def run(db: str, days_list: list[int], events: int, repeat: int, postgres_url: str) -> list[dict[str, Any]]:

@@ -59,6 +59,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from evals.perf.pgdb import postgres_server
 from tools.ledger.db import make_engine, migrate
 from tools.ledger.models import Event
 from tools.ledger.store import DeliveryOutcome
@@ -66,7 +67,6 @@ from tools.timeutil import to_unix, utcnow
 
 PIXEL = "1234567890"
 TOKEN = "sim-token"  # the simulator's default token
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -456,7 +456,7 @@ def main() -> None:
     serve_parser.add_argument("--profile-to", default=None)
     serve_parser.add_argument("--stats-to", default=None)
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--postgres-url", default=os.environ.get("CAPI_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    parser.add_argument("--postgres-url", default=postgres_server())
     parser.add_argument("--requests", type=int, default=200, help="sequential batches")
     parser.add_argument("--events", type=int, default=50, help="events per request (<= 1000)")
     parser.add_argument("--senders", type=int, default=32)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from collections import Counter
@@ -36,13 +35,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from evals.perf.pgdb import postgres_database, postgres_server
 from evals.perf.serve_world import (
     ServeWorld,
     build_world,
     due_hour_for_serve,
     free_port,
     meta_stand_in,
-    postgres_database,
     start_serve,
     stop,
     wait_healthy,
@@ -55,7 +54,6 @@ from tools.schedule.claims import AuditClaim
 from tools.schedule.plan import latest_due_hour
 from tools.timeutil import to_iso, utcnow
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TEMPLATE_DB = "capi_bench_replicas"
 UNSENT = ("pending", IN_FLIGHT)
 
@@ -186,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
-    server = args.database_url or os.environ.get("CAPI_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    server = args.database_url or postgres_server()
     counts = [int(n) for n in args.replicas.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="capi-replicas-") as tmp, \

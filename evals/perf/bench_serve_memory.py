@@ -28,13 +28,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from evals.perf.pgdb import postgres_database, postgres_server
 from evals.perf.serve_world import (
     build_world,
     claims_of,
     due_hour_for_serve,
     free_port,
     meta_stand_in,
-    postgres_database,
     start_serve,
     stop,
     wait_healthy,
@@ -43,7 +43,6 @@ from tools.ledger.db import make_engine
 from tools.schedule.plan import latest_due_hour
 from tools.timeutil import to_iso, utcnow
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 MB = 1024 * 1024  # the *_mb figures are MiB, except rss_peak_decimal_mb (issue 9's 300 MB are decimal)
 
 
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.log:
             stack.callback(lambda: shutil.copyfile(folder / "serve.log", args.log))
         if args.db == "postgres":
-            server = args.database_url or os.environ.get("CAPI_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+            server = args.database_url or postgres_server()
             url = stack.enter_context(postgres_database(server, args.database_name))
         else:
             url = f"sqlite:///{folder / 'ledger.db'}"

@@ -27,14 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, create_engine, func, insert, literal, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, insert, literal, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from evals.perf.bench_meta_reads import simulator_process
 from tools.audit.runner import audit_pixel
-from tools.ledger.db import normalize_database_url
 from tools.ledger.models import (
     ArrivalHourRollup,
     DeliveryHourRollup,
@@ -141,22 +139,6 @@ def meta_stand_in(world: ServeWorld, *, latency_ms: float) -> Iterator[str]:
     doc = {**world.state_doc, "now": to_iso(utcnow())}
     with simulator_process(doc, latency_ms=latency_ms, folder=world.folder) as url:
         yield url
-
-
-@contextmanager
-def postgres_database(server_url: str, name: str) -> Iterator[str]:
-    """A fresh database ``name`` on the server (dropped first if left over, and afterwards)."""
-    server = normalize_database_url(server_url)
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def serve_env(world: ServeWorld, meta_url: str) -> dict[str, str]:
