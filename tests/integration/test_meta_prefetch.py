@@ -58,6 +58,34 @@ def audit_read(sqlite_engine: Engine, pixel_id: str, client: Any, at: datetime =
         return side
 
 
+def round_services(sqlite_engine: Engine, pixels: list[PixelConfig], client_for: Callable[[PixelConfig], GraphClient],
+                   sides: dict[str, Any], *, after_audit: Callable[[], None] = lambda: None,
+                   answer: Callable[[PixelConfig], dict[str, Any]] = lambda _p: {}) -> Any:
+    """Stand-in services for a round: each audit reads its pixel's stored Meta side with a client that
+    counts calls (kept in ``sides``: the side read and the calls made)."""
+
+    class Wiring:
+        session = staticmethod(session_factory(sqlite_engine))
+
+        def pixels(self, only: list[str] | None = None) -> list[PixelConfig]:
+            return pixels
+
+    class Services:
+        wiring = Wiring()
+
+        @staticmethod
+        def client_for(pixel: PixelConfig) -> GraphClient:
+            return client_for(pixel)
+
+        def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
+            no_meta = NoMeta()
+            sides[pixel.id] = (audit_read(sqlite_engine, pixel.id, no_meta, at=at), no_meta.calls)
+            after_audit()
+            return answer(pixel)
+
+    return Services()
+
+
 def test_prefetched_reads_are_stored_and_the_audit_calls_meta_no_more(sim: RunningSimulator,
                                                                     sqlite_engine: Engine) -> None:
     pixels = [PixelConfig(id=f"10{n}") for n in range(3)]
@@ -171,25 +199,9 @@ def test_the_scheduler_reads_meta_for_the_round_before_its_audits(sim: RunningSi
     for pixel in pixels:
         seed(sim, pixel.id, hours=48)
     sides: dict[str, Any] = {}
-
-    class Wiring:
-        session = staticmethod(session_factory(sqlite_engine))
-
-        def pixels(self, only: list[str] | None = None) -> list[PixelConfig]:
-            return pixels
-
-    class Services:
-        wiring = Wiring()
-        client_for = staticmethod(clients(sim))
-
-        def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
-            no_meta = NoMeta()
-            sides[pixel.id] = (audit_read(sqlite_engine, pixel.id, no_meta, at=at), no_meta.calls)
-            return {}
-
     now = AT + timedelta(minutes=10)
-    sched = Scheduler(services_factory=Services(), pixels=lambda: pixels, worker_id="w", clock=lambda: now,
-                      max_catch_up=1)
+    sched = Scheduler(services_factory=round_services(sqlite_engine, pixels, clients(sim), sides),
+                      pixels=lambda: pixels, worker_id="w", clock=lambda: now, max_catch_up=1)
     records = sched.run_once()
     assert [r.status for r in records] == ["done"] * 3
     assert sched.last_prefetch is not None and set(sched.last_prefetch.reads) == {p.id for p in pixels}
@@ -219,28 +231,13 @@ def test_the_scheduler_audits_a_pixel_while_others_are_still_being_read(sim: Run
             return super().pixel_stats(pixel_id, **kwargs)
 
     sides: dict[str, Any] = {}
-
-    class Wiring:
-        session = staticmethod(session_factory(sqlite_engine))
-
-        def pixels(self, only: list[str] | None = None) -> list[PixelConfig]:
-            return pixels
-
-    class Services:
-        wiring = Wiring()
-
-        @staticmethod
-        def client_for(pixel: PixelConfig) -> GraphClient:
-            return HeldClient(base_url=sim.url, access_token="sim-token", max_retries=0)
-
-        def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
-            no_meta = NoMeta()
-            sides[pixel.id] = (audit_read(sqlite_engine, pixel.id, no_meta, at=at), no_meta.calls)
-            first_audited.set()
-            return {}
+    services = round_services(
+        sqlite_engine, pixels,
+        lambda _p: HeldClient(base_url=sim.url, access_token="sim-token", max_retries=0),
+        sides, after_audit=first_audited.set)
 
     now = AT + timedelta(minutes=10)
-    sched = Scheduler(services_factory=Services(), pixels=lambda: pixels, worker_id="w", clock=lambda: now,
+    sched = Scheduler(services_factory=services, pixels=lambda: pixels, worker_id="w", clock=lambda: now,
                       max_catch_up=1, read_timeout=30)
     records = sched.run_once()
     assert [(r.pixel_id, r.status) for r in records] == [("900", "done"), ("901", "done")]
@@ -259,20 +256,10 @@ def test_capi_agent_audit_of_several_pixels_reads_meta_beside_the_audits(sim: Ru
     for pixel in pixels:
         seed(sim, pixel.id, hours=48)
     sides: dict[str, Any] = {}
+    services = round_services(sqlite_engine, pixels, clients(sim), sides,
+                              answer=lambda pixel: {"report": {"pixels": [{"pixel_id": pixel.id}]}})
 
-    class Wiring:
-        session = staticmethod(session_factory(sqlite_engine))
-
-    class Services:
-        wiring = Wiring()
-        client_for = staticmethod(clients(sim))
-
-        def audit_pixel(self, pixel: PixelConfig, at: datetime) -> dict[str, Any]:
-            no_meta = NoMeta()
-            sides[pixel.id] = (audit_read(sqlite_engine, pixel.id, no_meta, at=at), no_meta.calls)
-            return {"report": {"pixels": [{"pixel_id": pixel.id}]}}
-
-    merged = AgentServices.audit_round(Services(), pixels, AT)  # type: ignore[arg-type]
+    merged = AgentServices.audit_round(services, pixels, AT)  # type: ignore[arg-type]
     assert [p["pixel_id"] for p in merged["pixels"]] == [p.id for p in pixels]
     for side, calls in sides.values():
         assert calls == 0 and side.errors == () and side.counts

@@ -62,8 +62,9 @@ def set_apart_crawler(inputs: AuditInputs) -> AuditInputs:
         return inputs
     found: list[tuple[CrawlerSurplus, dict[datetime, float]]] = []
     by_meta = meta_counts(inputs)
+    position = {h: i for i, h in enumerate(hours)}
     for name, rows in sorted(ledger_by_event(inputs).items()):
-        series = _series(hours, rows, by_meta.get((name, "browser"), {}))
+        series = _series(position, rows, by_meta.get((name, "browser"), {}))
         if series is not None:
             surplus = _surplus(hours, name, series)
             if surplus is not None:
@@ -79,12 +80,12 @@ def set_apart_crawler(inputs: AuditInputs) -> AuditInputs:
                    crawler_surplus=tuple(s for s, _ in found))
 
 
-def _series(hours: list[datetime], rows: dict[datetime, EventHour],
-            browser_by_hour: dict[datetime, float]) -> _Series | None:
-    position = {h: i for i, h in enumerate(hours)}
-    events = [0.0] * len(hours)
-    cookie = [0.0] * len(hours)
-    browser = [0.0] * len(hours)
+def _series(position: dict[datetime, int], rows: dict[datetime, EventHour],
+             browser_by_hour: dict[datetime, float]) -> _Series | None:
+    """An event's distinct server events, those with the cookie, and the browser's count, by hour index."""
+    events = [0.0] * len(position)
+    cookie = [0.0] * len(position)
+    browser = [0.0] * len(position)
     for hour, row in rows.items():
         i = position.get(hour)
         if i is None:
